@@ -8,6 +8,7 @@ generated reply kept them.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from string import Formatter
 
@@ -15,6 +16,9 @@ from app.dialogue.domain import Domain
 from app.dialogue.slots import extract_slots
 from app.dialogue.state import DialogueState
 from app.dialogue.tracker import TurnAnalysis
+
+HANDOFF_WORDS = ("agent", "person", "human", "colleague", "team")
+REPEATS_ALLOWED = 2  # a word 4-gram said three times is a model stuck in a loop
 
 # Slot types whose values a reply could get wrong in a way that matters.
 CHECKED_TYPES = ("order_id", "email", "phone", "amount")
@@ -26,14 +30,14 @@ class Decision:
     draft: str  # the policy's own wording: said as is when the model's reply is not grounded
     facts: dict[str, str] = field(default_factory=dict)  # what the reply may state
     required: tuple[str, ...] = ()  # strings the reply must contain
-    asks: tuple[str, ...] = ()  # when asking for a slot: the reply must name it in one of these ways
+    names_one_of: tuple[str, ...] = ()  # the reply must contain at least one of these (the slot asked for...)
     requested_slot: str | None = None
 
 
 def decide(state: DialogueState, analysis: TurnAnalysis, domain: Domain) -> Decision:
     facts = dict(state.slots)
     if state.handed_off:
-        return Decision("handoff", domain.handoff_response, facts)
+        return Decision("handoff", domain.handoff_response, facts, names_one_of=HANDOFF_WORDS)
     if analysis.act == "ask_recall":
         return _recall(state, analysis, domain)
     if state.intent is None:
@@ -42,7 +46,7 @@ def decide(state: DialogueState, analysis: TurnAnalysis, domain: Domain) -> Deci
     missing = [name for name in intent.required_slots if name not in state.slots]
     if missing:
         slot = domain.slots[missing[0]]
-        return Decision("ask_slot", slot.prompt, facts, asks=slot.mentions, requested_slot=slot.name)
+        return Decision("ask_slot", slot.prompt, facts, names_one_of=slot.mentions, requested_slot=slot.name)
     used = _placeholders(intent.response)
     draft = intent.response.format(**{name: state.slots[name] for name in used})
     return Decision("respond", draft, facts, required=tuple(state.slots[name] for name in used))
@@ -56,9 +60,10 @@ def _recall(state: DialogueState, analysis: TurnAnalysis, domain: Domain) -> Dec
         if slot is None:
             return Decision("recall", "I don't have any details from you yet. How can I help?", {})
         draft = f"I don't have your {_label(slot.name)} yet. {slot.prompt}"
-        return Decision("ask_slot", draft, {}, asks=slot.mentions, requested_slot=slot.name)
+        return Decision("ask_slot", draft, {}, names_one_of=slot.mentions, requested_slot=slot.name)
     parts = [f"your {_label(name)} is {state.slots[name]}" for name in known]
-    draft = "I have " + " and ".join(parts) + "."
+    sentence = " and ".join(parts)
+    draft = sentence[0].upper() + sentence[1:] + "."
     return Decision("recall", draft, dict(state.slots), required=tuple(state.slots[name] for name in known))
 
 
@@ -66,14 +71,16 @@ def grounded(reply: str, decision: Decision, domain: Domain) -> bool:
     """True when the reply is plain text that states every required fact, names the slot it
     asks for, and states no checked value the state lacks."""
     text = _squash(reply)
-    if not _plain_text(text) or any(_squash(fact) not in text for fact in decision.required):
+    if not _plain_text(text) or _repetitive(text) or any(_squash(fact) not in text for fact in decision.required):
         return False
-    if decision.asks and not any(_squash(m) in text for m in decision.asks):
+    if decision.names_one_of and not any(_squash(m) in text for m in decision.names_one_of):
         return False
-    known = {_squash(value) for value in decision.facts.values()}
+    # Blank out the known values; any checked value still found was invented.
+    rest = reply
+    for value in decision.facts.values():
+        rest = re.sub(re.escape(value), " ", rest, flags=re.IGNORECASE)
     checked = {name: spec for name, spec in domain.slots.items() if spec.type in CHECKED_TYPES}
-    stated = extract_slots(reply, checked)
-    return all(_squash(slot.value) in known for slot in stated.values())
+    return not extract_slots(rest, checked)
 
 
 def _plain_text(text: str) -> bool:
@@ -82,6 +89,12 @@ def _plain_text(text: str) -> bool:
         return False
     ordinary = sum(ch.isascii() or ch.isalpha() for ch in text)
     return ordinary / len(text) >= 0.9
+
+
+def _repetitive(text: str) -> bool:
+    words = re.findall(r"[\w'-]+", text)
+    grams = Counter(tuple(words[i : i + 4]) for i in range(len(words) - 3))
+    return any(count > REPEATS_ALLOWED for count in grams.values())
 
 
 def _placeholders(template: str) -> list[str]:

@@ -1,0 +1,71 @@
+"""The tracker with the real MiniLM encoder: intents by nearest examples, slots kept across turns."""
+
+import pytest
+
+from app.dialogue.domain import load_domain
+from app.dialogue.sentiment import SentimentAnalyzer
+from app.dialogue.state import DialogueState
+from app.dialogue.tracker import DialogueTracker, Evidence, TurnInput
+from app.runtime import _intent_classifier
+from models.registry import default_text_model, resolve_placement
+from models.text import TextEncoder
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return TextEncoder.load(str(default_text_model()), placement=resolve_placement("cpu"), offline=True)
+
+
+@pytest.fixture(scope="module")
+def tracker(encoder):
+    domain = load_domain()
+    return DialogueTracker(domain, _intent_classifier(domain, encoder), SentimentAnalyzer())
+
+
+def say(tracker, encoder, state, text, modality="text"):
+    turn = TurnInput(evidence=(Evidence(text, modality),), utterance=text, embedding=encoder.predict_batch([text])[0])
+    return tracker.update(state, turn)
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("Hello, is anybody there?", "greeting"),
+        ("Where is my package? It still hasn't arrived", "order_status"),
+        ("the mug I ordered came smashed to pieces", "damaged_item"),
+        ("I want to return these shoes", "return_item"),
+        ("I'd like my money back please", "refund_request"),
+        ("you billed my card two times", "billing"),
+        ("my laptop won't turn on", "technical_support"),
+        ("let me speak to a real person", "human_agent"),
+        ("ok thanks, bye", "goodbye"),
+    ],
+)
+def test_intents_of_unseen_phrasings(tracker, encoder, text, intent):
+    new, _ = say(tracker, encoder, DialogueState(), text)
+    assert new.intent == intent
+
+
+def test_slots_persist_and_meta_turns_keep_the_task(tracker, encoder):
+    s, _ = say(tracker, encoder, DialogueState(), "My lamp arrived broken")
+    s.requested_slot = "order_id"
+    s, analysis = say(tracker, encoder, s, "sure, it's four five one two", modality="audio")
+    assert s.intent == "damaged_item" and analysis.filled == ("order_id",)
+    assert s.slots == {"product": "lamp", "issue": "damaged", "order_id": "4512"}
+    assert s.slot_sources["order_id"].modality == "audio" and s.slot_sources["order_id"].turn == 2
+    assert s.requested_slot is None
+    s, analysis = say(tracker, encoder, s, "what was my order number?")
+    assert analysis.act == "ask_recall" and analysis.asked_slots == ("order_id",)
+    assert s.intent == "damaged_item" and s.slots["order_id"] == "4512" and s.turns == 3
+
+
+def test_a_statement_naming_a_slot_is_not_a_recall(tracker, encoder):
+    _, analysis = say(tracker, encoder, DialogueState(intent="order_status"), "My order number is 4512.")
+    assert analysis.act == "inform"
+
+
+def test_strong_negative_sentiment_hands_off(tracker, encoder):
+    calm, _ = say(tracker, encoder, DialogueState(), "my order is late")
+    assert not calm.handed_off
+    angry, _ = say(tracker, encoder, calm, "This is ridiculous, worst service ever, I am furious and disgusted")
+    assert angry.sentiment == "negative" and angry.handed_off

@@ -1,0 +1,62 @@
+"""The packaged default models, end to end through a real server: the README's promise."""
+
+import json
+import time
+import uuid
+
+import httpx
+import pytest
+import redis
+
+from tests.server import parley_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(redis_url, tmp_path_factory):
+    prefix = f"parley-test-{uuid.uuid4().hex}"
+    # PARLEY_DATA_DIR stays at its default: the converted decoder is cached there across runs.
+    env = {"PARLEY_REDIS_URL": redis_url, "PARLEY_REDIS_PREFIX": prefix}
+    with parley_server(env, log_path=tmp_path_factory.mktemp("log") / "server.log", ready_timeout_s=300) as base:
+        yield base
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+
+
+def test_four_turn_customer_service_conversation(server):
+    with httpx.Client(base_url=server, timeout=120) as http:
+        models = http.get("/readyz").json()["models"]
+        assert {m["name"]: m["source"] for m in models} == {"text": "default", "decoder": "default"}
+        session = http.post("/v1/sessions").json()["id"]
+        expected = [
+            ("Hello!", "greeting", {}),
+            ("My lamp arrived broken", "damaged_item", {"product": "lamp"}),
+            ("It's A7Q-4412", "damaged_item", {"product": "lamp", "order_id": "A7Q-4412"}),
+            ("What was my order number?", "damaged_item", {"product": "lamp", "order_id": "A7Q-4412"}),
+        ]
+        for text, intent, slots in expected:
+            body = http.post(f"/v1/sessions/{session}/turns", json={"text": text}).json()
+            assert body["state"]["intent"] == intent, (text, body)
+            assert slots.items() <= body["state"]["slots"].items(), (text, body)
+            assert body["reply"].strip()
+        assert "A7Q-4412" in body["reply"]
+
+
+def test_first_token_arrives_well_before_the_reply_ends(server):
+    with httpx.Client(base_url=server, timeout=120) as http:
+        session = http.post("/v1/sessions").json()["id"]
+        started = time.perf_counter()
+        first = None
+        with http.stream("POST", f"/v1/sessions/{session}/turns?stream=true",
+                         json={"text": "Hi, I need some help with an order"}) as response:
+            for line in response.iter_lines():
+                if line == "event: token" and first is None:
+                    first = time.perf_counter() - started
+                if line.startswith("data: "):
+                    last = line
+        total = time.perf_counter() - started
+    done = json.loads(last.removeprefix("data: "))
+    assert done["turn"] == 1 and first is not None and first < total
