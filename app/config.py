@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     # Models: "default" is the packaged model; otherwise a Hugging Face id or a local directory.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     text_model: str = "default"
+    speech_model: str = Field("default", description="default (Whisper base, CTranslate2), a CTranslate2 dir, a HF id or dir")
+    caption_model: str | None = Field(None, description="optional image captioner: HF id or local dir")
+    vision_backbone: str | None = Field(None, description="optional ViT/CLIP/SigLIP for image features")
     decoder: str = "default"
     decoder_max_new_tokens: int = Field(64, ge=1, le=1024)
     torch_threads: int = Field(0, ge=0, description="0 = torch's own choice (one per core)")
@@ -35,8 +38,13 @@ class Settings(BaseSettings):
     domain_path: Path | None = None
 
     # Input limits.
-    max_body_bytes: int = Field(1_000_000, gt=0)
+    max_body_bytes: int = Field(30_000_000, gt=0, description="base64 makes media a third larger")
     max_text_chars: int = Field(4000, gt=0)
+    max_images: int = Field(4, ge=0, description="images per turn")
+    max_image_bytes: int = Field(10_000_000, gt=0)
+    max_image_pixels: int = Field(40_000_000, gt=0, description="refused before decoding: decompression bombs")
+    max_audio_bytes: int = Field(10_000_000, gt=0)
+    max_audio_seconds: float = Field(60.0, gt=0)
     max_metadata_bytes: int = Field(4096, gt=0)
 
     log_level: str = "INFO"

@@ -7,16 +7,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+from PIL.Image import Image
+
 from app.dialogue.domain import Domain
 from app.dialogue.policy import Decision, decide, grounded
-from app.dialogue.state import DialogueState
+from app.dialogue.state import DialogueState, EvidenceNote
 from app.dialogue.tracker import DialogueTracker, Evidence, TurnInput
-from app.schemas import TurnResponse
+from app.schemas import ImageReading, TurnResponse
 from app.store import SessionRecord, SessionStore, utc_now
 from models.decoder import Decoder, Messages
+from models.speech import SpeechEncoder, Transcript
 from models.text import TextEncoder
+from models.vision import VisionEncoder
 
 HISTORY_IN_PROMPT = 4  # entries; a 135M model loses the thread with more
+EVIDENCE_KEPT = 6  # notes of earlier transcripts and images carried in the state
 SYSTEM_PROMPT = (
     "You are a friendly customer-service assistant. Known facts: {facts}.\n"
     'Reply to the customer with this message, reworded naturally if you like, keeping every fact exactly: "{draft}"'
@@ -27,29 +33,42 @@ TokenSink = Callable[[str], None]
 
 @dataclass(frozen=True)
 class UserTurn:
-    """A validated turn as the pipeline takes it."""
+    """A validated, decoded turn as the pipeline takes it."""
 
     text: str
+    images: tuple[Image, ...] = ()
+    audio: np.ndarray | None = None  # (N,) float32 mono at the speech encoder's rate
 
     @property
     def modalities(self) -> list[str]:
-        return ["text"] if self.text else []
+        present = {"text": bool(self.text), "image": bool(self.images), "audio": self.audio is not None}
+        return [name for name, here in present.items() if here]
+
+
+@dataclass(frozen=True)
+class Encoders:
+    text: TextEncoder
+    speech: SpeechEncoder
+    vision: VisionEncoder
+
+
+@dataclass(frozen=True)
+class Perception:
+    """What the encoders made of one turn's media."""
+
+    transcript: Transcript | None
+    readings: list  # list[models.vision.ImageReading], one per image
 
 
 class TurnPipeline:
     def __init__(
-        self,
-        store: SessionStore,
-        tracker: DialogueTracker,
-        *,
-        text_encoder: TextEncoder,
-        decoder: Decoder,
+        self, store: SessionStore, tracker: DialogueTracker, *, encoders: Encoders, decoder: Decoder,
         max_new_tokens: int,
     ) -> None:
         self.store = store
         self.tracker = tracker
         self.domain: Domain = tracker.domain
-        self.text_encoder = text_encoder
+        self.encoders = encoders
         self.decoder = decoder
         self.max_new_tokens = max_new_tokens
 
@@ -67,26 +86,43 @@ class TurnPipeline:
             clock.lap("lock")
             record = await self.store.get(tenant, session_id)
             clock.lap("load")
-            embedding = (await asyncio.to_thread(self.text_encoder.predict_batch, [turn.text]))[0] if turn.text else None
+            seen = await self._perceive(turn)
+            clock.lap("media")
+            heard = seen.transcript.text.strip() if seen.transcript else ""
+            utterance = " ".join(part for part in (turn.text, heard) if part)
+            embedding = (await asyncio.to_thread(self.encoders.text.predict_batch, [utterance]))[0] if utterance else None
             clock.lap("encode")
             previous = DialogueState.model_validate(record.state)
-            state, analysis = self.tracker.update(
-                previous, TurnInput(evidence=(Evidence(turn.text, "text"),), utterance=turn.text, embedding=embedding)
-            )
+            evidence = _evidence(turn.text, seen)
+            state, analysis = self.tracker.update(previous, TurnInput(evidence, utterance, embedding))
+            state.evidence = (previous.evidence + _notes(state.turns, evidence))[-EVIDENCE_KEPT:]
             decision = decide(state, analysis, self.domain)
             state.requested_slot = decision.requested_slot
             clock.lap("track")
-            generated = await self._generate(_prompt(decision, record.history, turn.text), on_token)
+            generated = await self._generate(_prompt(decision, state, record.history, utterance), on_token)
             reply_ok = grounded(generated, decision, self.domain)
             reply = generated.strip() if reply_ok else decision.draft
             clock.lap("decode")
-            number = record.turns + 1
+            response = TurnResponse(
+                turn=record.turns + 1, reply=reply, action=decision.action, grounded=reply_ok,
+                transcript=heard or None, images=[_public(r) for r in seen.readings], state=state, timings_ms=timings,
+            )
             await self.store.commit_turn(
-                lock, expected_turns=record.turns, state=state.model_dump(), entries=_entries(turn, reply, number, decision)
+                lock, expected_turns=record.turns, state=state.model_dump(), entries=_entries(turn, response)
             )
             clock.lap("commit")
-        timings["total"] = round((time.perf_counter() - started) * 1000, 1)
-        return TurnResponse(turn=number, reply=reply, action=decision.action, grounded=reply_ok, state=state, timings_ms=timings)
+        response.timings_ms = {**timings, "total": round((time.perf_counter() - started) * 1000, 1)}
+        return response
+
+    async def _perceive(self, turn: UserTurn) -> Perception:
+        """Speech and vision run side by side, off the event loop."""
+        async def nothing() -> list:
+            return []
+
+        speech = asyncio.to_thread(self.encoders.speech.predict_batch, [turn.audio]) if turn.audio is not None else nothing()
+        vision = asyncio.to_thread(self.encoders.vision.predict_batch, list(turn.images)) if turn.images else nothing()
+        transcripts, readings = await asyncio.gather(speech, vision)
+        return Perception(transcript=transcripts[0] if transcripts else None, readings=readings)
 
     async def _generate(self, messages: Messages, on_token: TokenSink | None) -> str:
         loop = asyncio.get_running_loop()
@@ -113,17 +149,44 @@ class _Stopwatch:
         self.last = now
 
 
-def _prompt(decision: Decision, history: list[dict], utterance: str) -> Messages:
-    facts = "; ".join(f"{name}: {value}" for name, value in decision.facts.items()) or "none yet"
-    messages: Messages = [{"role": "system", "content": SYSTEM_PROMPT.format(facts=facts, draft=decision.draft)}]
+def _evidence(text: str, seen: Perception) -> tuple[Evidence, ...]:
+    pieces = [Evidence(text, "text")] if text else []
+    if seen.transcript and seen.transcript.text.strip():
+        pieces.append(Evidence(seen.transcript.text, "audio", seen.transcript.confidence))
+    for reading in seen.readings:
+        if reading.ocr_text:
+            pieces.append(Evidence(reading.ocr_text, "image", reading.ocr_confidence))
+        pieces += [Evidence(code, "image") for code in reading.barcodes]
+    return tuple(pieces)
+
+
+def _notes(turn: int, evidence: tuple[Evidence, ...]) -> list[EvidenceNote]:
+    return [EvidenceNote(turn=turn, modality=e.modality, text=" ".join(e.text.split())) for e in evidence
+            if e.modality != "text"]
+
+
+def _public(reading) -> ImageReading:  # noqa: ANN001 - models.vision.ImageReading
+    return ImageReading(caption=reading.caption, ocr_text=reading.ocr_text or None, labels=reading.labels,
+                        barcodes=reading.barcodes)
+
+
+def _prompt(decision: Decision, state: DialogueState, history: list[dict], utterance: str) -> Messages:
+    facts = [f"{name}: {value}" for name, value in decision.facts.items()]
+    facts += [f"{note.modality} from turn {note.turn}: {note.text}" for note in state.evidence]
+    system = SYSTEM_PROMPT.format(facts="; ".join(facts) or "none yet", draft=decision.draft)
+    messages: Messages = [{"role": "system", "content": system}]
     messages += [{"role": e["role"], "content": e["text"]} for e in history[-HISTORY_IN_PROMPT:] if e["text"]]
-    messages.append({"role": "user", "content": utterance or "(no text)"})
+    messages.append({"role": "user", "content": utterance or "(sent a photo)"})
     return messages
 
 
-def _entries(turn: UserTurn, reply: str, number: int, decision: Decision) -> list[dict]:
+def _entries(turn: UserTurn, response: TurnResponse) -> list[dict]:
     at = utc_now()
-    return [
-        {"role": "user", "text": turn.text, "turn": number, "modalities": turn.modalities, "at": at},
-        {"role": "assistant", "text": reply, "turn": number, "modalities": ["text"], "at": at, "action": decision.action},
-    ]
+    user = {"role": "user", "text": turn.text, "turn": response.turn, "modalities": turn.modalities, "at": at}
+    if response.transcript:
+        user["transcript"] = response.transcript
+    if response.images:
+        user["images"] = [image.model_dump() for image in response.images]
+    assistant = {"role": "assistant", "text": response.reply, "turn": response.turn, "modalities": ["text"], "at": at,
+                 "action": response.action}
+    return [user, assistant]

@@ -13,12 +13,14 @@ from app.config import Settings
 from app.dialogue.domain import Domain, load_domain
 from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.tracker import DialogueTracker, IntentClassifier
-from app.pipeline import TurnPipeline
+from app.pipeline import Encoders, TurnPipeline
 from app.schemas import ModelStatus
 from app.store import SessionStore
 from models.decoder import CausalLMDecoder
 from models.registry import Placement, default_decoder, default_text_model, resolve_placement, resolve_source
+from models.speech import load_speech_encoder
 from models.text import TextEncoder
+from models.vision import load_vision_encoder
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +40,25 @@ class Runtime:
             torch.set_num_threads(settings.torch_threads)
         placement = resolve_placement(settings.device)
         domain = load_domain(settings.domain_path)
+        cache = settings.data_dir / "models"
+        offline = settings.hf_offline
         try:
-            text_encoder = self._timed("text", settings.text_model, placement, lambda: TextEncoder.load(
-                resolve_source(settings.text_model, default=default_text_model()), placement=placement,
-                offline=settings.hf_offline))
+            text = self._timed("text", settings.text_model, placement, lambda: TextEncoder.load(
+                resolve_source(settings.text_model, default=default_text_model), placement=placement, offline=offline))
+            speech = self._timed("speech", settings.speech_model, placement, lambda: load_speech_encoder(
+                settings.speech_model, placement=placement, offline=offline, cache_dir=cache))
+            vision_source = settings.caption_model or settings.vision_backbone or "default (OCR, barcodes, faces)"
+            vision = self._timed("vision", vision_source, placement, lambda: load_vision_encoder(
+                caption_model=settings.caption_model, backbone=settings.vision_backbone, placement=placement,
+                offline=offline))
             decoder = self._timed("decoder", settings.decoder, placement, lambda: CausalLMDecoder.load(
-                resolve_source(settings.decoder, default=default_decoder(settings.data_dir / "models")),
-                placement=placement, offline=settings.hf_offline))
+                resolve_source(settings.decoder, default=lambda: default_decoder(cache)), placement=placement, offline=offline))
         except Exception as exc:
             self.load_error = str(exc)
             raise
-        tracker = DialogueTracker(domain, _intent_classifier(domain, text_encoder), SentimentAnalyzer())
+        tracker = DialogueTracker(domain, _intent_classifier(domain, text), SentimentAnalyzer())
         self.pipeline = TurnPipeline(
-            self.store, tracker, text_encoder=text_encoder, decoder=decoder,
+            self.store, tracker, encoders=Encoders(text=text, speech=speech, vision=vision), decoder=decoder,
             max_new_tokens=settings.decoder_max_new_tokens,
         )
         log.info("models ready: %s", ", ".join(f"{m.name} {m.load_s:.1f}s" for m in self.models.values()))

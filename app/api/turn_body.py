@@ -1,53 +1,92 @@
-"""Reading a turn from the request: JSON or multipart/form-data, nothing else."""
+"""Reading a turn from the request: JSON (media as base64 or data: URLs) or a form (media as files)."""
+
+import asyncio
 
 from fastapi import Request
 from pydantic import ValidationError
+from starlette.datastructures import UploadFile
 
 from app.api.deps import SettingsDep
+from app.config import Settings
 from app.errors import ApiError
-from app.media import clean_text
+from app.media.audio import decode_audio
+from app.media.image import decode_data_url_or_base64, decode_image
+from app.media.text import clean_text
 from app.pipeline import UserTurn
 from app.schemas import TurnRequest
 
-MULTIPART_FIELDS = {"text"}
+FORM_FIELDS = {"text", "image", "audio"}
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 MAX_FORM_PARTS = 16  # a turn carries a handful of parts; more is abuse
+SAMPLE_RATE = 16_000  # what the speech encoders take
 
 
 async def read_turn(request: Request, settings: SettingsDep) -> UserTurn:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json" or content_type.endswith("+json"):
-        body = await _json_body(request)
+        text, images, audio = await _json_body(request, settings)
     elif content_type in FORM_TYPES:
-        body = await _form_body(request)
+        text, images, audio = await _form_body(request)
     else:
         raise ApiError(415, "unsupported_media_type",
-                       f"content type {content_type or '(none)'} is not accepted; send application/json or multipart/form-data")
-    text = clean_text(body.text, max_chars=settings.max_text_chars)
-    if not text:
-        raise ApiError(422, "empty_turn", "the turn carries nothing: send non-empty `text`")
-    return UserTurn(text=text)
+                       f"content type {content_type or '(none)'} is not accepted; "
+                       "send application/json or multipart/form-data")
+    text = clean_text(text, max_chars=settings.max_text_chars)
+    if len(images) > settings.max_images:
+        raise ApiError(413, "too_many_images", f"{len(images)} images; a turn takes at most {settings.max_images}")
+    if not (text or images or audio):
+        raise ApiError(422, "empty_turn", "the turn carries nothing: send non-empty `text`, `images` or `audio`")
+    return await asyncio.to_thread(_decode, text, images, audio, settings)
 
 
-async def _json_body(request: Request) -> TurnRequest:
+def _decode(text: str, images: list[bytes], audio: bytes | None, settings: Settings) -> UserTurn:
+    """Decode media off the event loop; any bad item refuses the whole turn before it starts."""
+    decoded = tuple(
+        decode_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels) for data in images
+    )
+    clip = None
+    if audio is not None:
+        clip = decode_audio(audio, max_seconds=settings.max_audio_seconds, max_bytes=settings.max_audio_bytes,
+                            sample_rate=SAMPLE_RATE)
+    return UserTurn(text=text, images=decoded, audio=clip)
+
+
+async def _json_body(request: Request, settings: Settings) -> tuple[str | None, list[bytes], bytes | None]:
     raw = await request.body()
     try:
-        return TurnRequest.model_validate_json(raw)
+        body = TurnRequest.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ApiError(422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"]) from exc
+    images = [decode_data_url_or_base64(item.data, max_bytes=settings.max_image_bytes) for item in body.images]
+    audio = None
+    if body.audio is not None:
+        audio = decode_data_url_or_base64(body.audio.data, max_bytes=settings.max_audio_bytes)
+    return body.text, images, audio
 
 
-async def _form_body(request: Request) -> TurnRequest:
+async def _form_body(request: Request) -> tuple[str | None, list[bytes], bytes | None]:
     try:
         form = await request.form(max_files=MAX_FORM_PARTS, max_fields=MAX_FORM_PARTS)
-    except Exception as exc:  # python-multipart raises several types for malformed bodies
-        raise ApiError(422, "invalid_multipart", f"the multipart body could not be parsed: {exc}") from exc
-    unknown = set(form.keys()) - MULTIPART_FIELDS
+    except Exception as exc:  # python-multipart raises several types for malformed or oversized forms
+        raise ApiError(422, "invalid_multipart", f"the form could not be parsed: {exc}") from exc
+    unknown = set(form.keys()) - FORM_FIELDS
     if unknown:
-        raise ApiError(422, "invalid_request", f"unknown form fields: {', '.join(sorted(unknown))}")
-    text = form.get("text")
-    if text is not None and not isinstance(text, str):
-        raise ApiError(422, "invalid_request", "`text` must be a plain form field, not a file")
-    return TurnRequest(text=text)
+        raise ApiError(422, "invalid_request", f"unknown form fields: {', '.join(sorted(unknown))}; "
+                                               "use text, image (repeatable) and audio")
+    texts = form.getlist("text")
+    if len(texts) > 1 or any(not isinstance(t, str) for t in texts):
+        raise ApiError(422, "invalid_request", "`text` must be one plain form field, not a file")
+    audios = form.getlist("audio")
+    if len(audios) > 1:
+        raise ApiError(422, "invalid_request", "a turn takes one `audio` clip")
+    images = [await _file_bytes(part, "image") for part in form.getlist("image")]
+    audio = await _file_bytes(audios[0], "audio") if audios else None
+    return (texts[0] if texts else None), images, audio
+
+
+async def _file_bytes(part: UploadFile | str, field: str) -> bytes:
+    if not isinstance(part, UploadFile):
+        raise ApiError(422, "invalid_request", f"`{field}` must be a file part (multipart/form-data)")
+    return await part.read()

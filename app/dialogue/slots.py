@@ -94,6 +94,7 @@ class _Match:
     value: str
     confidence: float
     span: tuple[int, int]
+    named: bool = False  # the words just before it name the slot ("Order KX-90817")
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ def extract_slots(
         context = _Context(mentions or DEFAULT_MENTIONS[slot_type], requested=requested_type == slot_type)
         matches = extractor(work, context)
         if matches:
-            first = min(matches, key=lambda m: m.span)
+            # A value the text names beats an earlier unnamed one ("Error 0x80070005 ... Order KX-90817").
+            first = min(matches, key=lambda m: (not m.named, m.span))
             heard = work[first.span[0] : first.span[1]]
             by_type[slot_type] = SlotValue(first.value, _spoken_confidence(first.confidence, heard, text))
         for match in matches:  # blank every match so later extractors cannot reuse its digits
@@ -159,7 +161,7 @@ def _extract_phone(text: str, context: _Context) -> list[_Match]:
         if not 7 <= len(m.group()) <= 15 or any(_overlaps(m.span(), x.span) for x in matches):
             continue
         if _named_before(text, m.start(), context.mentions, _PHONE_GLUE):
-            matches.append(_Match(m.group(), NAMED, m.span()))
+            matches.append(_Match(m.group(), NAMED, m.span(), named=True))
         elif context.requested and _bare_answer(text) == m.group():
             matches.append(_Match(m.group(), ANSWER, m.span()))
     return matches
@@ -182,7 +184,7 @@ def _extract_amount(text: str, context: _Context) -> list[_Match]:
 
 def _extract_order_id(text: str, context: _Context) -> list[_Match]:
     matches = [
-        _Match(m.group().upper(), EXACT, m.span())
+        _Match(m.group().upper(), EXACT, m.span(), _named_before(text, m.start(), context.mentions, _ORDER_GLUE))
         for m in _CODE.finditer(text)
         if len(m.group()) <= MAX_ID_LENGTH and _CODE_SHAPE.fullmatch(m.group())
     ]
@@ -191,12 +193,12 @@ def _extract_order_id(text: str, context: _Context) -> list[_Match]:
             continue
         # Two separate words are a weaker signal than one glued token, unless the order is named.
         named = _named_before(text, m.start(), context.mentions, _ORDER_GLUE)
-        matches.append(_Match(m.group(1) + m.group(2), EXACT if named else NAMED, m.span()))
+        matches.append(_Match(m.group(1) + m.group(2), EXACT if named else NAMED, m.span(), named))
     for m in _BARE_DIGITS.finditer(text):
         if not 3 <= len(m.group()) <= 12 or any(_overlaps(m.span(), x.span) for x in matches):
             continue
         if _named_before(text, m.start(), context.mentions, _ORDER_GLUE):
-            matches.append(_Match(m.group(), NAMED, m.span()))
+            matches.append(_Match(m.group(), NAMED, m.span(), named=True))
         elif context.requested and _bare_answer(text) == m.group():
             matches.append(_Match(m.group(), ANSWER, m.span()))
     return matches

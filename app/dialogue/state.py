@@ -13,6 +13,14 @@ class SlotSource(BaseModel):
     confidence: float = Field(ge=0, le=1, examples=[0.96])
 
 
+class EvidenceNote(BaseModel):
+    """Something read or heard in an earlier turn, kept so later turns can be answered from it."""
+
+    turn: int
+    modality: str = Field(examples=["image"])
+    text: str = Field(examples=["Order No: A7Q-4412 Total: $37.50"])
+
+
 class DialogueState(BaseModel):
     intent: str | None = Field(None, description="the active task intent", examples=["damaged_item"])
     intent_confidence: float = 0.0
@@ -24,3 +32,4 @@ class DialogueState(BaseModel):
     sentiment_score: float = Field(0.0, description="VADER compound score of the latest turn, -1..1")
     handed_off: bool = Field(False, description="a human agent has taken over this conversation")
     turns: int = 0
+    evidence: list[EvidenceNote] = Field(default_factory=list, description="recent transcripts and image readings")

@@ -27,7 +27,7 @@ def tiny_decoder(tmp_path_factory: pytest.TempPathFactory) -> str:
 def api_settings(redis_url: str, tiny_decoder: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
         redis_url=redis_url, redis_prefix=f"parley-test-{uuid.uuid4().hex}", decoder=tiny_decoder,
-        decoder_max_new_tokens=8, data_dir=tmp_path_factory.mktemp("data"), max_body_bytes=64_000,
+        decoder_max_new_tokens=8, data_dir=tmp_path_factory.mktemp("data"), max_body_bytes=3_000_000,
         max_text_chars=2000, lock_wait_ms=2000,
     )
 

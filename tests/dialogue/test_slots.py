@@ -241,3 +241,8 @@ def test_requested_slot_wins_a_shared_type(slots):
 
 def test_nothing_found_in_small_talk(slots):
     assert extract_slots("hi there, how are you?", slots) == {}
+
+
+def test_a_named_order_id_beats_an_earlier_code(slots):
+    found = extract_slots("Error 0x80070005\nOrder KX-90817", slots)
+    assert found["order_id"].value == "KX-90817"

@@ -1,4 +1,4 @@
-"""Validation of what a turn carries. Pure functions: input in, clean value or ApiError out."""
+"""Typed text of a turn: validated, stripped."""
 
 from app.errors import ApiError
 

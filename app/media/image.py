@@ -1,0 +1,117 @@
+"""Images of a turn: bytes (or base64 from a JSON body) in, an upright RGB PIL image out.
+
+Nothing here imports a model. The pixel limit is checked from the header, before
+any pixel is decoded, so a small file that declares a huge canvas costs nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import warnings
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from app.errors import ApiError
+
+ALLOWED_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+ALLOWED_LIST = "PNG, JPEG, WebP or GIF"
+BACKGROUND = (255, 255, 255)  # transparent pixels are shown on white, as a browser would
+# Text-like payloads (SVG, HTML, JSON) are a wrong type, not a broken image.
+_TEXT_LIKE = re.compile(rb"^\s*(<|\{|\[)")
+_REMOTE = re.compile(r"^\s*(https?|ftp|file)://", re.I)
+_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I)
+
+
+def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+    """Encoded PNG/JPEG/WebP/GIF bytes -> RGB image, EXIF orientation applied (GIF: first frame)."""
+    if not data:
+        raise ApiError(422, "empty_image", "the image is empty (0 bytes)")
+    if len(data) > max_bytes:
+        raise ApiError(413, "image_too_large", f"the image is {len(data)} bytes; the limit is {max_bytes}")
+    image = _open_lazily(data)
+    if image.format not in ALLOWED_FORMATS:
+        raise ApiError(415, "unsupported_image_type", f"{image.format} images are not accepted; send {ALLOWED_LIST}")
+    width, height = image.size  # from the header: no pixels decoded yet
+    if width * height > max_pixels:
+        raise ApiError(413, "image_too_many_pixels",
+                       f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+    try:
+        image.seek(0)  # GIF / animated WebP: the first frame
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return _to_rgb(image)
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt pixel data
+        raise ApiError(422, "undecodable_image", f"the {image.format} image is corrupt or truncated: {exc}") from exc
+
+
+def _open_lazily(data: bytes) -> Image.Image:
+    """Parse the header only. Pillow's own bomb check (2x its global limit) also ends up as 413."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
+            return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ApiError(413, "image_too_many_pixels", f"the image declares too many pixels: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        if _TEXT_LIKE.match(data[:64]) or _is_text(data[:512]):
+            raise ApiError(415, "unsupported_image_type",
+                           f"this is text (SVG, HTML or similar), not an image; send {ALLOWED_LIST}") from exc
+        raise ApiError(422, "undecodable_image", f"the bytes are not a recognisable image; send {ALLOWED_LIST}") from exc
+    except (OSError, ValueError, SyntaxError) as exc:  # a known format whose header is broken
+        raise ApiError(422, "undecodable_image", f"the image header is corrupt: {exc}") from exc
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(ch.isprintable() or ch in "\t\r\n" for ch in text)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode_data_url_or_base64(value: str, *, max_bytes: int) -> bytes:
+    """`data:image/png;base64,...` or plain base64 (standard or URL-safe) -> bytes.
+
+    Only inline data is accepted: the server never fetches a URL (no SSRF, no slow remotes).
+    """
+    if _REMOTE.match(value):
+        raise ApiError(422, "remote_url_refused",
+                       "image URLs are not fetched; send the image inline as base64 or a data: URL")
+    payload = value.strip()
+    match = _DATA_URL.match(payload)
+    if match:
+        mime = (match["mime"] or "").lower()
+        if mime and mime not in ALLOWED_FORMATS.values():
+            raise ApiError(415, "unsupported_image_type", f"{mime} is not accepted; send {ALLOWED_LIST}")
+        if not match["b64"]:
+            raise ApiError(422, "invalid_base64", "data: URLs must be base64-encoded (';base64,')")
+        payload = payload[match.end() :]
+    elif payload.lower().startswith("data:"):
+        raise ApiError(422, "invalid_base64", "malformed data: URL; expected data:<mime>;base64,<data>")
+    payload = re.sub(r"\s+", "", payload)
+    if not payload:
+        raise ApiError(422, "empty_image", "the image is empty")
+    max_encoded = 4 * ((max_bytes + 2) // 3)  # base64 of max_bytes bytes, padding included
+    if len(payload) > max_encoded:
+        raise ApiError(413, "image_too_large", f"the encoded image is {len(payload)} characters; "
+                       f"the limit is {max_encoded} ({max_bytes} bytes)")
+    try:
+        if "-" in payload or "_" in payload:
+            payload = payload.replace("-", "+").replace("_", "/")
+        data = base64.b64decode(payload + "=" * (-len(payload) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(422, "invalid_base64", f"the image is not valid base64: {exc}") from exc
+    if len(data) > max_bytes:
+        raise ApiError(413, "image_too_large", f"the image is {len(data)} bytes; the limit is {max_bytes}")
+    return data

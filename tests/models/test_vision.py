@@ -1,0 +1,174 @@
+"""VisionEncoder on images drawn here: OCR of ids (dark-on-light, light-on-dark, a rotated JPEG
+photo), QR codes, image facts, faces/emotions, and the optional transformers models."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from app.dialogue.domain import load_domain
+from app.dialogue.slots import extract_slots
+from models.faces import EMOTIONS, FaceReader
+from models.registry import resolve_placement
+from models.vision import ImageReading, load_vision_encoder
+from tests.factories import tiny_captioner, tiny_vit
+
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # Debian fonts-dejavu-core
+pytestmark = pytest.mark.skipif(not FONT.exists(), reason="needs fonts-dejavu-core")
+CPU = resolve_placement("cpu")
+
+
+def draw_text(lines: list[str], *, size=(640, 300), background="white", ink="black", font_px=32) -> Image.Image:
+    image = Image.new("RGB", size, background)
+    draw, font = ImageDraw.Draw(image), ImageFont.truetype(str(FONT), font_px)
+    for i, line in enumerate(lines):
+        draw.text((30, 30 + i * 2 * font_px), line, fill=ink, font=font)
+    return image
+
+
+def receipt() -> Image.Image:
+    return draw_text(["ACME Store", "Order No: A7Q-4412", "Total: $37.50"])
+
+
+def error_screen() -> Image.Image:
+    return draw_text(["Error 0x80070005", "Order KX-90817"], size=(720, 260), background=(20, 24, 60),
+                     ink=(230, 230, 230), font_px=30)
+
+
+def photo_of(image: Image.Image, *, angle: float = 7, seed: int = 0) -> Image.Image:
+    """`image` pasted, rotated, onto a noisy background and saved as JPEG quality 80."""
+    noise = np.random.default_rng(seed).integers(0, 255, (700, 900, 3), dtype=np.uint8)
+    background = Image.fromarray(noise)
+    background.paste(image.rotate(angle, expand=True, fillcolor=(128, 128, 128)), (100, 120))
+    buffer = io.BytesIO()
+    background.save(buffer, "JPEG", quality=80)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def qr(payload: str, *, scale: int = 6) -> Image.Image:
+    import zxingcpp
+
+    code = zxingcpp.create_barcode(payload, zxingcpp.BarcodeFormat.QRCode)
+    grey = Image.fromarray(np.asarray(code.to_image(scale=scale)))
+    canvas = Image.new("RGB", (grey.width + 80, grey.height + 80), "white")
+    canvas.paste(grey.convert("RGB"), (40, 40))
+    return canvas
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return load_vision_encoder(caption_model=None, backbone=None, placement=CPU, offline=True)
+
+
+@pytest.fixture(scope="module")
+def slots():
+    return load_domain().slots
+
+
+def test_receipt_ocr_keeps_ids_and_feeds_slot_extraction(encoder, slots):
+    reading = encoder.predict_batch([receipt()])[0]
+    assert isinstance(reading, ImageReading)
+    assert "Order No: A7Q-4412" in reading.ocr_text and "Total: $37.50" in reading.ocr_text
+    assert reading.ocr_text.splitlines()[0] == "ACME Store"  # top-to-bottom, spacing restored
+    assert reading.ocr_confidence > 0.9
+    found = extract_slots(reading.ocr_text, slots)
+    assert found["order_id"].value == "A7Q-4412"
+    assert found["amount"].value == "$37.50"
+    assert reading.labels[0] == "document" and "light" in reading.labels and "colour:white" in reading.labels
+    assert reading.caption == "a document with text"
+    assert reading.features is None and "face" not in reading.labels
+
+
+def test_light_on_dark_screen(encoder):
+    reading = encoder.predict_batch([error_screen()])[0]
+    lines = reading.ocr_text.splitlines()
+    assert lines == ["Error 0x80070005", "Order KX-90817"]
+    assert {"screen", "dark", "colour:blue"} <= set(reading.labels)
+    assert reading.caption == "a dark screen with text"
+
+
+def test_rotated_jpeg_photo_of_receipt(encoder, slots):
+    reading = encoder.predict_batch([photo_of(receipt())])[0]
+    assert "A7Q-4412" in reading.ocr_text.replace(" ", "")
+    assert extract_slots(reading.ocr_text, slots)["order_id"].value == "A7Q-4412"
+    assert "photo" in reading.labels
+
+
+def test_rotated_jpeg_photo_of_dark_screen(encoder):
+    reading = encoder.predict_batch([photo_of(error_screen(), angle=-7, seed=1)])[0]
+    assert "KX-90817" in reading.ocr_text.replace(" ", "")
+
+
+def test_batch_keeps_order_and_blank_image_reads_nothing(encoder):
+    blank = Image.new("RGB", (300, 200), "white")
+    readings = encoder.predict_batch([blank, receipt()])
+    assert readings[0].ocr_text == "" and readings[0].ocr_confidence == 0.0
+    assert readings[0].caption == "a graphic" and "text" not in readings[0].labels
+    assert "A7Q-4412" in readings[1].ocr_text
+    assert all(r.seconds > 0 for r in readings)
+    assert encoder.predict_batch([]) == []
+
+
+def test_qr_code_payload_is_read(encoder):
+    reading = encoder.predict_batch([qr("ORDER:KX-90817")])[0]
+    assert reading.barcodes == ["ORDER:KX-90817"]
+    assert "barcode" in reading.labels and "a barcode" in reading.caption
+
+
+def test_qr_on_rotated_photo(encoder):
+    reading = encoder.predict_batch([photo_of(qr("ORDER:KX-90817", scale=5))])[0]
+    assert reading.barcodes == ["ORDER:KX-90817"]
+
+
+def test_drawn_image_without_face_has_no_face_label(encoder):
+    # a smiley is not a face photo: neither the cascade nor the eye check should fire
+    image = Image.new("RGB", (400, 400), (200, 180, 160))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((100, 80, 300, 320), fill=(230, 200, 170), outline="black", width=3)
+    draw.ellipse((150, 150, 180, 180), fill="black")
+    draw.ellipse((220, 150, 250, 180), fill="black")
+    draw.arc((150, 200, 250, 280), 20, 160, fill="black", width=4)
+    reading = encoder.predict_batch([image])[0]
+    assert "face" not in reading.labels
+    assert not any(label.startswith("emotion:") for label in reading.labels)
+
+
+def test_real_photo_without_face_has_no_face_label(encoder):
+    """sklearn's flower photo made the bare Haar cascade report two happy faces."""
+    sklearn_images = pytest.importorskip("sklearn.datasets").__path__[0]
+    flower = Image.open(Path(sklearn_images) / "images" / "flower.jpg")
+    reading = encoder.predict_batch([flower])[0]
+    assert "face" not in reading.labels and reading.labels[0] == "photo"
+
+
+def test_emotion_model_returns_a_distribution():
+    reader = FaceReader.load()
+    rng = np.random.default_rng(0)
+    faces = np.stack([np.full((64, 64), 128, np.uint8), rng.integers(0, 255, (64, 64), dtype=np.uint8)])
+    probs = reader.classify(faces)
+    assert probs.shape == (2, len(EMOTIONS)) and len(EMOTIONS) == 7
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=0.02)
+    assert (probs >= 0).all()
+    assert not np.allclose(probs[0], probs[1])  # the input matters
+
+
+def test_tiny_captioner_and_backbone(tmp_path):
+    encoder = load_vision_encoder(
+        caption_model=str(tiny_captioner(tmp_path / "cap")), backbone=str(tiny_vit(tmp_path / "vit")),
+        placement=CPU, offline=True,
+    )
+    readings = encoder.predict_batch([receipt(), qr("X-123")])
+    assert len(readings) == 2
+    for reading in readings:
+        assert isinstance(reading.caption, str)
+        assert reading.features.shape == (17, 32)  # (P, D): 16 patches + CLS, hidden 32
+        assert reading.features.dtype == np.float32
+    assert "A7Q-4412" in readings[0].ocr_text  # OCR still runs beside the models
+    assert not np.allclose(readings[0].features, readings[1].features)
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(RuntimeError, match="cannot load vision backbone"):
+        load_vision_encoder(caption_model=None, backbone=str(tmp_path / "nothing-here"), placement=CPU, offline=True)
