@@ -45,6 +45,7 @@ serve: install
 
 # pytest exits 5 when it collects no tests; that is not a failure of the code.
 test: install-test
+	$(VENV)/bin/ruff check app models tests bench
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 clean:

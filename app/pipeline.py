@@ -19,6 +19,7 @@ from app.store import SessionRecord, SessionStore, utc_now
 from models.decoder import Decoder, Messages
 from models.speech import SpeechEncoder, Transcript
 from models.text import TextEncoder
+from models.vision import ImageReading as VisionReading
 from models.vision import VisionEncoder
 
 HISTORY_IN_PROMPT = 4  # entries; a 135M model loses the thread with more
@@ -57,7 +58,7 @@ class Perception:
     """What the encoders made of one turn's media."""
 
     transcript: Transcript | None
-    readings: list  # list[models.vision.ImageReading], one per image
+    readings: list[VisionReading]  # one per image, in order
 
 
 class TurnPipeline:
@@ -116,7 +117,7 @@ class TurnPipeline:
 
     async def _perceive(self, turn: UserTurn) -> Perception:
         """Speech and vision run side by side, off the event loop."""
-        async def nothing() -> list:
+        async def nothing() -> list:  # a modality the turn did not bring
             return []
 
         speech = asyncio.to_thread(self.encoders.speech.predict_batch, [turn.audio]) if turn.audio is not None else nothing()
@@ -165,7 +166,7 @@ def _notes(turn: int, evidence: tuple[Evidence, ...]) -> list[EvidenceNote]:
             if e.modality != "text"]
 
 
-def _public(reading) -> ImageReading:  # noqa: ANN001 - models.vision.ImageReading
+def _public(reading: VisionReading) -> ImageReading:
     return ImageReading(caption=reading.caption, ocr_text=reading.ocr_text or None, labels=reading.labels,
                         barcodes=reading.barcodes)
 

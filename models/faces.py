@@ -76,8 +76,8 @@ class FaceReader:
         crops = np.stack([_square_crop(grey, b) for b in boxes])  # (N, 64, 64)
         probs = self.classify(crops)  # (N, 7)
         return [
-            Face(box, EMOTIONS[int(p.argmax())], {e: round(float(s), 4) for e, s in zip(EMOTIONS, p)})
-            for box, p in zip(boxes, probs)
+            Face(box, EMOTIONS[int(p.argmax())], {e: round(float(s), 4) for e, s in zip(EMOTIONS, p, strict=True)})
+            for box, p in zip(boxes, probs, strict=True)
         ]
 
     def _has_eye(self, grey: np.ndarray, box: tuple[int, int, int, int]) -> bool:

@@ -1,6 +1,5 @@
 """Shared fixtures: a real Redis (the local server, else an embedded one) and a store per test."""
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -8,6 +7,7 @@ import redis
 import redis.asyncio
 
 from app.store import EmbeddedRedis, RedisSessionStore, connect
+from tests.server import delete_prefix, unique_prefix
 
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -33,13 +33,11 @@ async def redis_client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
 
 
 @pytest.fixture
-async def store_prefix(redis_client: redis.asyncio.Redis) -> AsyncIterator[str]:
+def store_prefix(redis_url: str) -> Iterator[str]:
     """A key prefix of this test's own; every key under it is deleted afterwards."""
-    prefix = f"parley-test-{uuid.uuid4().hex}"
+    prefix = unique_prefix()
     yield prefix
-    keys = [key async for key in redis_client.scan_iter(match=f"{prefix}:*", count=500)]
-    if keys:
-        await redis_client.delete(*keys)
+    delete_prefix(redis_url, prefix)
 
 
 @pytest.fixture

@@ -150,19 +150,6 @@ def tiny_captioner(directory: Path, *, seed: int = 0) -> Path:
     return directory
 
 
-def espeak_wav(path: Path, text: str, *, voice: str | None = None, words_per_minute: int | None = None) -> Path:
-    """Synthesise `text` with espeak-ng into a 22.05 kHz mono 16-bit WAV at `path`."""
-    import subprocess
-
-    command = ["espeak-ng", "-w", str(path)]
-    if voice:
-        command += ["-v", voice]
-    if words_per_minute:
-        command += ["-s", str(words_per_minute)]
-    subprocess.run([*command, text], check=True, capture_output=True, timeout=30)
-    return path
-
-
 def wav_header(frames: int, *, rate: int = 16000, channels: int = 1, data: bytes = b"") -> bytes:
     """A 16-bit PCM RIFF/WAVE header declaring `frames` frames, followed by `data` (which may be shorter)."""
     import struct

@@ -6,39 +6,71 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # Debian fonts-dejavu-core (make install-test)
 
+Colour = str | tuple[int, int, int]
 
-def speech_wav(text: str, *, voice: str = "en-us", words_per_minute: int = 150) -> bytes:
-    """WAV bytes (22.05 kHz mono) of espeak-ng saying `text`."""
+
+def speech_wav(text: str, *, voice: str | None = "en-us", words_per_minute: int | None = 150) -> bytes:
+    """WAV bytes (22.05 kHz mono 16-bit) of espeak-ng saying `text`.
+
+    `voice=None` / `words_per_minute=None` leave espeak-ng's own default (voice "en", 175 wpm)."""
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed: run `make install-test`")
+    options = []
+    if voice:
+        options += ["-v", voice]
+    if words_per_minute:
+        options += ["-s", str(words_per_minute)]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "speech.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-w", str(out), text], check=True)
+        subprocess.run(["espeak-ng", *options, "-w", str(out), text], check=True, capture_output=True, timeout=30)
         return out.read_bytes()
 
 
-def document(lines: list[str], *, dark: bool = False, size: tuple[int, int] = (720, 360)) -> Image.Image:
-    """A receipt or screen: text lines, black on white (or white on dark grey)."""
-    background, ink = ((32, 33, 36), (235, 235, 235)) if dark else ((255, 255, 255), (20, 20, 20))
-    image = Image.new("RGB", size, background)
+def document(
+    lines: list[str], *, dark: bool = False, size: tuple[int, int] = (720, 360),
+    background: Colour | None = None, ink: Colour | None = None,
+    font_px: int = 34, margin: int = 40, line_px: int = 60,
+) -> Image.Image:
+    """A receipt or screen: text lines, black on white (or white on dark grey); `background`/`ink` override."""
+    default_background, default_ink = ((32, 33, 36), (235, 235, 235)) if dark else ((255, 255, 255), (20, 20, 20))
+    image = Image.new("RGB", size, default_background if background is None else background)
     draw = ImageDraw.Draw(image)
-    font = ImageFont.truetype(str(FONT), 34)
+    font = ImageFont.truetype(str(FONT), font_px)
     for row, line in enumerate(lines):
-        draw.text((40, 40 + row * 60), line, font=font, fill=ink)
+        draw.text((margin, margin + row * line_px), line, font=font, fill=default_ink if ink is None else ink)
     return image
 
 
-def photo_of(image: Image.Image, *, degrees: float = 7) -> Image.Image:
-    """The document lying slightly rotated on a blurred, textured table."""
-    table = Image.effect_noise((image.width + 240, image.height + 240), 40).convert("RGB")
-    table = Image.blend(table, Image.new("RGB", table.size, (120, 90, 60)), 0.6).filter(ImageFilter.GaussianBlur(2))
-    tilted = image.rotate(degrees, expand=True, fillcolor=(255, 255, 255))
-    table.paste(tilted, ((table.width - tilted.width) // 2, (table.height - tilted.height) // 2))
-    return table
+def noise(size: tuple[int, int], *, seed: int = 0) -> Image.Image:
+    """Uniform RGB noise, `size` = (width, height), reproducible from `seed`."""
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def photo_of(
+    image: Image.Image, *, degrees: float = 7, background: Image.Image | None = None,
+    fill: Colour = (255, 255, 255), at: tuple[int, int] | None = None, jpeg_quality: int | None = None,
+) -> Image.Image:
+    """`image` rotated by `degrees` (corners `fill`) and pasted onto `background` at `at` (default: centred).
+
+    The default background is a blurred, textured table 240 px larger than `image`; with `jpeg_quality`
+    the photo comes back through a JPEG round trip, as a camera would deliver it."""
+    if background is None:
+        table = Image.effect_noise((image.width + 240, image.height + 240), 40).convert("RGB")
+        background = Image.blend(table, Image.new("RGB", table.size, (120, 90, 60)), 0.6).filter(ImageFilter.GaussianBlur(2))
+    else:
+        background = background.copy()
+    tilted = image.rotate(degrees, expand=True, fillcolor=fill)
+    if at is None:
+        at = ((background.width - tilted.width) // 2, (background.height - tilted.height) // 2)
+    background.paste(tilted, at)
+    if jpeg_quality is not None:
+        return Image.open(io.BytesIO(encoded(background, "JPEG", quality=jpeg_quality))).convert("RGB")
+    return background
 
 
 def encoded(image: Image.Image, fmt: str = "PNG", **options) -> bytes:

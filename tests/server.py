@@ -1,21 +1,50 @@
-"""Run `parley serve` as a real process for tests that need real HTTP."""
+"""Run `parley serve` as a real process for tests that need real HTTP, and clean up test keys in Redis."""
 
 import os
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import redis
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def unique_prefix() -> str:
+    """A Redis key prefix no other test (or test run) uses."""
+    return f"parley-test-{uuid.uuid4().hex}"
+
+
+def delete_prefix(redis_url: str, prefix: str) -> None:
+    """Delete every key under `prefix:`."""
+    with redis.Redis.from_url(redis_url) as client:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=500))
+        if keys:
+            client.delete(*keys)
+
+
+@contextmanager
+def parley_test_server(
+    redis_url: str, *, log_dir: Path, env: dict[str, str] | None = None, ready_timeout_s: float = 180
+) -> Iterator[str]:
+    """`parley_server` on `redis_url` under a key prefix of its own; every key under it is deleted afterwards."""
+    prefix = unique_prefix()
+    settings = {**(env or {}), "PARLEY_REDIS_URL": redis_url, "PARLEY_REDIS_PREFIX": prefix}
+    try:
+        with parley_server(settings, log_path=log_dir / "server.log", ready_timeout_s=ready_timeout_s) as base:
+            yield base
+    finally:
+        delete_prefix(redis_url, prefix)
 
 
 @contextmanager

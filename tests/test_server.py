@@ -1,30 +1,23 @@
 """Through a real uvicorn process: start-up, readiness, a turn and a streamed turn over HTTP."""
 
 import json
-import uuid
 
 import httpx
 import pytest
-import redis
 
 from tests.factories import tiny_causal_lm
-from tests.server import parley_server
+from tests.server import parley_test_server
 
 
 @pytest.fixture(scope="module")
 def server(redis_url, tmp_path_factory):
-    prefix = f"parley-test-{uuid.uuid4().hex}"
     decoder = tiny_causal_lm(tmp_path_factory.mktemp("decoder"))
     env = {
-        "PARLEY_REDIS_URL": redis_url, "PARLEY_REDIS_PREFIX": prefix, "PARLEY_DECODER": str(decoder),
-        "PARLEY_DECODER_MAX_NEW_TOKENS": "8", "PARLEY_MAX_BODY_BYTES": "1000000", "PARLEY_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+        "PARLEY_DECODER": str(decoder), "PARLEY_DECODER_MAX_NEW_TOKENS": "8", "PARLEY_MAX_BODY_BYTES": "1000000",
+        "PARLEY_DATA_DIR": str(tmp_path_factory.mktemp("data")),
     }
-    with parley_server(env, log_path=tmp_path_factory.mktemp("log") / "server.log") as base:
+    with parley_test_server(redis_url, log_dir=tmp_path_factory.mktemp("log"), env=env) as base:
         yield base
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
 
 
 def test_turn_over_real_http(server):

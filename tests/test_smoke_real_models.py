@@ -2,28 +2,20 @@
 
 import json
 import time
-import uuid
 
 import httpx
 import pytest
-import redis
 
-from tests.server import parley_server
+from tests.server import parley_test_server
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def server(redis_url, tmp_path_factory):
-    prefix = f"parley-test-{uuid.uuid4().hex}"
     # PARLEY_DATA_DIR stays at its default: the converted decoder is cached there across runs.
-    env = {"PARLEY_REDIS_URL": redis_url, "PARLEY_REDIS_PREFIX": prefix}
-    with parley_server(env, log_path=tmp_path_factory.mktemp("log") / "server.log", ready_timeout_s=300) as base:
+    with parley_test_server(redis_url, log_dir=tmp_path_factory.mktemp("log"), ready_timeout_s=300) as base:
         yield base
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
 
 
 def test_four_turn_customer_service_conversation(server):

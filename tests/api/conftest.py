@@ -4,18 +4,17 @@ The tiny decoder writes nonsense, so replies come from the policy's fallback:
 these tests check plumbing and state, not wording.
 """
 
-import uuid
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import redis.asyncio
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from app.config import Settings
 from app.main import create_app
 from tests.factories import tiny_causal_lm
+from tests.server import delete_prefix, unique_prefix
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +25,7 @@ def tiny_decoder(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def api_settings(redis_url: str, tiny_decoder: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
-        redis_url=redis_url, redis_prefix=f"parley-test-{uuid.uuid4().hex}", decoder=tiny_decoder,
+        redis_url=redis_url, redis_prefix=unique_prefix(), decoder=tiny_decoder,
         decoder_max_new_tokens=8, data_dir=tmp_path_factory.mktemp("data"), max_body_bytes=3_000_000,
         max_text_chars=2000, lock_wait_ms=2000,
     )
@@ -38,11 +37,7 @@ async def app(api_settings: Settings) -> AsyncIterator[FastAPI]:
     async with LifespanManager(application, startup_timeout=120):
         await application.state.loading
         yield application
-    cleaner = redis.asyncio.Redis.from_url(api_settings.redis_url)
-    keys = [k async for k in cleaner.scan_iter(match=f"{api_settings.redis_prefix}:*", count=500)]
-    if keys:
-        await cleaner.delete(*keys)
-    await cleaner.aclose()
+    delete_prefix(api_settings.redis_url, api_settings.redis_prefix)
 
 
 @pytest.fixture

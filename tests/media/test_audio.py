@@ -9,17 +9,17 @@ from PIL import Image
 
 from app.errors import ApiError
 from app.media.audio import decode_audio
-from tests.factories import espeak_wav, wav_header
+from tests.factories import wav_header
+from tests.samples import speech_wav
 
 LIMITS = {"max_seconds": 30.0, "max_bytes": 2_000_000}
 RATE = 16000
 
 
 @pytest.fixture(scope="module")
-def espeak(tmp_path_factory) -> bytes:
-    """espeak-ng's own output: 22.05 kHz mono, speech from the very first samples."""
-    path = espeak_wav(tmp_path_factory.mktemp("espeak") / "order.wav", "my order number is four five one two")
-    return path.read_bytes()
+def espeak() -> bytes:
+    """espeak-ng's own output (its default voice and speed): 22.05 kHz mono, speech from the very first samples."""
+    return speech_wav("my order number is four five one two", voice=None, words_per_minute=None)
 
 
 def sine(freq: float, seconds: float, rate: int, amplitude: float = 0.5) -> np.ndarray:

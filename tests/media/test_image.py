@@ -11,15 +11,10 @@ from PIL import Image
 
 from app.errors import ApiError
 from app.media.image import decode_data_url_or_base64, decode_image
+from tests.samples import encoded
 
 MAX_BYTES = 5_000_000
 MAX_PIXELS = 20_000_000
-
-
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 def sample(size=(60, 40)) -> Image.Image:
@@ -40,7 +35,7 @@ def refusal(call) -> ApiError:
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF"])
 def test_each_format_decodes_to_rgb(fmt):
-    image = decode(encode(sample(), fmt))
+    image = decode(encoded(sample(), fmt))
     assert image.mode == "RGB" and image.size == (60, 40)
     red = image.getpixel((5, 20))
     assert red[0] > 200 and red[1] < 60 and red[2] < 60
@@ -49,20 +44,20 @@ def test_each_format_decodes_to_rgb(fmt):
 
 def test_gif_first_frame():
     frames = [Image.new("RGB", (20, 20), colour) for colour in ("red", "blue")]
-    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
+    data = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
     r, g, b = decode(data).getpixel((10, 10))
     assert r > 200 and b < 60
 
 
 def test_transparent_png_is_shown_on_white():
-    image = decode(encode(Image.new("RGBA", (10, 10), (0, 0, 0, 0)), "PNG"))
+    image = decode(encoded(Image.new("RGBA", (10, 10), (0, 0, 0, 0)), "PNG"))
     assert image.getpixel((5, 5)) == (255, 255, 255)
 
 
 def test_exif_orientation_is_applied():
     exif = Image.Exif()
     exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display
-    data = encode(sample((60, 40)), "JPEG", exif=exif.tobytes())
+    data = encoded(sample((60, 40)), "JPEG", exif=exif.tobytes())
     assert Image.open(io.BytesIO(data)).size == (60, 40)
     assert decode(data).size == (40, 60)
 
@@ -73,7 +68,7 @@ def test_empty():
 
 
 def test_over_max_bytes():
-    data = encode(sample(), "PNG")
+    data = encoded(sample(), "PNG")
     err = refusal(lambda: decode(data, max_bytes=len(data) - 1))
     assert (err.status, err.code) == (413, "image_too_large")
     assert decode(data, max_bytes=len(data)).size == (60, 40)
@@ -86,7 +81,7 @@ def test_random_bytes_are_undecodable():
 
 
 def test_truncated_png_is_undecodable():
-    data = encode(Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)), "PNG")
+    data = encoded(Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)), "PNG")
     err = refusal(lambda: decode(data[: len(data) // 2]))
     assert (err.status, err.code) == (422, "undecodable_image")
 
@@ -109,14 +104,14 @@ def test_decompression_bomb_refused_from_header(side):
 
 
 def test_pixel_limit_is_inclusive():
-    assert decode(encode(sample((50, 40)), "PNG"), max_pixels=2000).size == (50, 40)
-    err = refusal(lambda: decode(encode(sample((50, 40)), "PNG"), max_pixels=1999))
+    assert decode(encoded(sample((50, 40)), "PNG"), max_pixels=2000).size == (50, 40)
+    err = refusal(lambda: decode(encoded(sample((50, 40)), "PNG"), max_pixels=1999))
     assert err.code == "image_too_many_pixels"
 
 
 @pytest.mark.parametrize("fmt", ["BMP", "TIFF", "ICO"])
 def test_other_formats_are_unsupported(fmt):
-    err = refusal(lambda: decode(encode(sample((32, 32)), fmt)))
+    err = refusal(lambda: decode(encoded(sample((32, 32)), fmt)))
     assert (err.status, err.code) == (415, "unsupported_image_type")
     assert fmt in err.message
 
@@ -129,7 +124,7 @@ def test_svg_and_text_are_unsupported(text):
 
 # --- data URLs / base64 ---------------------------------------------------------------
 
-PNG = encode(sample(), "PNG")
+PNG = encoded(sample(), "PNG")
 
 
 def test_plain_base64_and_data_url():

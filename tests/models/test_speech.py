@@ -9,13 +9,17 @@ import torch
 from app.media.audio import decode_audio
 from models.registry import WHISPER_BASE_PARTS, default_speech_model, package_dir, resolve_placement
 from models.speech import FasterWhisperEncoder, Transcript, TransformersSpeechEncoder, load_speech_encoder
-from tests.factories import espeak_wav, tiny_wav2vec2_ctc, tiny_whisper
+from tests.factories import tiny_wav2vec2_ctc, tiny_whisper
+from tests.samples import speech_wav
 
 CPU = resolve_placement("cpu")
 LIMITS = {"max_seconds": 60.0, "max_bytes": 10_000_000}
 ORDER = "my order number is four five one two"
 REFUND = "I want a refund for my headphones"
-VOICES = {"default": {}, "en-us+f3 slow": {"voice": "en-us+f3", "words_per_minute": 140}}
+VOICES = {  # "default": espeak-ng's own voice and speed
+    "default": {"voice": None, "words_per_minute": None},
+    "en-us+f3 slow": {"voice": "en-us+f3", "words_per_minute": 140},
+}
 
 
 def words(text: str) -> list[str]:
@@ -46,15 +50,10 @@ def cache_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory) -> dict[tuple[str, str], np.ndarray]:
+def clips() -> dict[tuple[str, str], np.ndarray]:
     """(phrase, voice) -> 16 kHz samples, synthesised with espeak-ng and decoded like a voice turn."""
-    folder = tmp_path_factory.mktemp("speech")
-    out = {}
-    for phrase in (ORDER, REFUND):
-        for voice, options in VOICES.items():
-            path = espeak_wav(folder / f"{len(out)}.wav", phrase, **options)
-            out[phrase, voice] = decode_audio(path.read_bytes(), **LIMITS)
-    return out
+    return {(phrase, voice): decode_audio(speech_wav(phrase, **options), **LIMITS)
+            for phrase in (ORDER, REFUND) for voice, options in VOICES.items()}
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,11 @@
 """VisionEncoder on images drawn here: OCR of ids (dark-on-light, light-on-dark, a rotated JPEG
 photo), QR codes, image facts, faces/emotions, and the optional transformers models."""
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from app.dialogue.domain import load_domain
 from app.dialogue.slots import extract_slots
@@ -14,37 +13,25 @@ from models.faces import EMOTIONS, FaceReader
 from models.registry import resolve_placement
 from models.vision import ImageReading, load_vision_encoder
 from tests.factories import tiny_captioner, tiny_vit
+from tests.samples import document, noise, photo_of
 
-FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # Debian fonts-dejavu-core
-pytestmark = pytest.mark.skipif(not FONT.exists(), reason="needs fonts-dejavu-core")
 CPU = resolve_placement("cpu")
 
 
-def draw_text(lines: list[str], *, size=(640, 300), background="white", ink="black", font_px=32) -> Image.Image:
-    image = Image.new("RGB", size, background)
-    draw, font = ImageDraw.Draw(image), ImageFont.truetype(str(FONT), font_px)
-    for i, line in enumerate(lines):
-        draw.text((30, 30 + i * 2 * font_px), line, fill=ink, font=font)
-    return image
-
-
 def receipt() -> Image.Image:
-    return draw_text(["ACME Store", "Order No: A7Q-4412", "Total: $37.50"])
+    return document(["ACME Store", "Order No: A7Q-4412", "Total: $37.50"], size=(640, 300), background="white",
+                    ink="black", font_px=32, margin=30, line_px=64)
 
 
 def error_screen() -> Image.Image:
-    return draw_text(["Error 0x80070005", "Order KX-90817"], size=(720, 260), background=(20, 24, 60),
-                     ink=(230, 230, 230), font_px=30)
+    return document(["Error 0x80070005", "Order KX-90817"], size=(720, 260), background=(20, 24, 60),
+                    ink=(230, 230, 230), font_px=30, margin=30, line_px=60)
 
 
-def photo_of(image: Image.Image, *, angle: float = 7, seed: int = 0) -> Image.Image:
-    """`image` pasted, rotated, onto a noisy background and saved as JPEG quality 80."""
-    noise = np.random.default_rng(seed).integers(0, 255, (700, 900, 3), dtype=np.uint8)
-    background = Image.fromarray(noise)
-    background.paste(image.rotate(angle, expand=True, fillcolor=(128, 128, 128)), (100, 120))
-    buffer = io.BytesIO()
-    background.save(buffer, "JPEG", quality=80)
-    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+def photo(image: Image.Image, *, degrees: float = 7, seed: int = 0) -> Image.Image:
+    """`image` pasted, rotated, onto a seeded noisy background and saved as JPEG quality 80."""
+    return photo_of(image, degrees=degrees, background=noise((900, 700), seed=seed), fill=(128, 128, 128),
+                    at=(100, 120), jpeg_quality=80)
 
 
 def qr(payload: str, *, scale: int = 6) -> Image.Image:
@@ -90,14 +77,14 @@ def test_light_on_dark_screen(encoder):
 
 
 def test_rotated_jpeg_photo_of_receipt(encoder, slots):
-    reading = encoder.predict_batch([photo_of(receipt())])[0]
+    reading = encoder.predict_batch([photo(receipt())])[0]
     assert "A7Q-4412" in reading.ocr_text.replace(" ", "")
     assert extract_slots(reading.ocr_text, slots)["order_id"].value == "A7Q-4412"
     assert "photo" in reading.labels
 
 
 def test_rotated_jpeg_photo_of_dark_screen(encoder):
-    reading = encoder.predict_batch([photo_of(error_screen(), angle=-7, seed=1)])[0]
+    reading = encoder.predict_batch([photo(error_screen(), degrees=-7, seed=1)])[0]
     assert "KX-90817" in reading.ocr_text.replace(" ", "")
 
 
@@ -118,7 +105,7 @@ def test_qr_code_payload_is_read(encoder):
 
 
 def test_qr_on_rotated_photo(encoder):
-    reading = encoder.predict_batch([photo_of(qr("ORDER:KX-90817", scale=5))])[0]
+    reading = encoder.predict_batch([photo(qr("ORDER:KX-90817", scale=5))])[0]
     assert reading.barcodes == ["ORDER:KX-90817"]
 
 
@@ -137,7 +124,9 @@ def test_drawn_image_without_face_has_no_face_label(encoder):
 
 def test_real_photo_without_face_has_no_face_label(encoder):
     """sklearn's flower photo made the bare Haar cascade report two happy faces."""
-    sklearn_images = pytest.importorskip("sklearn.datasets").__path__[0]
+    import sklearn.datasets
+
+    sklearn_images = sklearn.datasets.__path__[0]
     flower = Image.open(Path(sklearn_images) / "images" / "flower.jpg")
     reading = encoder.predict_batch([flower])[0]
     assert "face" not in reading.labels and reading.labels[0] == "photo"
