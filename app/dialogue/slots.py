@@ -80,6 +80,8 @@ _BARE_DECIMAL = re.compile(r"(?<![\w.,$€£])\d+\.\d{2}(?![\w.])")
 # Requiring the final digits keeps model names such as "WH-1000XM4" out.
 _CODE = re.compile(r"(?<![\w@.+-])[a-z0-9]+(?:-[a-z0-9]+)*(?![\w@-]|\.\w)", re.I)
 _CODE_SHAPE = re.compile(r"(?=.*[a-z])[a-z0-9-]*\d{3,}", re.I)
+# Digits a transcriber split up: "1, 2, 7, 7", "2-9-214", "4 5 1 2"; joined only where the order is named.
+_SPLIT_DIGITS = re.compile(r"(?<![\w.$€£+-])\d{1,4}(?:(?:, ?|-| )\d{1,4})+(?![\w]|[.,]\d)")
 _SPACED_CODE = re.compile(r"(?<![\w-])([A-Z]{1,4}) (\d{3,12})(?![\w-])")  # "KX 90817" (case-sensitive)
 
 
@@ -194,6 +196,12 @@ def _extract_order_id(text: str, context: _Context) -> list[_Match]:
         # Two separate words are a weaker signal than one glued token, unless the order is named.
         named = _named_before(text, m.start(), context.mentions, _ORDER_GLUE)
         matches.append(_Match(m.group(1) + m.group(2), EXACT if named else NAMED, m.span(), named))
+    for m in _SPLIT_DIGITS.finditer(text):
+        digits = re.sub(r"\D", "", m.group())
+        if 3 <= len(digits) <= 12 and not any(_overlaps(m.span(), x.span) for x in matches) and _named_before(
+            text, m.start(), context.mentions, _ORDER_GLUE
+        ):
+            matches.append(_Match(digits, NAMED, m.span(), named=True))
     for m in _BARE_DIGITS.finditer(text):
         if not 3 <= len(m.group()) <= 12 or any(_overlaps(m.span(), x.span) for x in matches):
             continue

@@ -246,3 +246,19 @@ def test_nothing_found_in_small_talk(slots):
 def test_a_named_order_id_beats_an_earlier_code(slots):
     found = extract_slots("Error 0x80070005\nOrder KX-90817", slots)
     assert found["order_id"].value == "KX-90817"
+
+
+@pytest.mark.parametrize(
+    ("text", "order_id"),
+    [
+        ("My order number is 1, 2, 7, 7.", "1277"),
+        ("My order number is 2-9-214.", "29214"),
+        ("my order number is 4 5 1 2", "4512"),
+    ],
+)
+def test_transcribed_digit_groups_join_where_the_order_is_named(slots, text, order_id):
+    assert extract_slots(text, slots)["order_id"].value == order_id
+
+
+def test_digit_groups_without_an_order_stay_apart(slots):
+    assert "order_id" not in extract_slots("I bought 2, 3 or 4 of them", slots)
