@@ -61,7 +61,7 @@ class ImageReading(BaseModel):
 class TurnResponse(BaseModel):
     turn: int = Field(examples=[3])
     reply: str = Field(examples=["Your order number is A7Q-4412."])
-    action: str = Field(description="what the policy decided: respond, ask_slot, recall, handoff, fallback")
+    action: str = Field(description="what the policy decided: respond, ask_slot, recall, acknowledge, handoff, fallback")
     grounded: bool = Field(description="false when the model's wording dropped a fact and the policy's was used")
     transcript: str | None = Field(None, description="what was heard in the voice clip", examples=["My order number is 4512."])
     images: list[ImageReading] = Field(default_factory=list, description="what was read in each image, in order")

@@ -26,7 +26,7 @@ CHECKED_TYPES = ("order_id", "email", "phone", "amount")
 
 @dataclass(frozen=True)
 class Decision:
-    action: str  # "respond" | "ask_slot" | "recall" | "handoff" | "fallback"
+    action: str  # "respond" | "ask_slot" | "recall" | "acknowledge" | "handoff" | "fallback"
     draft: str  # the policy's own wording: said as is when the model's reply is not grounded
     facts: dict[str, str] = field(default_factory=dict)  # what the reply may state
     required: tuple[str, ...] = ()  # strings the reply must contain
@@ -41,6 +41,8 @@ def decide(state: DialogueState, analysis: TurnAnalysis, domain: Domain) -> Deci
     if analysis.act == "ask_recall":
         return _recall(state, analysis, domain)
     if state.intent is None:
+        if analysis.filled:
+            return _acknowledge(state, analysis)
         return Decision("fallback", domain.fallback_response, facts)
     intent = domain.intents[state.intent]
     missing = [name for name in intent.required_slots if name not in state.slots]
@@ -50,6 +52,13 @@ def decide(state: DialogueState, analysis: TurnAnalysis, domain: Domain) -> Deci
     used = _placeholders(intent.response)
     draft = intent.response.format(**{name: state.slots[name] for name in used})
     return Decision("respond", draft, facts, required=tuple(state.slots[name] for name in used))
+
+
+def _acknowledge(state: DialogueState, analysis: TurnAnalysis) -> Decision:
+    """Details arrived (say, on a photo) before the user said what they need."""
+    noted = " and ".join(f"your {_label(name)} {state.slots[name]}" for name in analysis.filled)
+    draft = f"Thanks, I've noted {noted}. How can I help you with it?"
+    return Decision("acknowledge", draft, dict(state.slots), required=tuple(state.slots[n] for n in analysis.filled))
 
 
 def _recall(state: DialogueState, analysis: TurnAnalysis, domain: Domain) -> Decision:

@@ -45,6 +45,13 @@ def test_handed_off_session_says_a_person_will_answer():
     assert decision.action == "handoff" and decision.draft == DOMAIN.handoff_response
 
 
+def test_details_without_an_intent_are_acknowledged():
+    photo = TurnAnalysis(act=None, act_score=0.0, asked_slots=(), filled=("order_id",))
+    decision = decide(state(slots={"order_id": "A7Q-4412"}), photo, DOMAIN)
+    assert decision.action == "acknowledge" and decision.required == ("A7Q-4412",)
+    assert "order number A7Q-4412" in decision.draft
+
+
 def test_no_intent_falls_back():
     assert decide(state(), QUIET, DOMAIN).action == "fallback"
 
