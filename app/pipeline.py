@@ -14,8 +14,9 @@ from app.dialogue.domain import Domain
 from app.dialogue.policy import Decision, decide, grounded
 from app.dialogue.state import DialogueState, EvidenceNote
 from app.dialogue.tracker import DialogueTracker, Evidence, TurnInput
+from app.errors import ApiError
 from app.schemas import ImageReading, TurnResponse
-from app.store import SessionRecord, SessionStore, utc_now
+from app.store import IdempotentReply, SessionRecord, SessionStore, utc_now
 from models.decoder import Decoder, Messages
 from models.speech import SpeechEncoder, Transcript
 from models.text import TextEncoder
@@ -39,11 +40,20 @@ class UserTurn:
     text: str
     images: tuple[Image, ...] = ()
     audio: np.ndarray | None = None  # (N,) float32 mono at the speech encoder's rate
+    fingerprint: str = ""  # hash of what was sent (text and media bytes), whatever the encoding
 
     @property
     def modalities(self) -> list[str]:
         present = {"text": bool(self.text), "image": bool(self.images), "audio": self.audio is not None}
         return [name for name, here in present.items() if here]
+
+
+@dataclass(frozen=True)
+class RetryKey:
+    """A client's Idempotency-Key and a hash of the request it came with."""
+
+    key: str
+    fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -77,13 +87,23 @@ class TurnPipeline:
         return await self.store.create(tenant=tenant, state=DialogueState().model_dump(), metadata=metadata)
 
     async def run_turn(
-        self, tenant: str, session_id: str, turn: UserTurn, *, on_token: TokenSink | None = None
+        self, tenant: str, session_id: str, turn: UserTurn, *, on_token: TokenSink | None = None,
+        retry_key: RetryKey | None = None,
     ) -> TurnResponse:
-        """Run one turn under the session's lock; commit state and history only if all of it succeeds."""
+        """Run one turn under the session's lock; commit state and history only if all of it succeeds.
+
+        With a retry key, a turn already committed under that key is answered from the store
+        instead of being run again.
+        """
         timings: dict[str, float] = {}
         started = time.perf_counter()
         clock = _Stopwatch(timings)
+        if retry_key and (stored := await self._replay(tenant, session_id, retry_key)):
+            return stored
         async with self.store.lock(tenant, session_id) as lock:
+            # Checked again under the lock: a concurrent retry may have committed meanwhile.
+            if retry_key and (stored := await self._replay(tenant, session_id, retry_key)):
+                return stored
             clock.lap("lock")
             record = await self.store.get(tenant, session_id)
             clock.lap("load")
@@ -108,12 +128,25 @@ class TurnPipeline:
                 turn=record.turns + 1, reply=reply, action=decision.action, grounded=reply_ok,
                 transcript=heard or None, images=[_public(r) for r in seen.readings], state=state, timings_ms=timings,
             )
+            remembered = None
+            if retry_key:
+                remembered = IdempotentReply(retry_key.key, retry_key.fingerprint, response.model_dump())
             await self.store.commit_turn(
-                lock, expected_turns=record.turns, state=state.model_dump(), entries=_entries(turn, response)
+                lock, expected_turns=record.turns, state=state.model_dump(), entries=_entries(turn, response),
+                idempotency=remembered,
             )
             clock.lap("commit")
         response.timings_ms = {**timings, "total": round((time.perf_counter() - started) * 1000, 1)}
         return response
+
+    async def _replay(self, tenant: str, session_id: str, retry_key: RetryKey) -> TurnResponse | None:
+        stored = await self.store.get_idempotent(tenant, session_id, retry_key.key)
+        if stored is None:
+            return None
+        if stored.fingerprint != retry_key.fingerprint:
+            raise ApiError(422, "idempotency_key_reused",
+                           "this Idempotency-Key was used with a different request; use a new key for a new turn")
+        return TurnResponse.model_validate({**stored.response, "replayed": True})
 
     async def _perceive(self, turn: UserTurn) -> Perception:
         """Speech and vision run side by side, off the event loop."""

@@ -66,6 +66,8 @@ class TurnResponse(BaseModel):
     transcript: str | None = Field(None, description="what was heard in the voice clip", examples=["My order number is 4512."])
     images: list[ImageReading] = Field(default_factory=list, description="what was read in each image, in order")
     state: DialogueState
+    replayed: bool = Field(False, description="true when this is the stored answer to an earlier request with "
+                                              "the same Idempotency-Key; no new turn was run")
     timings_ms: dict[str, float] = Field(examples=[{"lock": 0.4, "encode": 12.0, "decode": 2100.0, "total": 2150.0}])
 
 

@@ -1,6 +1,7 @@
 """Reading a turn from the request: JSON (media as base64 or data: URLs) or a form (media as files)."""
 
 import asyncio
+import hashlib
 
 from fastapi import Request
 from pydantic import ValidationError
@@ -48,7 +49,15 @@ def _decode(text: str, images: list[bytes], audio: bytes | None, settings: Setti
     if audio is not None:
         clip = decode_audio(audio, max_seconds=settings.max_audio_seconds, max_bytes=settings.max_audio_bytes,
                             sample_rate=SAMPLE_RATE)
-    return UserTurn(text=text, images=decoded, audio=clip)
+    return UserTurn(text=text, images=decoded, audio=clip, fingerprint=_fingerprint(text, images, audio))
+
+
+def _fingerprint(text: str, images: list[bytes], audio: bytes | None) -> str:
+    """The same turn sent as JSON or as a form, with any boundary, hashes the same."""
+    digest = hashlib.sha256()
+    for part in (text.encode(), *images, b"audio", audio or b""):
+        digest.update(hashlib.sha256(part).digest())
+    return digest.hexdigest()
 
 
 async def _json_body(request: Request, settings: Settings) -> tuple[str | None, list[bytes], bytes | None]:

@@ -2,14 +2,14 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from app.api.deps import MetricsDep, PipelineDep, TenantDep
 from app.api.errors_doc import errors
 from app.api.sse import stream_turn
 from app.api.turn_body import read_turn
-from app.pipeline import UserTurn
+from app.pipeline import RetryKey, UserTurn
 from app.schemas import TurnRequest, TurnResponse
 
 router = APIRouter(prefix="/v1/sessions", tags=["turns"])
@@ -50,10 +50,17 @@ async def post_turn(
     tenant: TenantDep,
     metrics: MetricsDep,
     stream: Annotated[bool, Query(description="stream the reply as server-sent events")] = False,
+    idempotency_key: Annotated[str | None, Header(
+        alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+        description="makes retries safe: a repeat with the same key returns the stored reply, never a second turn",
+    )] = None,
 ) -> TurnResponse | StreamingResponse:
+    retry_key = RetryKey(idempotency_key, turn.fingerprint) if idempotency_key is not None else None
+
     async def run(on_token=None) -> TurnResponse:  # noqa: ANN001 - a token sink or None
-        result = await pipeline.run_turn(tenant, session_id, turn, on_token=on_token)
-        metrics.observe_turn(turn.modalities, result.timings_ms["total"] / 1000)
+        result = await pipeline.run_turn(tenant, session_id, turn, on_token=on_token, retry_key=retry_key)
+        if not result.replayed:
+            metrics.observe_turn(turn.modalities, result.timings_ms["total"] / 1000)
         return result
 
     if stream or "text/event-stream" in request.headers.get("accept", ""):
