@@ -24,7 +24,9 @@ DESCRIPTION = """Multi-turn multimodal dialogue service.
 Create a session, then send turns to it. The reply comes with the tracked
 dialogue state (intent, slots and where each came from, sentiment). Add
 `?stream=true` (or `Accept: text/event-stream`) to a turn to receive the reply as
-server-sent events: `token` events, then one `done` event with the full response.
+server-sent events: `token` events, then one `done` event with the full response;
+when the model's wording dropped or invented a fact, a `replace` event with the
+policy's wording comes before `done` (show it instead of the streamed tokens).
 Every error has the shape `{"error": {"code": "...", "message": "..."}}`.
 """
 

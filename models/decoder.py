@@ -38,9 +38,15 @@ class CausalLMDecoder:
         return cls(model, tokenizer, placement=placement)
 
     def prompt_ids(self, messages: Messages) -> torch.Tensor:
-        """Chat-formatted prompt, (1, T) token ids; the oldest tokens go if it is too long."""
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-        return ids["input_ids"][:, -MAX_PROMPT_TOKENS:].to(self.placement.device)
+        """Chat-formatted prompt, (1, T) token ids. When it is too long the oldest turns after the
+        system message go first (that message carries the facts), then the oldest tokens."""
+        while True:
+            ids = self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )["input_ids"]
+            if ids.shape[1] <= MAX_PROMPT_TOKENS or len(messages) <= 2:
+                return ids[:, -MAX_PROMPT_TOKENS:].to(self.placement.device)
+            messages = messages[:1] + messages[2:]
 
     @torch.inference_mode()
     def stream(self, messages: Messages, *, max_new_tokens: int) -> Iterator[str]:

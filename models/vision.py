@@ -72,6 +72,20 @@ class _OcrResult:
         return float(np.mean([s for _, s in self.lines])) if self.lines else 0.0
 
 
+MAX_ASPECT = 50  # rapidocr scales the long side to 2000 px and fails when the short side falls under 16 px
+
+
+def _pad_to_aspect(grey: np.ndarray) -> np.ndarray:
+    """(H, W) -> (H', W'): a banner-like strip padded with its own median grey, so OCR can resize it."""
+    h, w = grey.shape
+    short = max(h, w) // MAX_ASPECT
+    if min(h, w) >= short:
+        return grey
+    fill = int(np.median(grey))
+    pad_h, pad_w = max(0, short - h), max(0, short - w)
+    return np.pad(grey, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2)), constant_values=fill)
+
+
 class VisionEncoder:
     def __init__(self, ocr: Any, faces: FaceReader, *, captioner: _Captioner | None = None,
                  backbone: _Backbone | None = None) -> None:
@@ -129,6 +143,7 @@ class VisionEncoder:
         return max(first, second, key=lambda r: r.weight)
 
     def _ocr_pass(self, grey: np.ndarray) -> _OcrResult:
+        grey = _pad_to_aspect(grey)
         bgr = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)  # (H, W, 3): rapidocr takes arrays as BGR
         rows, _ = self.ocr(bgr, return_word_box=True, text_score=MIN_LINE_SCORE, box_thresh=0.5, unclip_ratio=1.6)
         lines = []

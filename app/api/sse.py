@@ -1,4 +1,9 @@
-"""Server-sent events for a turn: `token` events as the reply is written, then `done`."""
+"""Server-sent events for a turn: `token` events as the reply is written, then `done`.
+
+The model's words stream as they come; when the finished reply fails the grounding check
+(a dropped or invented fact), a `replace` event carrying the policy's wording comes before
+`done`, and clients show that instead. `done.reply` is always the reply that was stored.
+"""
 
 import asyncio
 import json
@@ -35,7 +40,10 @@ async def stream_turn(run: TurnRunner) -> StreamingResponse:
             yield event("token", {"text": piece})
             piece = await queue.get()
         try:
-            yield event("done", task.result().model_dump())
+            result = task.result()
+            if not result.grounded and not result.replayed:
+                yield event("replace", {"text": result.reply})
+            yield event("done", result.model_dump())
         except Exception as exc:  # the stream has started: the error becomes its last event
             err = as_api_error(exc)
             yield event("error", {"error": {"code": err.code, "message": err.message}})

@@ -45,9 +45,10 @@ REQUEST_BODY = {
 async def post_turn(
     session_id: str,
     request: Request,
-    turn: Annotated[UserTurn, Depends(read_turn)],
-    pipeline: PipelineDep,
+    # Resolved in this order: who asks and whether we can serve, before any media is decoded.
     tenant: TenantDep,
+    pipeline: PipelineDep,
+    turn: Annotated[UserTurn, Depends(read_turn)],
     metrics: MetricsDep,
     stream: Annotated[bool, Query(description="stream the reply as server-sent events")] = False,
     idempotency_key: Annotated[str | None, Header(

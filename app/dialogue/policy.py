@@ -49,16 +49,16 @@ def decide(state: DialogueState, analysis: TurnAnalysis, domain: Domain) -> Deci
     if missing:
         slot = domain.slots[missing[0]]
         return Decision("ask_slot", slot.prompt, facts, names_one_of=slot.mentions, requested_slot=slot.name)
-    used = _placeholders(intent.response)
-    draft = intent.response.format(**{name: state.slots[name] for name in used})
-    return Decision("respond", draft, facts, required=tuple(state.slots[name] for name in used))
+    used = {name: _spoken(state.slots[name]) for name in _placeholders(intent.response)}
+    return Decision("respond", intent.response.format(**used), facts, required=tuple(used.values()))
 
 
 def _acknowledge(state: DialogueState, analysis: TurnAnalysis) -> Decision:
     """Details arrived (say, on a photo) before the user said what they need."""
-    noted = " and ".join(f"your {_label(name)} {state.slots[name]}" for name in analysis.filled)
+    values = {name: _spoken(state.slots[name]) for name in analysis.filled}
+    noted = " and ".join(f"your {_label(name)} {value}" for name, value in values.items())
     draft = f"Thanks, I've noted {noted}. How can I help you with it?"
-    return Decision("acknowledge", draft, dict(state.slots), required=tuple(state.slots[n] for n in analysis.filled))
+    return Decision("acknowledge", draft, dict(state.slots), required=tuple(values.values()))
 
 
 def _recall(state: DialogueState, analysis: TurnAnalysis, domain: Domain) -> Decision:
@@ -70,10 +70,10 @@ def _recall(state: DialogueState, analysis: TurnAnalysis, domain: Domain) -> Dec
             return Decision("recall", "I don't have any details from you yet. How can I help?", {})
         draft = f"I don't have your {_label(slot.name)} yet. {slot.prompt}"
         return Decision("ask_slot", draft, {}, names_one_of=slot.mentions, requested_slot=slot.name)
-    parts = [f"your {_label(name)} is {state.slots[name]}" for name in known]
-    sentence = " and ".join(parts)
+    values = {name: _spoken(state.slots[name]) for name in known}
+    sentence = " and ".join(f"your {_label(name)} is {value}" for name, value in values.items())
     draft = sentence[0].upper() + sentence[1:] + "."
-    return Decision("recall", draft, dict(state.slots), required=tuple(state.slots[name] for name in known))
+    return Decision("recall", draft, dict(state.slots), required=tuple(values.values()))
 
 
 def grounded(reply: str, decision: Decision, domain: Domain) -> bool:
@@ -108,6 +108,11 @@ def _repetitive(text: str) -> bool:
 
 def _placeholders(template: str) -> list[str]:
     return [name for _, name, _, _ in Formatter().parse(template) if name]
+
+
+def _spoken(value: str) -> str:
+    """Slot values as a person writes them: the domain's coffee_maker is a coffee maker."""
+    return value.replace("_", " ")
 
 
 def _label(slot_name: str) -> str:

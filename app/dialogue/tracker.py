@@ -68,6 +68,13 @@ class DialogueTracker:
         self.domain = domain
         self.classifier = classifier
         self.sentiment = sentiment
+        # Words that report what went wrong ("broken", "stolen") describe the order, not the customer's
+        # mood: without them "my lamp arrived broken" is not a reason to call a human.
+        issue_words = sorted(
+            {w for spec in domain.slots.values() if spec.type == "issue" for syn in spec.values.values() for w in syn},
+            key=len, reverse=True,
+        )
+        self.issue_words = re.compile(r"\b(?:" + "|".join(map(re.escape, issue_words)) + r")\b", re.I) if issue_words else None
 
     def update(self, state: DialogueState, turn: TurnInput) -> tuple[DialogueState, TurnAnalysis]:
         new = state.model_copy(deep=True)
@@ -81,7 +88,7 @@ class DialogueTracker:
             if self._takes_over(state, act, act_score):
                 new.intent, new.intent_confidence = act, round(act_score, 3)
         if turn.utterance:
-            mood = self.sentiment(turn.utterance)
+            mood = self.sentiment(self.issue_words.sub(" ", turn.utterance) if self.issue_words else turn.utterance)
             new.sentiment, new.sentiment_score = mood.label, round(mood.score, 3)
             if mood.score <= self.domain.handoff_sentiment or new.intent == "human_agent":
                 new.handed_off = True

@@ -72,8 +72,11 @@ async def test_streamed_turn_sends_tokens_then_the_full_response(client, session
         body = "".join([chunk async for chunk in response.aiter_text()])
     events = [block.split("\n", 1) for block in body.strip().split("\n\n")]
     names = [name.removeprefix("event: ") for name, _ in events]
-    assert names[-1] == "done" and set(names[:-1]) <= {"token"} and len(names) >= 2
+    assert names[-1] == "done" and names[0] == "token" and set(names[:-1]) <= {"token", "replace"}
     done = json.loads(events[-1][1].removeprefix("data: "))
+    # The tiny random decoder writes nonsense: the policy's wording replaces it, announced before done.
+    assert done["grounded"] is False and names[-2] == "replace"
+    assert json.loads(events[-2][1].removeprefix("data: ")) == {"text": done["reply"]}
     assert done["turn"] == 1 and done["state"]["turns"] == 1
 
 

@@ -85,3 +85,9 @@ def test_grounded_handoff_must_mention_a_person():
     decision = decide(state(handed_off=True), QUIET, DOMAIN)
     assert grounded("A member of our team will take it from here.", decision, DOMAIN)
     assert not grounded("Have a nice day.", decision, DOMAIN)
+
+
+def test_categorical_values_are_written_as_words():
+    decision = decide(state(intent="technical_support", slots={"product": "coffee_maker"}), QUIET, DOMAIN)
+    assert "coffee maker" in decision.draft and "coffee_maker" not in decision.draft
+    assert decision.required == ("coffee maker",)

@@ -69,3 +69,14 @@ def test_strong_negative_sentiment_hands_off(tracker, encoder):
     assert not calm.handed_off
     angry, _ = say(tracker, encoder, calm, "This is ridiculous, worst service ever, I am furious and disgusted")
     assert angry.sentiment == "negative" and angry.handed_off
+
+
+def test_reporting_damage_is_not_anger(tracker, encoder):
+    for text in ("my parcel was stolen and the box was damaged", "the headphones arrived broken, very disappointed"):
+        new, _ = say(tracker, encoder, DialogueState(), text)
+        assert not new.handed_off, text
+
+
+def test_return_request_is_not_damage(tracker, encoder):
+    new, _ = say(tracker, encoder, DialogueState(), "I'd like to return my blender")
+    assert new.intent == "return_item"

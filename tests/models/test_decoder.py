@@ -38,3 +38,13 @@ def test_prompt_is_chat_formatted_and_truncated(tmp_path):
     assert text.endswith("<|im_start|>assistant\n")
     huge = [{"role": "user", "content": "order " * 5000}]
     assert decoder.prompt_ids(huge).shape[1] <= 1536
+
+
+def test_long_history_drops_old_turns_before_the_system_message(tmp_path):
+    decoder = load(tmp_path)
+    messages = [{"role": "system", "content": "FACTS order A7Q-4412"}]
+    messages += [{"role": "user", "content": "old turn " * 300} for _ in range(4)]
+    messages.append({"role": "user", "content": "what was my order number?"})
+    text = decoder.tokenizer.decode(decoder.prompt_ids(messages)[0])
+    assert "FACTS order A7Q-4412" in text and text.rstrip().endswith("assistant")
+    assert len(decoder.prompt_ids(messages)[0]) <= 1536

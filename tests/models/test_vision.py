@@ -161,3 +161,9 @@ def test_tiny_captioner_and_backbone(tmp_path):
 def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(RuntimeError, match="cannot load vision backbone"):
         load_vision_encoder(caption_model=None, backbone=str(tmp_path / "nothing-here"), placement=CPU, offline=True)
+
+
+def test_a_long_thin_banner_is_read_without_error(encoder):
+    banner = document(["Order KX-90817"], size=(6000, 60))
+    reading = encoder.predict_batch([banner])[0]
+    assert isinstance(reading.ocr_text, str) and reading.labels
