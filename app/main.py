@@ -7,13 +7,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from app.api import ops, sessions, turns
+from app.api.deps import get_tenant
+from app.auth import auth_from_settings, open_mode_warning
 from app.config import Settings
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
 from app.metrics import Metrics
+from app.ratelimit import RateLimiter
+from app.redaction import install_redaction
 from app.runtime import Runtime
 from app.store import EmbeddedRedis, RedisSessionStore, connect
 
@@ -33,13 +37,17 @@ Every error has the shape `{"error": {"code": "...", "message": "..."}}`.
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    install_redaction()  # no email, phone or card number reaches a log line
     app = FastAPI(title="Parley", version="0.1.0", description=DESCRIPTION, lifespan=_lifespan)
     app.state.settings = settings
+    app.state.auth = auth_from_settings(settings)  # a bad key list fails here, before serving
     app.state.metrics = Metrics()
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for router in (sessions.router, turns.router, ops.router):
-        app.include_router(router)
+    # Authentication and rate limits run before a body is parsed or a model is asked for.
+    for router in (sessions.router, turns.router):
+        app.include_router(router, dependencies=[Depends(get_tenant)])
+    app.include_router(ops.router)
     return app
 
 
@@ -47,14 +55,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     _configure_logging(settings.log_level)
+    if warning := open_mode_warning(settings):
+        log.warning(warning)
     embedded = None
     url = settings.redis_url
     if url is None:
         embedded = EmbeddedRedis(settings.data_dir / "redis")
         url = embedded.url
         log.info("PARLEY_REDIS_URL is not set: started an embedded Redis at %s", url)
+    redis = connect(url, socket_timeout_s=settings.redis_timeout_s)
+    app.state.rate_limiter = RateLimiter(redis, prefix=settings.redis_prefix, limits={
+        "req": settings.rate_limit_per_min, "turn": settings.turn_rate_limit_per_min,
+    })
     store = RedisSessionStore(
-        connect(url, socket_timeout_s=settings.redis_timeout_s),
+        redis,
         prefix=settings.redis_prefix, ttl_s=settings.session_ttl_s, history_max=settings.history_max,
         lock_ttl_ms=settings.lock_ttl_ms, lock_wait_ms=settings.lock_wait_ms,
         idempotency_ttl_s=settings.idempotency_ttl_s,

@@ -46,9 +46,32 @@ class TurnRequest(BaseModel):
         },
     )
 
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Self-contained: no `$defs`/`$ref`. The turn route embeds this schema in the OpenAPI document by hand,
+        where a local "#/$defs/MediaInput" does not resolve (clients and schemathesis then drop the JSON body)."""
+        return _inline_defs(super().model_json_schema(*args, **kwargs))
+
     text: str | None = Field(None, description="what the user typed")
     images: list[MediaInput] = Field(default_factory=list, description="photos: PNG, JPEG, WebP or GIF")
     audio: MediaInput | None = Field(None, description="one voice clip: WAV, FLAC, OGG/Vorbis or MP3")
+
+
+def _inline_defs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Replace each {"$ref": "#/$defs/X"} by a copy of X and drop `$defs` (the models here are not recursive)."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve({**defs[ref.removeprefix("#/$defs/")], **{k: v for k, v in node.items() if k != "$ref"}})
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return resolve(schema)
 
 
 class ImageReading(BaseModel):

@@ -1,6 +1,7 @@
 """Run `parley serve` as a real process for tests that need real HTTP, and clean up test keys in Redis."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -78,3 +79,81 @@ def _wait_ready(base: str, process: subprocess.Popen, timeout_s: float, log_path
             raise RuntimeError(f"a model failed to load: {ready.text}")
         time.sleep(0.5)
     raise TimeoutError(f"server not ready after {timeout_s} s:\n{log_path.read_text()[-3000:]}")
+
+
+@contextmanager
+def parley_replicas(
+    redis_url: str, count: int, *, log_dir: Path, env: dict[str, str] | None = None, ready_timeout_s: float = 180
+) -> Iterator[list[str]]:
+    """`count` `parley serve` processes on one Redis and one key prefix of their own, started side by side;
+    yields their base URLs once every /readyz is 200; every key under the prefix is deleted afterwards."""
+    prefix = unique_prefix()
+    settings = {**(env or {}), "PARLEY_REDIS_URL": redis_url, "PARLEY_REDIS_PREFIX": prefix}
+    started: list[tuple[subprocess.Popen, str, Path]] = []
+    logs = []
+    try:
+        for i in range(count):
+            port = free_port()
+            log_path = log_dir / f"server-{i}.log"
+            log = open(log_path, "wb")  # closed in finally
+            logs.append(log)
+            command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+            process = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1", **settings},
+                                       stdout=log, stderr=log)
+            started.append((process, f"http://127.0.0.1:{port}", log_path))
+        for process, base, log_path in started:
+            _wait_ready(base, process, ready_timeout_s, log_path)
+        yield [base for _, base, _ in started]
+    finally:
+        for process, _, _ in started:
+            process.terminate()
+        for process, _, _ in started:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        for log in logs:
+            log.close()
+        delete_prefix(redis_url, prefix)
+
+
+class RedisProcess:
+    """A redis-server of a test's own on 127.0.0.1:`port`, data in `directory` (AOF, fsync always),
+    so it can be paused (SIGSTOP/SIGCONT), killed and restarted on the same port with its data."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.directory, self.port = directory, port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 10) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
+                   "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "no",
+                   "--logfile", str(self.directory / "redis.log")]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+            try:
+                with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5) as c:
+                    if c.ping():
+                        return
+            except redis.RedisError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"redis-server on port {self.port} not up after {timeout_s} s")
+
+    def pause(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """A crash: SIGKILL (writes acknowledged before it are in the AOF: appendfsync always)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.kill()
+            self.process.wait(timeout=10)

@@ -2,16 +2,17 @@
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 
+from app.auth import DEFAULT_TENANT, ApiKeys
 from app.config import Settings
 from app.errors import ApiError
 from app.metrics import Metrics
 from app.pipeline import TurnPipeline
+from app.ratelimit import RateLimiter
 from app.runtime import Runtime
 from app.store import SessionStore
 
-DEFAULT_TENANT = "default"
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -33,8 +34,50 @@ def get_pipeline(runtime: Annotated[Runtime, Depends(get_runtime)]) -> TurnPipel
     return runtime.pipeline
 
 
-def get_tenant() -> str:
-    return DEFAULT_TENANT
+def get_auth(request: Request) -> ApiKeys:
+    return request.app.state.auth
+
+
+def get_rate_limiter(request: Request) -> RateLimiter:
+    return request.app.state.rate_limiter
+
+
+UNAUTHORIZED = "missing or invalid API key: send the header 'Authorization: Bearer <key>'"
+
+
+async def get_tenant(request: Request, response: Response) -> str:
+    """Authenticate the request (open mode: tenant "default"), then count it against the tenant's limits.
+
+    Every /v1 route depends on this (TenantDep); FastAPI runs it once per request. Over a limit
+    -> 429 rate_limited; the X-RateLimit-* headers of the tightest bucket go on the answer.
+    """
+    keys = get_auth(request)
+    if keys.open:
+        tenant = DEFAULT_TENANT
+    else:
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        found = keys.tenant_for(credentials.strip()) if scheme.lower() == "bearer" and credentials.strip() else None
+        if found is None:
+            raise ApiError(401, "unauthorized", UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+        tenant = found
+    limiter = get_rate_limiter(request)
+    buckets = ["req"]
+    if request.method == "POST" and request.url.path.rstrip("/").endswith("/turns"):
+        buckets.append("turn")
+    shown = None
+    for bucket in buckets:
+        verdict = await limiter.hit(tenant, bucket)
+        if verdict is None:
+            continue
+        if not verdict.allowed:
+            what = "turns" if bucket == "turn" else "requests"
+            raise ApiError(429, "rate_limited", f"over {verdict.limit} {what} per minute; retry after "
+                           f"{verdict.reset_s} s", headers={"Retry-After": str(verdict.reset_s), **verdict.headers()})
+        if shown is None or verdict.remaining < shown.remaining:
+            shown = verdict
+    if shown is not None:
+        response.headers.update(shown.headers())
+    return tenant
 
 
 def get_metrics(request: Request) -> Metrics:

@@ -2,6 +2,8 @@
 
 import asyncio
 import hashlib
+import json
+from urllib.parse import unquote_to_bytes
 
 from fastapi import Request
 from pydantic import ValidationError
@@ -27,7 +29,7 @@ async def read_turn(request: Request, settings: SettingsDep) -> UserTurn:
     if content_type == "application/json" or content_type.endswith("+json"):
         text, images, audio = await _json_body(request, settings)
     elif content_type in FORM_TYPES:
-        text, images, audio = await _form_body(request)
+        text, images, audio = await _form_body(request, content_type)
     else:
         raise ApiError(415, "unsupported_media_type",
                        f"content type {content_type or '(none)'} is not accepted; "
@@ -35,7 +37,7 @@ async def read_turn(request: Request, settings: SettingsDep) -> UserTurn:
     text = clean_text(text, max_chars=settings.max_text_chars)
     if len(images) > settings.max_images:
         raise ApiError(413, "too_many_images", f"{len(images)} images; a turn takes at most {settings.max_images}")
-    if not (text or images or audio):
+    if not (text or images or audio is not None):  # an empty clip is refused as empty_audio, not an empty turn
         raise ApiError(422, "empty_turn", "the turn carries nothing: send non-empty `text`, `images` or `audio`")
     return await asyncio.to_thread(_decode, text, images, audio, settings)
 
@@ -68,14 +70,38 @@ async def _json_body(request: Request, settings: Settings) -> tuple[str | None, 
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ApiError(422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"]) from exc
+    _refuse_duplicate_keys(raw)
+    if len(body.images) > settings.max_images:  # before decoding any of them
+        raise ApiError(413, "too_many_images", f"{len(body.images)} images; a turn takes at most {settings.max_images}")
     images = [decode_data_url_or_base64(item.data, max_bytes=settings.max_image_bytes) for item in body.images]
     audio = None
     if body.audio is not None:
-        audio = decode_data_url_or_base64(body.audio.data, max_bytes=settings.max_audio_bytes)
+        audio = decode_data_url_or_base64(body.audio.data, max_bytes=settings.max_audio_bytes, kind="audio")
     return body.text, images, audio
 
 
-async def _form_body(request: Request) -> tuple[str | None, list[bytes], bytes | None]:
+def _refuse_duplicate_keys(raw: bytes) -> None:
+    """{"text": "a", "text": "b"} means different things to different parsers: refuse it.
+
+    Runs after the model validated, so the document is small and shallow (no recursion risk)."""
+
+    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
+        keys = [key for key, _ in items]
+        if len(set(keys)) != len(keys):
+            repeated = sorted({key for key in keys if keys.count(key) > 1})
+            raise ApiError(422, "invalid_request", f"duplicate keys in the JSON body: {', '.join(repeated)}")
+        return dict(items)
+
+    json.loads(raw, object_pairs_hook=pairs)
+
+
+async def _form_body(request: Request, content_type: str) -> tuple[str | None, list[bytes], bytes | None]:
+    if content_type == "application/x-www-form-urlencoded":
+        # Starlette decodes a urlencoded form leniently (bad UTF-8 -> U+FFFD); the raw body is checked strictly.
+        try:
+            unquote_to_bytes((await request.body()).replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ApiError(422, "invalid_request", "the form is not valid UTF-8") from exc
     try:
         form = await request.form(max_files=MAX_FORM_PARTS, max_fields=MAX_FORM_PARTS)
     except Exception as exc:  # python-multipart raises several types for malformed or oversized forms

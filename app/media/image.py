@@ -80,20 +80,30 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_data_url_or_base64(value: str, *, max_bytes: int) -> bytes:
+# What a data: URL may declare for each kind of inline media (no MIME type at all is fine too).
+_INLINE_MIMES = {
+    "image": (set(ALLOWED_FORMATS.values()), ALLOWED_LIST),
+    "audio": ({"application/ogg", "application/octet-stream"}, "audio/* (WAV, FLAC, OGG/Vorbis or MP3)"),
+}
+
+
+def decode_data_url_or_base64(value: str, *, max_bytes: int, kind: str = "image") -> bytes:
     """`data:image/png;base64,...` or plain base64 (standard or URL-safe) -> bytes.
 
+    `kind` ("image" or "audio") decides which data: URL MIME types pass and how errors are named
+    (empty_image / empty_audio, image_too_large / audio_too_large, unsupported_*_type).
     Only inline data is accepted: the server never fetches a URL (no SSRF, no slow remotes).
     """
-    if _REMOTE.match(value):
+    allowed, allowed_list = _INLINE_MIMES[kind]
+    if _REMOTE.match(value) or value.lstrip().startswith("//"):
         raise ApiError(422, "remote_url_refused",
-                       "image URLs are not fetched; send the image inline as base64 or a data: URL")
+                       f"{kind} URLs are not fetched; send the {kind} inline as base64 or a data: URL")
     payload = value.strip()
     match = _DATA_URL.match(payload)
     if match:
         mime = (match["mime"] or "").lower()
-        if mime and mime not in ALLOWED_FORMATS.values():
-            raise ApiError(415, "unsupported_image_type", f"{mime} is not accepted; send {ALLOWED_LIST}")
+        if mime and mime not in allowed and not (kind == "audio" and mime.startswith("audio/")):
+            raise ApiError(415, f"unsupported_{kind}_type", f"{mime} is not accepted as {kind}; send {allowed_list}")
         if not match["b64"]:
             raise ApiError(422, "invalid_base64", "data: URLs must be base64-encoded (';base64,')")
         payload = payload[match.end() :]
@@ -101,17 +111,17 @@ def decode_data_url_or_base64(value: str, *, max_bytes: int) -> bytes:
         raise ApiError(422, "invalid_base64", "malformed data: URL; expected data:<mime>;base64,<data>")
     payload = re.sub(r"\s+", "", payload)
     if not payload:
-        raise ApiError(422, "empty_image", "the image is empty")
+        raise ApiError(422, f"empty_{kind}", f"the {kind} is empty")
     max_encoded = 4 * ((max_bytes + 2) // 3)  # base64 of max_bytes bytes, padding included
     if len(payload) > max_encoded:
-        raise ApiError(413, "image_too_large", f"the encoded image is {len(payload)} characters; "
+        raise ApiError(413, f"{kind}_too_large", f"the encoded {kind} is {len(payload)} characters; "
                        f"the limit is {max_encoded} ({max_bytes} bytes)")
     try:
         if "-" in payload or "_" in payload:
             payload = payload.replace("-", "+").replace("_", "/")
         data = base64.b64decode(payload + "=" * (-len(payload) % 4), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise ApiError(422, "invalid_base64", f"the image is not valid base64: {exc}") from exc
+        raise ApiError(422, "invalid_base64", f"the {kind} is not valid base64: {exc}") from exc
     if len(data) > max_bytes:
-        raise ApiError(413, "image_too_large", f"the image is {len(data)} bytes; the limit is {max_bytes}")
+        raise ApiError(413, f"{kind}_too_large", f"the {kind} is {len(data)} bytes; the limit is {max_bytes}")
     return data
