@@ -24,7 +24,16 @@ REQUEST_BODY = {
             },
         },
         "multipart/form-data": {
-            "schema": {"type": "object", "properties": {"text": {"type": "string"}}},
+            "schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "text": {"type": "string", "description": "what the user typed"},
+                    "image": {"type": "array", "items": {"type": "string", "format": "binary"},
+                              "description": "photos (repeat the field for several)"},
+                    "audio": {"type": "string", "format": "binary", "description": "one voice clip"},
+                },
+            },
             "examples": {"text": {"summary": "a typed turn as a form", "value": {"text": "what was my order number?"}}},
         },
     },

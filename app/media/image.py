@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import logging
 import re
 import warnings
 
@@ -16,7 +17,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.errors import ApiError
 
-ALLOWED_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+log = logging.getLogger(__name__)
+
+# MPO is what phone cameras write for multi-picture JPEGs (portrait mode): read as its first JPEG.
+ALLOWED_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "MPO": "image/jpeg", "WEBP": "image/webp",
+                   "GIF": "image/gif"}
 ALLOWED_LIST = "PNG, JPEG, WebP or GIF"
 BACKGROUND = (255, 255, 255)  # transparent pixels are shown on white, as a browser would
 # Text-like payloads (SVG, HTML, JSON) are a wrong type, not a broken image.
@@ -39,12 +44,20 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
         raise ApiError(413, "image_too_many_pixels",
                        f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
     try:
-        image.seek(0)  # GIF / animated WebP: the first frame
+        image.seek(0)  # GIF / animated WebP / MPO: the first frame
         image.load()
-        image = ImageOps.exif_transpose(image)
-        return _to_rgb(image)
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt pixel data
         raise ApiError(422, "undecodable_image", f"the {image.format} image is corrupt or truncated: {exc}") from exc
+    return _to_rgb(_upright(image))
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """EXIF orientation applied; broken EXIF metadata leaves good pixels as they are."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - Pillow raises struct.error, KeyError, ValueError... on bad EXIF
+        log.info("ignored unreadable EXIF orientation")
+        return image
 
 
 def _open_lazily(data: bytes) -> Image.Image:

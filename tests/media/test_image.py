@@ -167,3 +167,22 @@ def test_non_image_data_url_is_unsupported():
 
 def test_empty_base64():
     assert refusal(lambda: decode_data_url_or_base64("  ", max_bytes=MAX_BYTES)).code == "empty_image"
+
+
+def test_phone_camera_mpo_is_read_as_its_first_jpeg():
+    first, second = sample(), sample((30, 20))
+    buffer = io.BytesIO()
+    first.save(buffer, format="MPO", save_all=True, append_images=[second])
+    image = decode(buffer.getvalue())
+    assert image.size == first.size and image.mode == "RGB"
+
+
+def test_broken_exif_keeps_the_pixels():
+    png = bytearray(encoded(sample(), "PNG"))
+    # An eXIf chunk holding a TIFF header cut short: Pillow's EXIF parser raises struct.error on it.
+    payload = bytes.fromhex("4578696600004d4d002a")[6:]
+    chunk = struct.pack(">I", len(payload)) + b"eXIf" + payload
+    chunk += struct.pack(">I", zlib.crc32(b"eXIf" + payload) & 0xFFFFFFFF)
+    at = png.index(b"IDAT") - 4
+    image = decode(bytes(png[:at]) + chunk + bytes(png[at:]))
+    assert image.size == sample().size
