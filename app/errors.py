@@ -45,16 +45,21 @@ def as_api_error(exc: Exception) -> ApiError:
     return ApiError(500, "internal_error", "the server failed on this request; it has been logged")
 
 
+def validation_message(errors: list[dict]) -> str:
+    """pydantic's first error as 'field.path: what is wrong' (the body is not part of the path)."""
+    first = errors[0] if errors else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    message = str(first.get("msg", "invalid request"))
+    return f"{where}: {message}" if where else message
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
         err = as_api_error(exc)
         return error_response(err.status, err.code, err.message, err.headers)
 
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        message = f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid request"))
-        return error_response(422, "invalid_request", message)
+        return error_response(422, "invalid_request", validation_message(exc.errors()))
 
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:

@@ -16,14 +16,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import redis.exceptions as rex
 from redis.asyncio import Redis as AsyncRedis
 
-from app.store import StoreUnavailable
+from app.store import redis_errors
 
 WINDOW_MS = 60_000
-# The same "Redis is not there" errors the store maps to StoreUnavailable.
-_UNAVAILABLE = (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError, rex.ReadOnlyError, rex.ClusterDownError)
 
 # KEYS[1] counter; ARGV window_ms. Returns {count, ms left in the window}.
 _HIT_LUA = """
@@ -66,8 +63,6 @@ class RateLimiter:
         limit = self._limits.get(bucket, 0)
         if limit <= 0:
             return None
-        try:
+        with redis_errors():
             count, ttl_ms = await self._hit(keys=[f"{self._prefix}:rl:{tenant}:{bucket}"], args=[WINDOW_MS])
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"redis unavailable: {exc}") from exc
         return Verdict(limit=limit, remaining=limit - int(count), reset_s=max(1, math.ceil(int(ttl_ms) / 1000)))

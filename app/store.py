@@ -161,7 +161,7 @@ return {new_turns}
 
 
 @contextlib.contextmanager
-def _redis_errors() -> Iterator[None]:
+def redis_errors() -> Iterator[None]:
     """Map "Redis is not there" errors to StoreUnavailable (-> 503 with Retry-After)."""
     try:
         yield
@@ -217,7 +217,7 @@ class RedisSessionStore:
         )
         keys = _Keys(self._prefix, tenant, record.id)
         meta = {"created_at": record.created_at, "metadata": json.dumps(record.metadata), "turns": 0}
-        with _redis_errors():
+        with redis_errors():
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(keys.meta, mapping=meta)
                 pipe.pexpire(keys.meta, self._ttl_ms)
@@ -227,7 +227,7 @@ class RedisSessionStore:
 
     async def get(self, tenant: str, session_id: str, *, with_history: bool = True) -> SessionRecord:
         keys = self._keys(tenant, session_id)
-        with _redis_errors():
+        with redis_errors():
             # One MULTI: a consistent snapshot, and the TTL refresh cannot half-apply.
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hgetall(keys.meta)
@@ -248,7 +248,7 @@ class RedisSessionStore:
 
     async def delete(self, tenant: str, session_id: str) -> None:
         keys = self._keys(tenant, session_id)
-        with _redis_errors():
+        with redis_errors():
             idems = await self._redis.zrange(keys.idems, 0, -1)
             # A record added between ZRANGE and DEL is orphaned only until its own TTL.
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -269,7 +269,7 @@ class RedisSessionStore:
     @contextlib.asynccontextmanager
     async def _locked(self, keys: _Keys, tenant: str, session_id: str) -> AsyncIterator[SessionLock]:
         token = secrets.token_hex(16)
-        with _redis_errors():
+        with redis_errors():
             if not await self._redis.exists(keys.meta):
                 raise SessionNotFound("no such session")
             await self._wait_for_lock(keys.lock, token)
@@ -314,7 +314,7 @@ class RedisSessionStore:
             script_keys.append(keys.idem(idempotency.key))
             record = {"key": idempotency.key, "fingerprint": idempotency.fingerprint, "response": idempotency.response}
             args += [json.dumps(record), self._idem_ttl_ms, now_ms + self._idem_ttl_ms]
-        with _redis_errors():
+        with redis_errors():
             result = await self._commit(keys=script_keys, args=args)
         code = int(result[0])
         if code == -1:
@@ -327,7 +327,7 @@ class RedisSessionStore:
 
     async def get_idempotent(self, tenant: str, session_id: str, key: str) -> IdempotentReply | None:
         keys = self._keys(tenant, session_id)
-        with _redis_errors():
+        with redis_errors():
             raw = await self._redis.get(keys.idem(key))
         if raw is None:
             return None

@@ -11,7 +11,7 @@ from starlette.datastructures import UploadFile
 
 from app.api.deps import SettingsDep
 from app.config import Settings
-from app.errors import ApiError
+from app.errors import ApiError, validation_message
 from app.media.audio import decode_audio
 from app.media.image import decode_data_url_or_base64, decode_image
 from app.media.text import clean_text
@@ -35,11 +35,15 @@ async def read_turn(request: Request, settings: SettingsDep) -> UserTurn:
                        f"content type {content_type or '(none)'} is not accepted; "
                        "send application/json or multipart/form-data")
     text = clean_text(text, max_chars=settings.max_text_chars)
-    if len(images) > settings.max_images:
-        raise ApiError(413, "too_many_images", f"{len(images)} images; a turn takes at most {settings.max_images}")
+    _check_image_count(len(images), settings)
     if not (text or images or audio is not None):  # an empty clip is refused as empty_audio, not an empty turn
         raise ApiError(422, "empty_turn", "the turn carries nothing: send non-empty `text`, `images` or `audio`")
     return await asyncio.to_thread(_decode, text, images, audio, settings)
+
+
+def _check_image_count(count: int, settings: Settings) -> None:
+    if count > settings.max_images:
+        raise ApiError(413, "too_many_images", f"{count} images; a turn takes at most {settings.max_images}")
 
 
 def _decode(text: str, images: list[bytes], audio: bytes | None, settings: Settings) -> UserTurn:
@@ -67,12 +71,9 @@ async def _json_body(request: Request, settings: Settings) -> tuple[str | None, 
     try:
         body = TurnRequest.model_validate_json(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ApiError(422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"]) from exc
+        raise ApiError(422, "invalid_request", validation_message(exc.errors())) from exc
     _refuse_duplicate_keys(raw)
-    if len(body.images) > settings.max_images:  # before decoding any of them
-        raise ApiError(413, "too_many_images", f"{len(body.images)} images; a turn takes at most {settings.max_images}")
+    _check_image_count(len(body.images), settings)  # before decoding any base64
     images = [decode_data_url_or_base64(item.data, max_bytes=settings.max_image_bytes) for item in body.images]
     audio = None
     if body.audio is not None:
