@@ -37,7 +37,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[test,tts]'  # the Piper voice's tests need the tts extra
 	touch $@
 
 serve: install

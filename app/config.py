@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     rate_limit_per_min: int = Field(600, ge=0, description="requests per minute on all /v1 endpoints")
     turn_rate_limit_per_min: int = Field(120, ge=0, description="turns per minute (POST .../turns)")
 
+    # Webhooks (actions bound to intents in the domain YAML; the handoff to a person).
+    action_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key that signs every webhook request")
+    handoff_url: str | None = Field(None, description="receives the transcript and state when a person takes over")
+
+    # Spoken replies: auto = Piper if the tts extra is installed, else espeak-ng if on PATH.
+    tts: Literal["auto", "piper", "espeak", "off"] = "auto"
+
     log_level: str = "INFO"
 
     @field_validator("decoder", "text_model")
@@ -66,6 +73,13 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("model setting is empty: use 'default', a Hugging Face id or a local directory")
         return value.strip()
+
+    @field_validator("handoff_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("PARLEY_HANDOFF_URL must be an http:// or https:// URL")
+        return value
 
     @model_validator(mode="after")
     def _api_keys_parse(self) -> "Settings":

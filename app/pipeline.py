@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,16 +12,18 @@ from dataclasses import dataclass
 import numpy as np
 from PIL.Image import Image
 
+from app.dialogue.actions import Conversation, WebhookClient
 from app.dialogue.domain import Domain
 from app.dialogue.policy import Decision, decide, grounded
 from app.dialogue.state import DialogueState, EvidenceNote
-from app.dialogue.tracker import DialogueTracker, Evidence, TurnInput
+from app.dialogue.tracker import DialogueTracker, Evidence, TurnAnalysis, TurnInput, record_action
 from app.errors import ApiError
-from app.schemas import ImageReading, TurnResponse
+from app.schemas import ImageReading, ReplyAudio, TurnResponse
 from app.store import IdempotentReply, SessionRecord, SessionStore, utc_now
 from models.decoder import Decoder, Messages
 from models.speech import SpeechEncoder, Transcript
 from models.text import TextEncoder
+from models.tts import SpeechSynthesizer
 from models.vision import ImageReading as VisionReading
 from models.vision import VisionEncoder
 
@@ -31,6 +35,7 @@ SYSTEM_PROMPT = (
 )
 
 TokenSink = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class UserTurn:
     images: tuple[Image, ...] = ()
     audio: np.ndarray | None = None  # (N,) float32 mono at the speech encoder's rate
     fingerprint: str = ""  # hash of what was sent (text and media bytes), whatever the encoding
+    reply_audio: bool = False  # speak the reply too
 
     @property
     def modalities(self) -> list[str]:
@@ -74,7 +80,7 @@ class Perception:
 class TurnPipeline:
     def __init__(
         self, store: SessionStore, tracker: DialogueTracker, *, encoders: Encoders, decoder: Decoder,
-        max_new_tokens: int,
+        max_new_tokens: int, webhooks: WebhookClient | None = None, voice: SpeechSynthesizer | None = None,
     ) -> None:
         self.store = store
         self.tracker = tracker
@@ -82,6 +88,11 @@ class TurnPipeline:
         self.encoders = encoders
         self.decoder = decoder
         self.max_new_tokens = max_new_tokens
+        if self.domain.actions and webhooks is None:
+            raise ValueError(f"the domain binds actions ({', '.join(self.domain.actions)}): "
+                             "set PARLEY_ACTION_SECRET to sign their requests")
+        self.webhooks = webhooks
+        self.voice = voice
 
     async def create_session(self, tenant: str, metadata: dict) -> SessionRecord:
         return await self.store.create(tenant=tenant, state=DialogueState().model_dump(), metadata=metadata)
@@ -98,6 +109,9 @@ class TurnPipeline:
         timings: dict[str, float] = {}
         started = time.perf_counter()
         clock = _Stopwatch(timings)
+        if turn.reply_audio and self.voice is None:
+            raise ApiError(422, "reply_audio_unavailable",
+                           "spoken replies are off on this server (PARLEY_TTS=off, or no voice installed)")
         if retry_key and (stored := await self._replay(tenant, session_id, retry_key)):
             return stored
         async with self.store.lock(tenant, session_id) as lock:
@@ -120,13 +134,19 @@ class TurnPipeline:
             decision = decide(state, analysis, self.domain)
             state.requested_slot = decision.requested_slot
             clock.lap("track")
+            said = [*record.history, {"role": "user", "text": utterance, "turn": state.turns, "at": utc_now()}]
+            decision = await self._act(Conversation(session_id, tenant), state, analysis, decision, said)
+            clock.lap("act")
             generated = await self._generate(_prompt(decision, state, record.history, utterance), on_token)
             reply_ok = grounded(generated, decision, self.domain)
             reply = generated.strip() if reply_ok else decision.draft
             clock.lap("decode")
+            spoken = await self._speak(reply) if turn.reply_audio else None
+            clock.lap("speak")
             response = TurnResponse(
                 turn=record.turns + 1, reply=reply, action=decision.action, grounded=reply_ok,
-                transcript=heard or None, images=[_public(r) for r in seen.readings], state=state, timings_ms=timings,
+                transcript=heard or None, images=[_public(r) for r in seen.readings], state=state,
+                reply_audio=spoken, timings_ms=timings,
             )
             remembered = None
             if retry_key:
@@ -147,6 +167,34 @@ class TurnPipeline:
             raise ApiError(422, "idempotency_key_reused",
                            "this Idempotency-Key was used with a different request; use a new key for a new turn")
         return TurnResponse.model_validate({**stored.response, "replayed": True})
+
+    async def _act(
+        self, who: Conversation, state: DialogueState, analysis: TurnAnalysis, decision: Decision, said: list[dict]
+    ) -> Decision:
+        """Make the webhook call the turn needs, between the policy's decision and the reply: the action
+        the decision asks for (its answer goes into the state and the reply), or, once per session, the
+        handoff. A backend that is down changes the reply, never the outcome of the turn."""
+        if decision.call is not None:
+            assert self.webhooks is not None  # checked in __init__
+            action = self.domain.actions[decision.call]
+            result = await self.webhooks.call_action(action, who, state, said)
+            record_action(state, action.provides, result.slots)
+            return decide(state, analysis, self.domain, result=result)
+        if state.handed_off and not state.handoff_notified and self.webhooks and self.webhooks.handoff_url:
+            result = await self.webhooks.hand_over(who, state, said)
+            state.handoff_notified = result.ok
+            return decide(state, analysis, self.domain, result=result)
+        return decision
+
+    async def _speak(self, reply: str) -> ReplyAudio | None:
+        """The reply as WAV, off the event loop; a voice that fails costs the audio, not the turn."""
+        assert self.voice is not None  # checked before the turn started
+        try:
+            wav = await asyncio.to_thread(self.voice.synthesize, reply)
+        except Exception as exc:  # a subprocess or ONNX failure: the text reply still stands
+            log.error("speaking the reply failed: %s", exc)
+            return None
+        return ReplyAudio(data=base64.b64encode(wav).decode("ascii"))
 
     async def _perceive(self, turn: UserTurn) -> Perception:
         """Speech and vision run side by side, off the event loop."""

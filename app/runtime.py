@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from app.config import Settings
+from app.dialogue.actions import WebhookClient
 from app.dialogue.domain import Domain, load_domain
 from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.tracker import DialogueTracker, IntentClassifier
@@ -20,6 +21,7 @@ from models.decoder import CausalLMDecoder
 from models.registry import Placement, default_decoder, default_text_model, resolve_placement, resolve_source
 from models.speech import load_speech_encoder
 from models.text import TextEncoder
+from models.tts import load_synthesizer
 from models.vision import load_vision_encoder
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class Runtime:
         cache = settings.data_dir / "models"
         offline = settings.hf_offline
         try:
+            webhooks = _webhooks(settings, domain)  # before minutes of model loading: a config mistake fails fast
             text = self._timed("text", settings.text_model, placement, lambda: TextEncoder.load(
                 resolve_source(settings.text_model, default=default_text_model), placement=placement, offline=offline))
             speech = self._timed("speech", settings.speech_model, placement, lambda: load_speech_encoder(
@@ -53,13 +56,19 @@ class Runtime:
                 offline=offline))
             decoder = self._timed("decoder", settings.decoder, placement, lambda: CausalLMDecoder.load(
                 resolve_source(settings.decoder, default=lambda: default_decoder(cache)), placement=placement, offline=offline))
+            voice = self._timed("tts", f"PARLEY_TTS={settings.tts}", resolve_placement("cpu"),
+                                lambda: load_synthesizer(settings.tts))
         except Exception as exc:
             self.load_error = str(exc)
             raise
+        if voice is None:
+            del self.models["tts"]  # off, or nothing to speak with: not a model that is missing
+        else:
+            self.models["tts"].source = voice.source
         tracker = DialogueTracker(domain, _intent_classifier(domain, text), SentimentAnalyzer())
         self.pipeline = TurnPipeline(
             self.store, tracker, encoders=Encoders(text=text, speech=speech, vision=vision), decoder=decoder,
-            max_new_tokens=settings.decoder_max_new_tokens,
+            max_new_tokens=settings.decoder_max_new_tokens, webhooks=webhooks, voice=voice,
         )
         log.info("models ready: %s", ", ".join(f"{m.name} {m.load_s:.1f}s" for m in self.models.values()))
 
@@ -76,6 +85,16 @@ class Runtime:
             raise
         status.status, status.load_s = "ready", round(time.perf_counter() - started, 2)
         return model
+
+
+def _webhooks(settings: Settings, domain: Domain) -> WebhookClient | None:
+    """Webhooks are signed: actions in the domain or a handoff URL without the secret fail at start-up."""
+    if settings.action_secret is None:
+        if settings.handoff_url or domain.actions:
+            raise ValueError("PARLEY_ACTION_SECRET is not set, but webhooks are configured "
+                             f"(handoff URL: {settings.handoff_url or 'none'}; actions: {', '.join(domain.actions) or 'none'})")
+        return None
+    return WebhookClient(settings.action_secret.get_secret_value().encode(), handoff_url=settings.handoff_url)
 
 
 def _intent_classifier(domain: Domain, encoder: TextEncoder) -> IntentClassifier:

@@ -1,32 +1,23 @@
 """Spoken replies: each voice says a reply that the real speech recogniser can read back."""
 
 import io
-import re
 import wave
 
 import pytest
 
-from app.media.audio import decode_audio
 from models.registry import resolve_placement
 from models.speech import load_speech_encoder
 from models.tts import MAX_SPOKEN_CHARS, EspeakSynthesizer, load_synthesizer, piper_installed, spoken_text
+from tests.samples import heard
 
 REPLY = "Your order 4512 has shipped and arrives on Friday."
 KEY_WORDS = ("4512", "shipped", "friday")
-HOMOPHONES = {"for": "4", "four": "4", "to": "2", "too": "2", "two": "2", "one": "1", "five": "5"}
 
 
 @pytest.fixture(scope="module")
 def whisper(tmp_path_factory):
     return load_speech_encoder("default", placement=resolve_placement("cpu"), offline=True,
                                cache_dir=tmp_path_factory.mktemp("models"))
-
-
-def heard(whisper, wav: bytes) -> str:
-    """What the recogniser wrote, digits of a spelled-out id joined back ("for 5 1 2" / "4-5-1-2" -> "4512")."""
-    clip = decode_audio(wav, max_seconds=60.0, max_bytes=10_000_000, sample_rate=16_000)
-    words = re.sub(r"[^a-z0-9 ]", " ", whisper.predict_batch([clip])[0].text.lower()).split()
-    return re.sub(r"(?<=\d) (?=\d)", "", " ".join(HOMOPHONES.get(word, word) for word in words))
 
 
 def wav_info(data: bytes) -> tuple[int, int, float]:
