@@ -49,10 +49,10 @@ class WebhookError(Exception):
 
 @dataclass(frozen=True)
 class Conversation:
-    """Who a webhook call is about."""
+    """Who a webhook call is about (None in a stateless OpenAI-style request)."""
 
-    session_id: str
-    tenant: str
+    session_id: str | None = None
+    tenant: str | None = None
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
