@@ -7,6 +7,7 @@ import pytest
 from app.dialogue.actions import Conversation, WebhookClient, sign, verify_signature
 from app.dialogue.domain import ActionSpec
 from app.dialogue.state import DialogueState
+from tests.readme import readme_block
 from tests.webhooks import Reply, backend_server
 
 SECRET = b"test-secret-for-webhooks"
@@ -151,3 +152,18 @@ async def test_handoff_to_a_failing_backend_reports_failure(backend):
 def test_a_secret_is_required():
     with pytest.raises(ValueError, match="PARLEY_ACTION_SECRET"):
         WebhookClient(b"")
+
+
+async def test_readme_verification_snippet_accepts_parley_requests_and_refuses_others(backend, client):
+    namespace: dict = {}
+    exec(readme_block("webhook-verification"), namespace)  # noqa: S102 - our own README's example
+    check = namespace["parley_signature_ok"]
+    url = backend.script("/readme", Reply(json=SHIPPED))
+    await client.call_action(action(url), WHO, STATE, HISTORY)
+    [request] = backend.requests("/readme")
+    timestamp, signature = request.headers["x-parley-timestamp"], request.headers["x-parley-signature"]
+    assert check(SECRET, timestamp, signature, request.body)
+    assert not check(SECRET, timestamp, signature, request.body.replace(b"4412", b"4413"))
+    assert not check(b"wrong", timestamp, signature, request.body)
+    assert not check(SECRET, str(int(timestamp) - 3600), sign(SECRET, str(int(timestamp) - 3600), request.body),
+                     request.body)

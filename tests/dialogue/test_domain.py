@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.dialogue.domain import DomainError, load_domain
+from app.dialogue.domain import DEFAULT_DOMAIN_PATH, DomainError, load_domain
+from tests.readme import readme_block
 
 TASK_INTENTS = {
     "greeting", "order_status", "damaged_item", "return_item", "refund_request",
@@ -230,3 +231,13 @@ def test_bad_actions_fail_at_load(tmp_path, change, message):
     change(raw)
     with pytest.raises(DomainError, match=re.escape(message)):
         load_domain(write_domain(tmp_path, raw))
+
+
+def test_readme_action_example_loads(tmp_path):
+    example = yaml.safe_load(readme_block("webhook-domain"))
+    raw = yaml.safe_load(DEFAULT_DOMAIN_PATH.read_text())
+    raw["actions"] = example["actions"]
+    raw["intents"]["order_status"].update(example["intents"]["order_status"])
+    domain = load_domain(write_domain(tmp_path, raw))
+    assert domain.intents["order_status"].action == "order_lookup"
+    assert domain.actions["order_lookup"].provides == ("order_status", "delivery_date")
