@@ -11,7 +11,7 @@ import torch
 
 from app.batching import ContinuousDecoder, MicroBatcher
 from app.config import Settings
-from app.dialogue.actions import WebhookClient
+from app.dialogue.actions import HANDOFF_RETRIES, HANDOFF_TIMEOUT_S, WebhookClient, worst_case_s
 from app.dialogue.domain import Domain, load_domain
 from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.tracker import DialogueTracker, IntentClassifier
@@ -121,6 +121,14 @@ def _webhooks(settings: Settings, domain: Domain) -> WebhookClient | None:
             raise ValueError("PARLEY_ACTION_SECRET is not set, but webhooks are configured "
                              f"(handoff URL: {settings.handoff_url or 'none'}; actions: {', '.join(domain.actions) or 'none'})")
         return None
+    # A call runs under the session's lock: it must end well before a lock left by a crashed worker frees itself.
+    budget_s = settings.lock_ttl_ms / 1000 / 2
+    calls = {name: worst_case_s(spec.timeout_s, spec.retries) for name, spec in domain.actions.items()}
+    calls["handoff"] = worst_case_s(HANDOFF_TIMEOUT_S, HANDOFF_RETRIES)
+    for name, longest in calls.items():
+        if longest > budget_s:
+            raise ValueError(f"webhook '{name}' can take {longest:.0f} s with its timeout and retries, more than half "
+                             f"of PARLEY_LOCK_TTL_MS ({settings.lock_ttl_ms} ms): lower them or raise the lock TTL")
     return WebhookClient(settings.action_secret.get_secret_value().encode(), handoff_url=settings.handoff_url)
 
 

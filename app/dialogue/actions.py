@@ -55,6 +55,11 @@ class Conversation:
     tenant: str | None = None
 
 
+def worst_case_s(timeout_s: float, retries: int, backoff_s: float = BACKOFF_S) -> float:
+    """The longest a call can take: every attempt timing out, every backoff at its jitter's top."""
+    return (retries + 1) * timeout_s + sum(2 * backoff_s * 2**i for i in range(retries))
+
+
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 

@@ -14,8 +14,9 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from app.config import Settings
-from app.dialogue.domain import DEFAULT_DOMAIN_PATH
+from app.dialogue.domain import DEFAULT_DOMAIN_PATH, load_domain
 from app.main import create_app
+from app.runtime import _webhooks
 from tests.server import delete_prefix, unique_prefix
 from tests.webhooks import Backend, Reply, backend_server
 
@@ -159,3 +160,15 @@ async def test_spoken_reply_when_speech_is_off_is_refused_before_the_turn(http):
     assert response.status_code == 422 and response.json()["error"]["code"] == "reply_audio_unavailable"
     assert (await http.get(f"/v1/sessions/{session}")).json()["history"] == []
     assert "tts" not in {model["name"] for model in (await http.get("/readyz")).json()["models"]}
+
+
+def test_webhooks_need_the_secret_and_must_fit_under_the_session_lock(tmp_path):
+    domain = load_domain(domain_with_lookup(tmp_path, "http://127.0.0.1:9"))
+    with pytest.raises(ValueError, match="PARLEY_ACTION_SECRET is not set"):
+        _webhooks(Settings(), domain)
+    with pytest.raises(ValueError, match="PARLEY_ACTION_SECRET is not set"):
+        _webhooks(Settings(handoff_url="http://127.0.0.1:9/handoff"), load_domain())
+    with pytest.raises(ValueError, match="webhook 'order_lookup' can take 8 s"):
+        _webhooks(Settings(action_secret=SECRET, lock_ttl_ms=10_000), domain)
+    assert _webhooks(Settings(), load_domain()) is None  # nothing configured, nothing needed
+    assert _webhooks(Settings(action_secret=SECRET), domain).secret == SECRET.encode()

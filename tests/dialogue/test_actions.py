@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from app.dialogue.actions import Conversation, WebhookClient, sign, verify_signature
+from app.dialogue.actions import Conversation, WebhookClient, sign, verify_signature, worst_case_s
 from app.dialogue.domain import ActionSpec
 from app.dialogue.state import DialogueState
 from tests.readme import readme_block
@@ -167,3 +167,8 @@ async def test_readme_verification_snippet_accepts_parley_requests_and_refuses_o
     assert not check(b"wrong", timestamp, signature, request.body)
     assert not check(SECRET, str(int(timestamp) - 3600), sign(SECRET, str(int(timestamp) - 3600), request.body),
                      request.body)
+
+
+def test_worst_case_counts_every_attempt_and_backoff():
+    assert worst_case_s(2.0, 0) == 2.0
+    assert worst_case_s(2.0, 2, backoff_s=0.25) == 6.0 + 0.5 + 1.0
