@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import wave
 from pathlib import Path
 from typing import Protocol
@@ -104,6 +105,8 @@ class PiperSynthesizer:
 
         self.voice = voice
         self.config = SynthesisConfig(length_scale=PIPER_LENGTH_SCALE)
+        # Piper phonemizes through the espeak-ng library, whose state is process-global: one reply at a time.
+        self.lock = threading.Lock()
 
     @classmethod
     def load(cls) -> PiperSynthesizer:
@@ -117,6 +120,6 @@ class PiperSynthesizer:
 
     def synthesize(self, text: str) -> bytes:
         out = io.BytesIO()
-        with wave.open(out, "wb") as wav:
+        with self.lock, wave.open(out, "wb") as wav:
             self.voice.synthesize_wav(spoken_text(text), wav, syn_config=self.config)
         return out.getvalue()

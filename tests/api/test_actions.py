@@ -10,14 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from app.config import Settings
 from app.dialogue.domain import DEFAULT_DOMAIN_PATH, load_domain
-from app.main import create_app
 from app.runtime import _webhooks
-from tests.server import delete_prefix, unique_prefix
+from tests.api.inprocess import in_process_app
+from tests.server import unique_prefix
 from tests.webhooks import Backend, Reply, backend_server
 
 SECRET = "webhook-test-secret"
@@ -49,11 +48,8 @@ async def actions_app(api_settings: Settings, backend: Backend, tmp_path_factory
         "action_secret": Settings(action_secret=SECRET).action_secret, "handoff_url": f"{backend.base}/handoff",
         "tts": "off",  # and this app speaks no replies
     })
-    application = create_app(settings)
-    async with LifespanManager(application, startup_timeout=120):
-        await application.state.loading
+    async with in_process_app(settings) as application:
         yield application
-    delete_prefix(settings.redis_url, settings.redis_prefix)
 
 
 @pytest.fixture
