@@ -98,6 +98,8 @@ class Runtime:
             for batcher in (self.pipeline.encoders.text, self.pipeline.encoders.speech, self.pipeline.encoders.vision):
                 await batcher.aclose()
             await self.pipeline.decoder.aclose()
+            if self.pipeline.webhooks is not None:
+                await self.pipeline.webhooks.aclose()
 
     def _timed(self, name: str, source: str, placement: Placement, load):  # noqa: ANN001 - any model
         status = ModelStatus(name=name, source=source, device=placement.describe(), status="loading")

@@ -77,8 +77,8 @@ def verify_signature(
 
 
 class WebhookClient:
-    """Posts signed JSON with bounded retries. One short-lived HTTP client per call: calls are rare
-    (once per completed intent or handoff), and nothing is bound to an event loop between turns."""
+    """Posts signed JSON with bounded retries, over one pooled HTTP client (made on first use, in the
+    serving event loop; building one costs ~40 ms of TLS set-up, a kept-alive connection ~1 ms)."""
 
     def __init__(self, secret: bytes, *, handoff_url: str | None = None, backoff_s: float = BACKOFF_S) -> None:
         if not secret:
@@ -86,6 +86,12 @@ class WebhookClient:
         self.secret = secret
         self.handoff_url = handoff_url
         self.backoff_s = backoff_s
+        self._http: httpx.AsyncClient | None = None
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     async def call_action(
         self, action: ActionSpec, conversation: Conversation, state: DialogueState, history: list[dict]
@@ -128,9 +134,11 @@ class WebhookClient:
             timestamp = str(int(time.time()))  # fresh on every attempt: a retry is a new, current request
             headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: timestamp,
                        SIGNATURE_HEADER: sign(self.secret, timestamp, body), DELIVERY_HEADER: delivery}
+            if self._http is None:
+                self._http = httpx.AsyncClient(follow_redirects=False, trust_env=False)
             try:
                 async with asyncio.timeout(timeout_s):  # the whole attempt, however slowly bytes trickle in
-                    status, raw = await _send(url, body, headers, timeout_s)
+                    status, raw = await _send(self._http, url, body, headers, timeout_s)
             except (TimeoutError, httpx.TransportError) as exc:
                 reason = f"{type(exc).__name__} {exc}".strip()
             except _TooBig:
@@ -149,17 +157,18 @@ class _TooBig(Exception):
     pass
 
 
-async def _send(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> tuple[int, bytes]:
-    async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, trust_env=False) as http:
-        async with http.stream("POST", url, content=body, headers=headers) as response:
-            if response.status_code >= 300:
-                return response.status_code, b""
-            raw = bytearray()
-            async for chunk in response.aiter_bytes():
-                raw += chunk
-                if len(raw) > MAX_ANSWER_BYTES:
-                    raise _TooBig
-            return response.status_code, bytes(raw)
+async def _send(
+    http: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], timeout_s: float
+) -> tuple[int, bytes]:
+    async with http.stream("POST", url, content=body, headers=headers, timeout=timeout_s) as response:
+        if response.status_code >= 300:
+            return response.status_code, b""
+        raw = bytearray()
+        async for chunk in response.aiter_bytes():
+            raw += chunk
+            if len(raw) > MAX_ANSWER_BYTES:
+                raise _TooBig
+        return response.status_code, bytes(raw)
 
 
 def _parse(url: str, raw: bytes) -> Any:

@@ -1,6 +1,7 @@
 """The webhook client against a real HTTP server on loopback: signing, retries, timeouts, bad answers."""
 
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -25,8 +26,10 @@ def backend():
 
 
 @pytest.fixture
-def client() -> WebhookClient:
-    return WebhookClient(SECRET, backoff_s=0.01)
+async def client() -> AsyncIterator[WebhookClient]:
+    webhooks = WebhookClient(SECRET, backoff_s=0.01)
+    yield webhooks
+    await webhooks.aclose()
 
 
 def action(url: str, **overrides) -> ActionSpec:
@@ -135,6 +138,7 @@ async def test_handoff_sends_the_whole_transcript_and_state(backend):
     client = WebhookClient(SECRET, handoff_url=url, backoff_s=0.01)
     state = STATE.model_copy(update={"handed_off": True})
     assert (await client.hand_over(WHO, state, HISTORY)).ok
+    await client.aclose()
     [request] = backend.requests("/handoff")
     assert request.signature_ok
     payload = request.payload
@@ -146,6 +150,7 @@ async def test_handoff_to_a_failing_backend_reports_failure(backend):
     url = backend.script("/handoff-down", Reply(500))
     client = WebhookClient(SECRET, handoff_url=url, backoff_s=0.01)
     assert not (await client.hand_over(WHO, STATE, HISTORY)).ok
+    await client.aclose()
     assert len(backend.requests("/handoff-down")) == 3
 
 
