@@ -168,3 +168,12 @@ def test_webhooks_need_the_secret_and_must_fit_under_the_session_lock(tmp_path):
         _webhooks(Settings(action_secret=SECRET, lock_ttl_ms=10_000), domain)
     assert _webhooks(Settings(), load_domain()) is None  # nothing configured, nothing needed
     assert _webhooks(Settings(action_secret=SECRET), domain).secret == SECRET.encode()
+
+
+async def test_an_angry_customer_is_handed_over_too(http, backend):
+    backend.script("/handoff", Reply(200, {}))
+    session = await new_session(http)
+    handed = await say(http, session, "This is absolutely terrible, I hate this useless awful company")
+    assert handed["state"]["sentiment"] == "negative" and handed["state"]["handed_off"]
+    [request] = backend.requests("/handoff")
+    assert request.payload["state"]["sentiment_score"] <= -0.6
