@@ -51,23 +51,28 @@ def delete_prefix(redis_url: str, prefix: str) -> None:
 
 @contextmanager
 def parley_test_server(
-    redis_url: str, *, log_dir: Path, env: dict[str, str] | None = None, ready_timeout_s: float = 180
+    redis_url: str, *, log_dir: Path, env: dict[str, str] | None = None, ready_timeout_s: float = 180,
+    args: tuple[str, ...] = (),
 ) -> Iterator[str]:
     """`parley_server` on `redis_url` under a key prefix of its own; every key under it is deleted afterwards."""
     prefix = unique_prefix()
     settings = {**(env or {}), "PARLEY_REDIS_URL": redis_url, "PARLEY_REDIS_PREFIX": prefix}
     try:
-        with parley_server(settings, log_path=log_dir / "server.log", ready_timeout_s=ready_timeout_s) as base:
+        with parley_server(settings, log_path=log_dir / "server.log", ready_timeout_s=ready_timeout_s,
+                           args=args) as base:
             yield base
     finally:
         delete_prefix(redis_url, prefix)
 
 
 @contextmanager
-def parley_server(env: dict[str, str], *, log_path: Path, ready_timeout_s: float = 180) -> Iterator[str]:
-    """Start the server with PARLEY_* settings from `env`; yield its base URL once /readyz is 200."""
+def parley_server(
+    env: dict[str, str], *, log_path: Path, ready_timeout_s: float = 180, args: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """Start the server with PARLEY_* settings from `env` (and `parley serve` options `args`); yield its
+    base URL once /readyz is 200."""
     port = free_port()
-    command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1", **env}, stdout=log, stderr=log)
         base = f"http://127.0.0.1:{port}"
