@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.auth import load_api_keys
 from app.redis_url import parse_redis_url
+from models.remote import parse_spec
 
 
 def _default_data_dir() -> Path:
@@ -34,7 +35,8 @@ class Settings(BaseSettings):
     speech_model: str = Field("default", description="default (Whisper base, CTranslate2), a CTranslate2 dir, a HF id or dir")
     caption_model: str | None = Field(None, description="optional image captioner: HF id or local dir")
     vision_backbone: str | None = Field(None, description="optional ViT/CLIP/SigLIP for image features")
-    decoder: str = "default"
+    decoder: str = Field("default", description="default, a HF id, a local dir, or openai:<base-url>#<model>")
+    decoder_api_key: SecretStr | None = Field(None, description="bearer key for an openai: remote decoder")
     decoder_max_new_tokens: int = Field(64, ge=1, le=1024)
     decoder_cpu_dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="decoder weights on CPU; auto = bfloat16 where the CPU computes it natively "
@@ -68,6 +70,13 @@ class Settings(BaseSettings):
     turn_rate_limit_per_min: int = Field(120, ge=0, description="turns per minute (POST .../turns)")
 
     log_level: str = "INFO"
+
+    @field_validator("decoder")
+    @classmethod
+    def _remote_decoder_parses(cls, value: str) -> str:
+        if value.strip().startswith("openai:"):
+            parse_spec(value.strip())  # fail at start-up on a malformed remote decoder setting
+        return value
 
     @field_validator("decoder", "text_model")
     @classmethod
