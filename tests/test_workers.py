@@ -1,18 +1,22 @@
 """`parley serve --workers 2` as a real process: both workers answer on one port, and turns of one
-session sent over fresh connections (so spread over both) stay ordered and are each committed once."""
+session sent over fresh connections (so spread over both) stay ordered and are each committed once.
+Then the docker-compose `replicas` profile's nginx config, run by a real nginx in front of it."""
 
+import subprocess
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.factories import tiny_causal_lm
-from tests.server import parley_test_server
+from tests.server import free_port, parley_test_server
 
 CLIENTS = 4
 TURNS_PER_CLIENT = 3
+NGINX_CONF = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
 MAX_PROBES = 400  # /readyz calls, each on a new connection, to see both workers ready
 
 
@@ -77,3 +81,46 @@ def test_two_workers_answer_and_keep_one_session_in_order(server):
     assert detail["state"]["turns"] == total
     print(f"\nturns per worker: {dict(served_by)}")
     assert len(served_by) == 2, served_by
+
+
+@pytest.fixture(scope="module")
+def balancer(server, tmp_path_factory):
+    """nginx with deploy/nginx.conf, its upstream pointed at `server` instead of compose's `replica`."""
+    directory = tmp_path_factory.mktemp("nginx")
+    port = free_port()
+    config = NGINX_CONF.read_text()
+    assert "server replica:8000 " in config and "listen 80;" in config
+    config = config.replace("server replica:8000 ", f"server {server.removeprefix('http://')} ")
+    (directory / "nginx.conf").write_text(config.replace("listen 80;", f"listen 127.0.0.1:{port};"))
+    settings = f"daemon off; pid {directory}/nginx.pid; error_log {directory}/error.log;"
+    process = subprocess.Popen(["nginx", "-p", str(directory), "-c", str(directory / "nginx.conf"), "-g", settings],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{base}/lb-healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nginx did not start: {(directory / 'error.log').read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_compose_load_balancer_config_serves_turns_and_streams(balancer):
+    """The compose profile's nginx.conf, run by a real nginx: JSON turns, SSE tokens, the worker header."""
+    with httpx.Client(base_url=balancer, timeout=60) as http:
+        assert http.get("/readyz").headers["x-parley-worker"]
+        sid = http.post("/v1/sessions").json()["id"]
+        assert http.post(f"/v1/sessions/{sid}/turns", json={"text": "My lamp arrived broken"}).json()["turn"] == 1
+        with http.stream("POST", f"/v1/sessions/{sid}/turns?stream=true", json={"text": "hello"}) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            names = [line.removeprefix("event: ") for line in response.iter_lines() if line.startswith("event: ")]
+        assert names[0] == "token" and names[-1] == "done"
+        assert http.get(f"/v1/sessions/{sid}").json()["state"]["turns"] == 2
