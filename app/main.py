@@ -20,6 +20,7 @@ from app.ratelimit import RateLimiter
 from app.redaction import install_redaction
 from app.runtime import Runtime
 from app.store import EmbeddedRedis, RedisSessionStore, connect
+from app.worker_header import WorkerHeader
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth = auth_from_settings(settings)  # a bad key list fails here, before serving
     app.state.metrics = Metrics()
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(WorkerHeader)
     install_error_handlers(app)
     # Authentication and rate limits run before a body is parsed or a model is asked for.
     for router in (sessions.router, turns.router):

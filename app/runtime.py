@@ -21,6 +21,7 @@ from app.schemas import ModelStatus
 from app.store import SessionStore
 from models.decoder import CausalLMDecoder, Decoder
 from models.registry import Placement, default_decoder, default_text_model, resolve_placement, resolve_source
+from models.remote import OpenAIDecoder
 from models.speech import load_speech_encoder
 from models.text import TextEncoder
 from models.tts import load_synthesizer
@@ -84,8 +85,12 @@ class Runtime:
 
     def load_decoder(self, placement: Placement) -> Decoder:
         """PARLEY_DECODER: "default", a Hugging Face id or a local folder -> a local causal LM whose
-        replies are decoded together across sessions."""
+        replies are decoded together across sessions; "openai:<base-url>#<model>" -> that model on an
+        OpenAI-compatible server, which batches on its own."""
         settings = self.settings
+        if settings.decoder.startswith("openai:"):
+            key = settings.decoder_api_key.get_secret_value() if settings.decoder_api_key else None
+            return OpenAIDecoder.from_spec(settings.decoder, api_key=key)
         source = resolve_source(settings.decoder, default=lambda: default_decoder(settings.data_dir / "models"))
         model = CausalLMDecoder.load(source, placement=placement, offline=settings.hf_offline)
         model.warm_up()
