@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +27,28 @@ from models.vision import load_vision_encoder
 log = logging.getLogger(__name__)
 
 
+ModelLoader = tuple[str, Callable[[], Any]]  # (where the model comes from, for /readyz; a blocking loader)
+
+
+def model_loaders(settings: Settings, placement: Placement) -> dict[str, ModelLoader]:
+    """How each model the pipeline needs is loaded, by name; nothing loads until a loader is called."""
+    cache = settings.data_dir / "models"
+    offline = settings.hf_offline
+    vision_source = settings.caption_model or settings.vision_backbone or "default (OCR, barcodes, faces)"
+    return {
+        "text": (settings.text_model, lambda: TextEncoder.load(
+            resolve_source(settings.text_model, default=default_text_model), placement=placement, offline=offline)),
+        "speech": (settings.speech_model, lambda: load_speech_encoder(
+            settings.speech_model, placement=placement, offline=offline, cache_dir=cache)),
+        "vision": (vision_source, lambda: load_vision_encoder(
+            caption_model=settings.caption_model, backbone=settings.vision_backbone, placement=placement,
+            offline=offline)),
+        "decoder": (settings.decoder, lambda: CausalLMDecoder.load(
+            resolve_source(settings.decoder, default=lambda: default_decoder(cache)), placement=placement,
+            offline=offline)),
+    }
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -32,6 +56,9 @@ class Runtime:
     models: dict[str, ModelStatus] = field(default_factory=dict)
     pipeline: TurnPipeline | None = None
     load_error: str | None = None
+    # Model name -> a loader used instead of the configured one: deploy/ray puts proxies to its
+    # model deployments here, so the same pipeline runs on models that live in other processes.
+    overrides: dict[str, ModelLoader] = field(default_factory=dict)
 
     def load(self) -> None:
         """Load every model and build the pipeline; blocking, so run it off the event loop."""
@@ -40,26 +67,17 @@ class Runtime:
             torch.set_num_threads(settings.torch_threads)
         placement = resolve_placement(settings.device)
         domain = load_domain(settings.domain_path)
-        cache = settings.data_dir / "models"
-        offline = settings.hf_offline
+        loaders = model_loaders(settings, placement) | self.overrides
         try:
-            text = self._timed("text", settings.text_model, placement, lambda: TextEncoder.load(
-                resolve_source(settings.text_model, default=default_text_model), placement=placement, offline=offline))
-            speech = self._timed("speech", settings.speech_model, placement, lambda: load_speech_encoder(
-                settings.speech_model, placement=placement, offline=offline, cache_dir=cache))
-            vision_source = settings.caption_model or settings.vision_backbone or "default (OCR, barcodes, faces)"
-            vision = self._timed("vision", vision_source, placement, lambda: load_vision_encoder(
-                caption_model=settings.caption_model, backbone=settings.vision_backbone, placement=placement,
-                offline=offline))
-            decoder = self._timed("decoder", settings.decoder, placement, lambda: CausalLMDecoder.load(
-                resolve_source(settings.decoder, default=lambda: default_decoder(cache)), placement=placement, offline=offline))
+            models = {name: self._timed(name, source, placement, load) for name, (source, load) in loaders.items()}
         except Exception as exc:
             self.load_error = str(exc)
             raise
+        text = models["text"]
         tracker = DialogueTracker(domain, _intent_classifier(domain, text), SentimentAnalyzer())
         self.pipeline = TurnPipeline(
-            self.store, tracker, encoders=Encoders(text=text, speech=speech, vision=vision), decoder=decoder,
-            max_new_tokens=settings.decoder_max_new_tokens,
+            self.store, tracker, encoders=Encoders(text=text, speech=models["speech"], vision=models["vision"]),
+            decoder=models["decoder"], max_new_tokens=settings.decoder_max_new_tokens,
         )
         log.info("models ready: %s", ", ".join(f"{m.name} {m.load_s:.1f}s" for m in self.models.values()))
 
