@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
+from functools import partial
 from typing import Any
 
 import torch
@@ -83,10 +84,18 @@ class DecoderProxy:
     """The decoder's `stream`, run by its deployment; pieces arrive as the replica yields them."""
 
     def __init__(self, handle: DeploymentHandle) -> None:
-        self.handle = handle.options(stream=True)
+        self.handle = handle
+        self.streaming = handle.options(stream=True)
 
     def stream(self, messages: Messages, *, max_new_tokens: int) -> Iterator[str]:
-        yield from self.handle.stream.remote(messages, max_new_tokens=max_new_tokens)
+        yield from self.streaming.stream.remote(messages, max_new_tokens=max_new_tokens)
+
+
+def _connected(proxy: EncoderProxy | DecoderProxy) -> EncoderProxy | DecoderProxy:
+    """The proxy, once its deployment has a replica with the model loaded: /readyz stays 503 until
+    every model can answer, as on a single server."""
+    proxy.handle.info.remote().result()
+    return proxy
 
 
 @serve.deployment(ray_actor_options={"num_cpus": DEFAULT_CPUS})
@@ -100,7 +109,7 @@ class ParleyIngress:
 
     def __serve_build_asgi_app__(self):  # noqa: ANN204 - an ASGI app
         overrides: dict[str, ModelLoader] = {
-            name: (f"ray deployment '{name}'", lambda proxy=proxy: proxy) for name, proxy in self.proxies.items()
+            name: (f"ray deployment '{name}'", partial(_connected, proxy)) for name, proxy in self.proxies.items()
         }
         return create_app(self.settings, model_overrides=overrides)
 

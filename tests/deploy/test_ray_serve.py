@@ -125,3 +125,21 @@ def test_text_image_and_voice_turns_over_http(parley_on_ray):
     assert after["vision"]["calls"] - before["vision"] == 1 and after["vision"]["model"] == "VisionEncoder"
     assert after["decoder"]["calls"] - before["decoder"] == 4 and after["decoder"]["model"] == "CausalLMDecoder"
     assert len({a["pid"] for a in after.values()}) == 3  # three processes
+
+
+def test_bad_input_through_ray_is_a_clear_4xx_and_changes_nothing(parley_on_ray):
+    with httpx.Client(base_url=parley_on_ray, timeout=60) as http:
+        session = http.post("/v1/sessions").json()["id"]
+        bad = http.post(f"/v1/sessions/{session}/turns", files={"image": ("x.png", b"not an image", "image/png")})
+        assert 400 <= bad.status_code < 500, bad.text
+        assert set(bad.json()["error"]) == {"code", "message"}
+        assert http.get(f"/v1/sessions/{session}").json()["history"] == []
+
+
+def test_build_app_refuses_a_private_redis_and_unknown_deployments(tmp_path):
+    from deploy.ray.app import build_app
+
+    with pytest.raises(ValueError, match="PARLEY_REDIS_URL"):
+        build_app(Settings(redis_url=None, data_dir=tmp_path))
+    with pytest.raises(ValueError, match="encoder"):
+        build_app(Settings(redis_url="redis://127.0.0.1:6379/0", data_dir=tmp_path), options={"encoder": {}})
