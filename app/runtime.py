@@ -6,19 +6,21 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
+from app.batching import ContinuousDecoder, MicroBatcher
 from app.config import Settings
 from app.dialogue.domain import Domain, load_domain
 from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.tracker import DialogueTracker, IntentClassifier
+from app.metrics import Metrics
 from app.pipeline import Encoders, TurnPipeline
 from app.schemas import ModelStatus
 from app.store import SessionStore
-from models.decoder import CausalLMDecoder
+from models.decoder import CausalLMDecoder, Decoder
 from models.registry import Placement, default_decoder, default_text_model, resolve_placement, resolve_source
 from models.speech import load_speech_encoder
 from models.text import TextEncoder
@@ -27,32 +29,47 @@ from models.vision import load_vision_encoder
 log = logging.getLogger(__name__)
 
 
-ModelLoader = tuple[str, Callable[[], Any]]  # (where the model comes from, for /readyz; a blocking loader)
+class ModelLoader(NamedTuple):
+    source: str  # where the model comes from, as /readyz shows it
+    device: str  # where it runs, e.g. "cpu/float32"
+    load: Callable[[], Any]  # blocking
 
 
-def model_loaders(settings: Settings, placement: Placement) -> dict[str, ModelLoader]:
+def model_loaders(settings: Settings, metrics: Metrics) -> dict[str, ModelLoader]:
     """How each model the pipeline needs is loaded, by name; nothing loads until a loader is called."""
+    placement = resolve_placement(settings.device)
+    decoder_placement = resolve_placement(settings.device, cpu_dtype=settings.decoder_cpu_dtype)
     cache = settings.data_dir / "models"
     offline = settings.hf_offline
     vision_source = settings.caption_model or settings.vision_backbone or "default (OCR, barcodes, faces)"
     return {
-        "text": (settings.text_model, lambda: TextEncoder.load(
+        "text": ModelLoader(settings.text_model, placement.describe(), lambda: TextEncoder.load(
             resolve_source(settings.text_model, default=default_text_model), placement=placement, offline=offline)),
-        "speech": (settings.speech_model, lambda: load_speech_encoder(
+        "speech": ModelLoader(settings.speech_model, placement.describe(), lambda: load_speech_encoder(
             settings.speech_model, placement=placement, offline=offline, cache_dir=cache)),
-        "vision": (vision_source, lambda: load_vision_encoder(
+        "vision": ModelLoader(vision_source, placement.describe(), lambda: load_vision_encoder(
             caption_model=settings.caption_model, backbone=settings.vision_backbone, placement=placement,
             offline=offline)),
-        "decoder": (settings.decoder, lambda: CausalLMDecoder.load(
-            resolve_source(settings.decoder, default=lambda: default_decoder(cache)), placement=placement,
-            offline=offline)),
+        "decoder": ModelLoader(settings.decoder, decoder_placement.describe(),
+                               lambda: load_decoder(settings, decoder_placement, metrics)),
     }
+
+
+def load_decoder(settings: Settings, placement: Placement, metrics: Metrics) -> Decoder:
+    """PARLEY_DECODER: "default", a Hugging Face id or a local folder -> a local causal LM whose
+    replies are decoded together across sessions."""
+    source = resolve_source(settings.decoder, default=lambda: default_decoder(settings.data_dir / "models"))
+    model = CausalLMDecoder.load(source, placement=placement, offline=settings.hf_offline)
+    model.warm_up()
+    return ContinuousDecoder(model, max_batch_size=settings.decoder_max_batch,
+                             on_batch=metrics.observe_inference, on_depth=metrics.set_queue_depth)
 
 
 @dataclass
 class Runtime:
     settings: Settings
     store: SessionStore
+    metrics: Metrics
     models: dict[str, ModelStatus] = field(default_factory=dict)
     pipeline: TurnPipeline | None = None
     load_error: str | None = None
@@ -65,29 +82,41 @@ class Runtime:
         settings = self.settings
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
-        placement = resolve_placement(settings.device)
         domain = load_domain(settings.domain_path)
-        loaders = model_loaders(settings, placement) | self.overrides
+        loaders = model_loaders(settings, self.metrics) | self.overrides
         try:
-            models = {name: self._timed(name, source, placement, load) for name, (source, load) in loaders.items()}
+            models = {name: self._timed(name, loader) for name, loader in loaders.items()}
         except Exception as exc:
             self.load_error = str(exc)
             raise
-        text = models["text"]
+        text, speech, vision, decoder = (models[name] for name in ("text", "speech", "vision", "decoder"))
         tracker = DialogueTracker(domain, _intent_classifier(domain, text), SentimentAnalyzer())
-        self.pipeline = TurnPipeline(
-            self.store, tracker, encoders=Encoders(text=text, speech=models["speech"], vision=models["vision"]),
-            decoder=models["decoder"], max_new_tokens=settings.decoder_max_new_tokens,
+        batched = dict(max_batch_size=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms,
+                       on_batch=self.metrics.observe_inference, on_depth=self.metrics.set_queue_depth)
+        encoders = Encoders(
+            text=MicroBatcher("text", lambda texts: list(text.predict_batch(texts)), **batched),
+            speech=MicroBatcher("speech", lambda clips: speech.predict_batch(
+                clips, with_features=decoder.wants_features), **batched),
+            vision=MicroBatcher("vision", vision.predict_batch, **batched),
         )
+        self.pipeline = TurnPipeline(self.store, tracker, encoders=encoders, decoder=decoder,
+                                     max_new_tokens=settings.decoder_max_new_tokens)
         log.info("models ready: %s", ", ".join(f"{m.name} {m.load_s:.1f}s" for m in self.models.values()))
 
-    def _timed(self, name: str, source: str, placement: Placement, load):  # noqa: ANN001 - any model
-        status = ModelStatus(name=name, source=source, device=placement.describe(), status="loading")
+    async def aclose(self) -> None:
+        """Stop the batchers' workers and the decoding thread."""
+        if self.pipeline is not None:
+            for batcher in (self.pipeline.encoders.text, self.pipeline.encoders.speech, self.pipeline.encoders.vision):
+                await batcher.aclose()
+            await self.pipeline.decoder.aclose()
+
+    def _timed(self, name: str, loader: ModelLoader) -> Any:
+        status = ModelStatus(name=name, source=loader.source, device=loader.device, status="loading")
         self.models[name] = status
-        log.info("loading %s model from %s on %s", name, source, status.device)
+        log.info("loading %s model from %s on %s", name, loader.source, status.device)
         started = time.perf_counter()
         try:
-            model = load()
+            model = loader.load()
         except Exception as exc:
             status.status, status.error = "failed", str(exc)
             log.error("loading %s model failed: %s", name, exc)

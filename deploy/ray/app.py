@@ -5,11 +5,12 @@ their own, each scaled on its own, behind Parley's unchanged HTTP API.
       -> text     TextEncoder.predict_batch
       -> speech   SpeechEncoder.predict_batch
       -> vision   VisionEncoder.predict_batch
-      -> decoder  Decoder.stream, piece by piece
+      -> decoder  Decoder.stream, piece by piece (batched across sessions inside each replica)
 
 The ingress builds the usual pipeline with proxies in place of local models (Runtime.overrides):
 a proxy has the model's small interface and forwards each call to its deployment through a
-handle. Settings are read from the PARLEY_* environment of the process that builds the
+handle. The ingress's micro-batchers still group concurrent turns before an encoder call, and
+each decoder replica runs the usual continuous-batching decoder over the replies it is given. Settings are read from the PARLEY_* environment of the process that builds the
 application and travel with it to every replica, so all replicas load the same models.
 
     serve run deploy/ray/serve.yaml        # replicas and CPUs per deployment in that file
@@ -18,8 +19,8 @@ application and travel with it to every replica, so all replicas load the same m
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
-from functools import partial
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import fields
 from typing import Any
 
 import torch
@@ -29,9 +30,9 @@ from ray.serve.handle import DeploymentHandle
 
 from app.config import Settings
 from app.main import create_app
+from app.metrics import Metrics
 from app.runtime import ModelLoader, model_loaders
-from models.decoder import Messages
-from models.registry import resolve_placement
+from models.decoder import GenerationStats, ReplyContext
 
 MODELS = ("text", "speech", "vision", "decoder")  # deployment names, as serve.status() shows them
 INGRESS = "ingress"
@@ -46,13 +47,14 @@ class _ModelReplica:
     def __init__(self, name: str, settings: Settings) -> None:
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
-        _, load = model_loaders(settings, resolve_placement(settings.device))[name]
-        self.model = load()
+        # The replica's own batch metrics stay in the replica; the ingress's /metrics has the turns.
+        self.model = model_loaders(settings, Metrics())[name].load()
         self.calls = 0
 
     def info(self) -> dict[str, Any]:
         """Which process holds the model and how many calls it has served (for operators and tests)."""
-        return {"pid": os.getpid(), "model": type(self.model).__name__, "calls": self.calls}
+        return {"pid": os.getpid(), "model": type(self.model).__name__, "calls": self.calls,
+                "wants_features": getattr(self.model, "wants_features", False)}
 
 
 @serve.deployment(ray_actor_options={"num_cpus": DEFAULT_CPUS})
@@ -64,9 +66,13 @@ class EncoderDeployment(_ModelReplica):
 
 @serve.deployment(ray_actor_options={"num_cpus": DEFAULT_CPUS})
 class DecoderDeployment(_ModelReplica):
-    def stream(self, messages: Messages, *, max_new_tokens: int) -> Iterator[str]:
+    async def stream(self, context: ReplyContext, *, max_new_tokens: int) -> AsyncIterator[str | GenerationStats]:
+        """The reply's pieces, then its GenerationStats (a caller's own stats object cannot travel)."""
         self.calls += 1
-        yield from self.model.stream(messages, max_new_tokens=max_new_tokens)
+        stats = GenerationStats()
+        async for piece in self.model.stream(context, max_new_tokens=max_new_tokens, stats=stats):
+            yield piece
+        yield stats
 
 
 class EncoderProxy:
@@ -79,23 +85,39 @@ class EncoderProxy:
     def predict_batch(self, *args: Any, **kwargs: Any) -> Any:
         return self.handle.predict_batch.remote(*args, **kwargs).result()
 
+    def connect(self) -> EncoderProxy:
+        """Itself, once its deployment has a replica with the model loaded: /readyz stays 503 until
+        every model can answer, as on a single server."""
+        self.handle.info.remote().result()
+        return self
+
 
 class DecoderProxy:
-    """The decoder's `stream`, run by its deployment; pieces arrive as the replica yields them."""
+    """The Decoder interface, run by the decoder deployment; pieces arrive as the replica yields them."""
+
+    wants_features = False  # the remote decoder's own answer replaces this in connect()
 
     def __init__(self, handle: DeploymentHandle) -> None:
         self.handle = handle
         self.streaming = handle.options(stream=True)
 
-    def stream(self, messages: Messages, *, max_new_tokens: int) -> Iterator[str]:
-        yield from self.streaming.stream.remote(messages, max_new_tokens=max_new_tokens)
+    def connect(self) -> DecoderProxy:
+        """Itself, once a decoder replica is up (see EncoderProxy.connect)."""
+        self.wants_features = self.handle.info.remote().result()["wants_features"]
+        return self
 
+    async def stream(
+        self, context: ReplyContext, *, max_new_tokens: int, stats: GenerationStats | None = None
+    ) -> AsyncIterator[str]:
+        async for item in self.streaming.stream.remote(context, max_new_tokens=max_new_tokens):
+            if isinstance(item, GenerationStats):
+                for counted in fields(item) if stats is not None else ():
+                    setattr(stats, counted.name, getattr(item, counted.name))
+            else:
+                yield item
 
-def _connected(proxy: EncoderProxy | DecoderProxy) -> EncoderProxy | DecoderProxy:
-    """The proxy, once its deployment has a replica with the model loaded: /readyz stays 503 until
-    every model can answer, as on a single server."""
-    proxy.handle.info.remote().result()
-    return proxy
+    async def aclose(self) -> None:
+        """Nothing to stop here: the deployment owns the model, and Serve stops its replicas."""
 
 
 @serve.deployment(ray_actor_options={"num_cpus": DEFAULT_CPUS})
@@ -109,7 +131,7 @@ class ParleyIngress:
 
     def __serve_build_asgi_app__(self):  # noqa: ANN204 - an ASGI app
         overrides: dict[str, ModelLoader] = {
-            name: (f"ray deployment '{name}'", partial(_connected, proxy)) for name, proxy in self.proxies.items()
+            name: ModelLoader(f"ray deployment '{name}'", "ray", proxy.connect) for name, proxy in self.proxies.items()
         }
         return create_app(self.settings, model_overrides=overrides)
 

@@ -99,6 +99,8 @@ def test_text_image_and_voice_turns_over_http(parley_on_ray):
         assert text.json()["state"]["intent"] == "damaged_item"
         assert text.json()["state"]["slots"]["product"] == "lamp"
         assert text.json()["reply"].strip()
+        usage = text.json()["usage"]  # counted in the decoder replica, carried back with the stream
+        assert usage["prompt_tokens"] > 0 and 0 < usage["completion_tokens"] <= 8, usage
 
         voice = http.post(turns, json={"audio": {"data": b64(speech_wav("my order number is four five one two"))}})
         assert voice.status_code == 200, voice.text
@@ -123,7 +125,7 @@ def test_text_image_and_voice_turns_over_http(parley_on_ray):
     after = {name: info(name) for name in ("speech", "vision", "decoder")}
     assert after["speech"]["calls"] - before["speech"] == 1 and after["speech"]["model"] == "FasterWhisperEncoder"
     assert after["vision"]["calls"] - before["vision"] == 1 and after["vision"]["model"] == "VisionEncoder"
-    assert after["decoder"]["calls"] - before["decoder"] == 4 and after["decoder"]["model"] == "CausalLMDecoder"
+    assert after["decoder"]["calls"] - before["decoder"] == 4 and after["decoder"]["model"] == "ContinuousDecoder"
     assert len({a["pid"] for a in after.values()}) == 3  # three processes
 
 
