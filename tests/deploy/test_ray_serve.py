@@ -145,3 +145,20 @@ def test_build_app_refuses_a_private_redis_and_unknown_deployments(tmp_path):
         build_app(Settings(redis_url=None, data_dir=tmp_path))
     with pytest.raises(ValueError, match="encoder"):
         build_app(Settings(redis_url="redis://127.0.0.1:6379/0", data_dir=tmp_path), options={"encoder": {}})
+
+
+def test_concurrent_sessions_share_the_decoder_deployment(parley_on_ray):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one_session(n: int) -> dict:
+        with httpx.Client(base_url=parley_on_ray, timeout=120) as http:
+            session = http.post("/v1/sessions").json()["id"]
+            reply = http.post(f"/v1/sessions/{session}/turns", json={"text": f"I want a refund of ${n}0 please"})
+            assert reply.status_code == 200, reply.text
+            return reply.json()
+
+    with ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(one_session, range(1, 7)))
+    # Each session kept its own amount: no reply or state crossed over between concurrent turns.
+    assert [r["state"]["slots"]["amount"] for r in replies] == [f"${n}0.00" for n in range(1, 7)], replies
+    assert all(r["turn"] == 1 and r["reply"].strip() and r["usage"]["prompt_tokens"] > 0 for r in replies)
