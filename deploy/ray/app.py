@@ -10,8 +10,9 @@ their own, each scaled on its own, behind Parley's unchanged HTTP API.
 The ingress builds the usual pipeline with proxies in place of local models (Runtime.overrides):
 a proxy has the model's small interface and forwards each call to its deployment through a
 handle. The ingress's micro-batchers still group concurrent turns before an encoder call, and
-each decoder replica runs the usual continuous-batching decoder over the replies it is given. Settings are read from the PARLEY_* environment of the process that builds the
-application and travel with it to every replica, so all replicas load the same models.
+each decoder replica runs the usual continuous-batching decoder over the replies it is given.
+Settings are read from the PARLEY_* environment of the process that builds the application and
+travel with it to every replica, so all replicas load the same models.
 
     serve run deploy/ray/serve.yaml        # replicas and CPUs per deployment in that file
 """
@@ -110,11 +111,11 @@ class DecoderProxy:
         self, context: ReplyContext, *, max_new_tokens: int, stats: GenerationStats | None = None
     ) -> AsyncIterator[str]:
         async for item in self.streaming.stream.remote(context, max_new_tokens=max_new_tokens):
-            if isinstance(item, GenerationStats):
-                for counted in fields(item) if stats is not None else ():
-                    setattr(stats, counted.name, getattr(item, counted.name))
-            else:
+            if not isinstance(item, GenerationStats):
                 yield item
+            elif stats is not None:  # the replica's counts, into the caller's own object
+                for counted in fields(item):
+                    setattr(stats, counted.name, getattr(item, counted.name))
 
     async def aclose(self) -> None:
         """Nothing to stop here: the deployment owns the model, and Serve stops its replicas."""

@@ -37,7 +37,8 @@ def parley_on_ray(redis_url, tmp_path_factory) -> Iterator[str]:
     )
     port = free_port()
     # 2 CPUs is what this machine has; every replica asks for a quarter (deploy.ray.app.DEFAULT_CPUS).
-    ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False,
+             log_to_driver=False)  # "local": a fresh instance of our own, never a cluster already running here
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         options = {name: {"num_replicas": n} for name, n in REPLICAS.items()}
