@@ -27,8 +27,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install-test: $(VENV)/.installed-test
 
-# Debian packages the tests use: espeak-ng speaks test clips, DejaVu draws test images.
-TEST_DEBS := espeak-ng fonts-dejavu-core
+# Debian packages the tests use: espeak-ng speaks test clips, DejaVu draws test images,
+# chromium runs the web page test (driven by playwright, which uses no browser of its own).
+TEST_DEBS := espeak-ng fonts-dejavu-core chromium
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
