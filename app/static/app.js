@@ -184,18 +184,16 @@ function addImage(blob, name) {
 
 async function toggleRecording() {
   const button = $("record");
-  if (recorder) {
-    clearInterval(recorder.timer);
-    const active = recorder;
-    recorder = null;
-    button.classList.remove("recording");
-    button.textContent = "Record";
-    const { blob, seconds } = await active.stop();
-    if (draft.audio) URL.revokeObjectURL(draft.audio.url);
-    draft.audio = { blob, seconds, url: URL.createObjectURL(blob) };
-    renderAttachments();
-    return;
+  button.disabled = true; // opening or closing the microphone takes a moment: no double clicks meanwhile
+  try {
+    if (recorder) await stopRecording(button);
+    else await startRecording(button);
+  } finally {
+    button.disabled = false;
   }
+}
+
+async function startRecording(button) {
   const starting = new Recorder();
   try {
     await starting.start();
@@ -214,11 +212,25 @@ async function toggleRecording() {
   }, 250);
 }
 
+async function stopRecording(button) {
+  clearInterval(recorder.timer);
+  const active = recorder;
+  recorder = null;
+  button.classList.remove("recording");
+  button.textContent = "Record";
+  const { blob, seconds } = await active.stop();
+  if (draft.audio) URL.revokeObjectURL(draft.audio.url);
+  draft.audio = { blob, seconds, url: URL.createObjectURL(blob) };
+  renderAttachments();
+}
+
 // ---------- one turn ----------
 
 async function send() {
+  if (busy) return;
+  if (recorder) await toggleRecording(); // Send while recording: stop, and send the clip with the message
   const text = $("text").value.trim();
-  if (busy || recorder || !(text || draft.images.length || draft.audio)) return;
+  if (!(text || draft.images.length || draft.audio)) return;
   const images = draft.images.splice(0);
   const audio = draft.audio;
   draft.audio = null;
@@ -311,6 +323,11 @@ function init() {
     for (const file of event.target.files) addImage(file, file.name);
     event.target.value = ""; // the same file can be picked again
   });
+  // A screenshot pasted into the message box, or image files dropped on the page, are attached too.
+  const attachFiles = (files) => [...files].filter((f) => f.type.startsWith("image/")).forEach((f) => addImage(f, f.name || "pasted.png"));
+  $("text").addEventListener("paste", (event) => attachFiles(event.clipboardData.files));
+  document.addEventListener("dragover", (event) => event.preventDefault());
+  document.addEventListener("drop", (event) => { event.preventDefault(); attachFiles(event.dataTransfer.files); });
 
   const insecure = "needs https (or http://localhost) and a browser that allows it";
   $("record").disabled = !recordingSupported();

@@ -146,10 +146,19 @@ def test_text_photo_and_voice_turns(server: str, browser: Browser) -> None:
     expect(page.locator("#state-handed-off")).to_have_text("no")
     page.screenshot(path=str(SCREENSHOTS / "after-voice-turn.png"), full_page=True)
 
-    # A reload restores the conversation and the state from the server.
+    # Asking for a person: the panel shows the handoff.
+    page.fill("#text", "I want to talk to a human agent")
+    send_and_wait(page, 4)
+    expect(page.locator("#state-handed-off")).to_contain_text("yes")
+
+    # A reload restores the conversation and the state from the server: the replies shown while
+    # streaming are the ones stored.
+    shown = page.locator(".msg.assistant .body").all_inner_texts()
     page.reload()
-    expect(page.locator(".msg.assistant")).to_have_count(3)
+    expect(page.locator(".msg.assistant")).to_have_count(4)
+    assert page.locator(".msg.assistant").all_inner_texts() == shown
     expect(slot(page, "order_id").locator(".value")).to_have_text("4512")
+    expect(page.locator("#state-handed-off")).to_contain_text("yes")
 
     assert page_errors == []
     context.close()
