@@ -44,10 +44,11 @@ export class Api {
 
   // Sends one turn as multipart/form-data and yields {event, data} as the reply streams in:
   // "token" ({text}), "replace" ({text}), "done" (the full turn response), "error" ({error}).
-  async *streamTurn(sessionId, form) {
+  // `idempotencyKey` makes a resend of the same message safe (the server replays a committed turn).
+  async *streamTurn(sessionId, form, idempotencyKey) {
     const response = await this.request("POST", `/v1/sessions/${encodeURIComponent(sessionId)}/turns?stream=true`, {
       body: form, // the browser writes the multipart boundary
-      headers: { Accept: "text/event-stream" },
+      headers: { Accept: "text/event-stream", "Idempotency-Key": idempotencyKey },
     });
     yield* serverSentEvents(response.body);
   }

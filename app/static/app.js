@@ -10,7 +10,7 @@ const SPEAK_STORE = "parley.speakReplies";
 const SESSION_STORE = "parley.session"; // sessionStorage: a reload keeps the conversation, a new tab starts one
 
 const api = new Api(() => $("api-key").value);
-const draft = { images: [], audio: null }; // what the next turn carries besides its text
+const draft = { images: [], audio: null, retry: null }; // what the next turn carries besides its text
 let sessionId = sessionStorage.getItem(SESSION_STORE);
 let recorder = null;
 let busy = false;
@@ -234,12 +234,19 @@ async function send() {
   const images = draft.images.splice(0);
   const audio = draft.audio;
   draft.audio = null;
+  // The same message sent again (after a failure) keeps its Idempotency-Key: if the first try was
+  // committed after all (the connection dropped mid-stream), the server replays it instead of a second turn.
+  const signature = [text, ...images.map((i) => i.url), audio ? audio.url : ""].join("\n");
+  const retryKey = draft.retry && draft.retry.signature === signature ? draft.retry.key : newKey();
+  draft.retry = null;
   $("text").value = "";
   renderAttachments();
-  const restore = () => { // a failed turn changes nothing on the server: give the user their message back
-    if (!$("text").value) $("text").value = text;
-    draft.images.unshift(...images);
-    if (!draft.audio) draft.audio = audio;
+  const restore = () => { // give the user their message back, to send again
+    if ($("text").value || draft.images.length || draft.audio) return; // they have started another one
+    $("text").value = text;
+    draft.images.push(...images);
+    draft.audio = audio;
+    draft.retry = { signature, key: retryKey };
     renderAttachments();
   };
 
@@ -256,7 +263,7 @@ async function send() {
   setBusy(true);
   try {
     if (!sessionId) setSession((await api.createSession()).id);
-    for await (const { event, data } of api.streamTurn(sessionId, form)) {
+    for await (const { event, data } of api.streamTurn(sessionId, form, retryKey)) {
       if (event === "token") {
         body.textContent += data.text;
         reply.dataset.tokens = String(Number(reply.dataset.tokens) + 1);
@@ -281,6 +288,11 @@ async function send() {
   }
 }
 
+function newKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16)); // crypto.randomUUID needs https; this does not
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 function finish(reply, body, sent, data) {
   body.textContent = data.reply;
   reply.classList.remove("streaming");
@@ -295,7 +307,10 @@ function finish(reply, body, sent, data) {
     player.src = `data:${data.reply_audio.mime_type};base64,${data.reply_audio.data}`;
     reply.append(player);
     if ($("speak").checked) {
-      player.play().catch(() => reply.append(element("div", "advice", "Press play to hear the reply.")));
+      player.play().then(
+        () => { reply.dataset.spoken = "playing"; },
+        () => reply.append(element("div", "advice", "Press play to hear the reply.")), // autoplay refused
+      );
     }
   }
 }
