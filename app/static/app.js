@@ -299,8 +299,9 @@ function finish(reply, body, sent, data) {
   reply.dataset.turn = String(data.turn);
   addReadings(sent, data);
   renderState(data.state);
-  const total = data.timings_ms && data.timings_ms.total;
-  $("last-action").textContent = `last reply: ${data.action}${total ? `, ${Math.round(total)} ms` : ""}`;
+  const { total, first_token: first } = data.timings_ms || {};
+  const timing = [first && `first word after ${Math.round(first)} ms`, total && `done after ${Math.round(total)} ms`];
+  $("last-action").textContent = [`last reply: ${data.action}`, ...timing.filter(Boolean)].join(", ");
   if (data.reply_audio && data.reply_audio.data) {
     const player = element("audio");
     player.controls = true;

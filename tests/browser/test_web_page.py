@@ -104,6 +104,7 @@ def test_text_photo_and_voice_turns(server: str, browser: Browser) -> None:
     assert int(first.get_attribute("data-tokens")) >= 1  # tokens arrived as SSE before `done`
     assert first.locator(".body").inner_text().strip()
     expect(page.locator("#state-intent")).to_contain_text("damaged_item")
+    expect(page.locator("#last-action")).to_contain_text("first word after")
     expect(slot(page, "product").locator(".value")).to_have_text("lamp")
     expect(slot(page, "product").locator(".badge")).to_have_text("text")
     assert page.evaluate("localStorage.getItem('parley.apiKey')") == API_KEY
