@@ -1,0 +1,13 @@
+"""Code blocks of README.md that tests run, so the copy-paste examples stay true."""
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_block(marker: str) -> str:
+    """The fenced code block right after `<!-- marker -->` in README.md."""
+    found = re.search(rf"<!-- {re.escape(marker)} -->\s*```\w*\n(.*?)```", README.read_text(), re.S)
+    assert found, f"README.md has no code block after <!-- {marker} -->"
+    return found.group(1)
