@@ -13,6 +13,7 @@ const api = new Api(() => $("api-key").value);
 const draft = { images: [], audio: null, retry: null }; // what the next turn carries besides its text
 let sessionId = sessionStorage.getItem(SESSION_STORE);
 let recorder = null;
+let speaking = null; // the <audio> of the reply being played: one voice at a time, and none while recording
 let busy = false;
 
 // ---------- conversation ----------
@@ -194,6 +195,7 @@ async function toggleRecording() {
 }
 
 async function startRecording(button) {
+  if (speaking) speaking.pause(); // the microphone should not hear the reply
   const starting = new Recorder();
   try {
     await starting.start();
@@ -236,7 +238,7 @@ async function send() {
   draft.audio = null;
   // The same message sent again (after a failure) keeps its Idempotency-Key: if the first try was
   // committed after all (the connection dropped mid-stream), the server replays it instead of a second turn.
-  const signature = [text, ...images.map((i) => i.url), audio ? audio.url : ""].join("\n");
+  const signature = [text, ...images.map((i) => i.url), audio ? audio.url : "", $("speak").checked].join("\n");
   const retryKey = draft.retry && draft.retry.signature === signature ? draft.retry.key : newKey();
   draft.retry = null;
   $("text").value = "";
@@ -308,6 +310,8 @@ function finish(reply, body, sent, data) {
     player.src = `data:${data.reply_audio.mime_type};base64,${data.reply_audio.data}`;
     reply.append(player);
     if ($("speak").checked) {
+      if (speaking) speaking.pause();
+      speaking = player;
       player.play().then(
         () => { reply.dataset.spoken = "playing"; },
         () => reply.append(element("div", "advice", "Press play to hear the reply.")), // autoplay refused

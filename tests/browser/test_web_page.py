@@ -2,8 +2,8 @@
 
 Chromium's fake media devices stand in for the hardware: the microphone plays a WAV that espeak-ng
 made ("my order number is four five one two"), the camera shows Chromium's test pattern. The server
-runs the real text, speech and vision models (the voice turn must be transcribed, the photo read)
-and the tiny random decoder, so replies come from the policy's wording. API keys are on, so the
+runs the real text, speech and vision models (the voice turn must be transcribed, the photo read),
+its default voice for spoken replies, and the tiny random decoder, so replies come from the policy's wording. API keys are on, so the
 page's key field and its error display are exercised too. Screenshots go to test-output/web/.
 """
 
@@ -132,7 +132,9 @@ def test_text_photo_and_voice_turns(server: str, browser: Browser) -> None:
     page.click("#attachments .remove")
     expect(page.locator("#attachments li")).to_have_count(0)
 
-    # Voice turn: record from the (fake) microphone, stop, send the WAV the page encoded.
+    # Voice turn, with "speak replies" on: record from the (fake) microphone, stop, send the WAV the
+    # page encoded; the reply comes back spoken too, and the page plays it.
+    page.check("#speak")
     page.click("#record")
     expect(page.locator("#record")).to_have_class(re.compile("recording"))
     page.wait_for_timeout(3500)
@@ -144,6 +146,12 @@ def test_text_photo_and_voice_turns(server: str, browser: Browser) -> None:
     expect(slot(page, "order_id").locator(".value")).to_have_text("4512")
     expect(slot(page, "order_id").locator(".badge")).to_have_text("audio")
     expect(page.locator("#state-turns")).to_have_text("3")
+    spoken = page.locator('.msg.assistant[data-turn="3"] audio')
+    assert spoken.get_attribute("src").startswith("data:audio/wav;base64,")
+    expect(page.locator('.msg.assistant[data-turn="3"]')).to_have_attribute("data-spoken", "playing")
+    seconds = spoken.evaluate("a => a.readyState >= 1 ? a.duration : new Promise(r => a.onloadedmetadata = () => r(a.duration))")
+    assert seconds > 1, seconds  # a whole sentence, not an empty clip
+    assert page.evaluate("localStorage.getItem('parley.speakReplies')") == "true"
     expect(page.locator("#state-handed-off")).to_have_text("no")
     page.screenshot(path=str(SCREENSHOTS / "after-voice-turn.png"), full_page=True)
 
