@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from app.api import ops, sessions, turns
+from app.api import ops, sessions, turns, web
 from app.api.deps import get_tenant
 from app.auth import auth_from_settings, open_mode_warning
 from app.config import Settings
@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None, *, model_overrides: dict[str, M
     for router in (sessions.router, turns.router):
         app.include_router(router, dependencies=[Depends(get_tenant)])
     app.include_router(ops.router)
+    app.include_router(web.router)  # the chat page: no key needed to load it, its API calls send one
+    app.mount("/static", web.static_files(), name="static")
     return app
 
 
