@@ -32,7 +32,7 @@ from app.schemas_openai import (
     ModelCard,
     ModelList,
     ParleyExtras,
-    Usage,
+    CompletionUsage,
 )
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ async def run_chat(pipeline: TurnPipeline, conversation: Conversation, target: C
         result = await pipeline.run_turn(target.tenant, target.session_id, conversation.last,
                                          retry_key=target.retry_key)
     else:
+        started = time.perf_counter()
         state = DialogueState()
         history: list[dict] = []
         for message in conversation.past:
@@ -72,6 +73,7 @@ async def run_chat(pipeline: TurnPipeline, conversation: Conversation, target: C
                 state = await pipeline.track(state, message.turn)
             history.append({"role": message.role, "text": message.text, "turn": state.turns})
         result = await pipeline.respond(state, history, conversation.last)
+        result.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 1)  # folding included
     # Slot values are personal data: the log line is masked when it is created (app/redaction.py).
     log.info("chat completion: %s, action %s, intent %s, slots %s", "session turn" if target.session_id else
              "stateless", result.action, result.state.intent, result.state.slots)
@@ -112,10 +114,10 @@ def _pieces(text: str) -> list[str]:
     return [piece for piece in pieces if piece]
 
 
-def _usage(result: TurnResponse) -> Usage:
-    prompt = result.usage.prompt_tokens if result.usage else 0
-    completion = result.usage.completion_tokens if result.usage else 0
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+def _usage(result: TurnResponse) -> CompletionUsage:
+    """The decoder's tokens for the answered message (folding earlier messages decodes nothing)."""
+    prompt, completion = result.usage.prompt_tokens, result.usage.completion_tokens
+    return CompletionUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
 def _extras(result: TurnResponse, target: ChatTarget) -> ParleyExtras:

@@ -1,6 +1,6 @@
 """OpenAI-compatible chat protocol: the wire models of /v1/chat/completions and /v1/models. Pydantic only.
 
-Fields OpenAI defines that Parley does not use (temperature, top_p, tools...) are accepted and ignored,
+Fields OpenAI defines that Parley does not use (temperature, max_tokens, tools...) are accepted and ignored,
 so that existing clients work unchanged; what Parley adds sits in one `parley` object.
 """
 
@@ -79,14 +79,12 @@ class ChatCompletionRequest(_Lenient):
     messages: list[ChatMessage] = Field(min_length=1, description="the conversation; the last user message is answered")
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(None, ge=1, description="reply length cap (at most the server's own)")
-    max_completion_tokens: int | None = Field(None, ge=1, description="same as max_tokens; this one wins")
 
 
 # Responses --------------------------------------------------------------------------------------------------
 
 
-class Usage(BaseModel):
+class CompletionUsage(BaseModel):
     prompt_tokens: int = Field(examples=[212])
     completion_tokens: int = Field(examples=[18])
     total_tokens: int = Field(examples=[230])
@@ -120,7 +118,7 @@ class ChatCompletion(BaseModel):
     created: int = Field(examples=[1795435200])
     model: str = Field(examples=[MODEL_ID])
     choices: list[Choice]
-    usage: Usage
+    usage: CompletionUsage
     parley: ParleyExtras
 
 
@@ -143,7 +141,7 @@ class ChatCompletionChunk(BaseModel):
     created: int
     model: str
     choices: list[ChunkChoice]
-    usage: Usage | None = None
+    usage: CompletionUsage | None = None
     parley: ParleyExtras | None = Field(None, description="on the chunk with finish_reason")
 
 
