@@ -35,7 +35,9 @@ dialogue state (intent, slots and where each came from, sentiment). Add
 server-sent events: `token` events, then one `done` event with the full response;
 when the model's wording dropped or invented a fact, a `replace` event with the
 policy's wording comes before `done` (show it instead of the streamed tokens).
-Every error has the shape `{"error": {"code": "...", "message": "..."}}`.
+Every error has the shape `{"error": {"code": "...", "message": "..."}}`, except on the OpenAI-compatible
+routes (`/v1/chat/completions`, `/v1/models`), which answer in OpenAI's shape
+`{"error": {"message": "...", "type": "...", "param": ..., "code": "..."}}` so that OpenAI clients understand them.
 """
 
 

@@ -145,7 +145,11 @@ def test_streaming_joins_to_the_final_reply(client, server):
 def test_stateful_with_x_session_id_shares_the_native_session(client, server):
     session = new_session(server)
     first = ask(client, "My lamp arrived broken", extra_headers={"X-Session-Id": session})
-    second = ask(client, "It's A7Q-4412", extra_headers={"X-Session-Id": session})
+    # A client sends its whole copy of the conversation; with a session only the last message is a new turn.
+    copy = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},
+            {"role": "assistant", "content": first.choices[0].message.content},
+            {"role": "user", "content": "It's A7Q-4412"}]
+    second = client.chat.completions.create(model="parley", messages=copy, extra_headers={"X-Session-Id": session})
     assert (first.parley["turn"], second.parley["turn"]) == (1, 2) and second.parley["session_id"] == session
     native = httpx.get(f"{server}/v1/sessions/{session}").json()
     assert native["state"] == second.parley["state"] and native["state"]["slots"]["order_id"] == "A7Q-4412"

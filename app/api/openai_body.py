@@ -40,13 +40,15 @@ class Conversation:
     last: UserTurn  # the last message, always the user's: this is what gets the reply
 
 
-async def read_conversation(body: ChatCompletionRequest, settings: Settings) -> Conversation:
-    """The request's messages, decoded; any bad message refuses the request (400/413/415/422, param names it)."""
+async def read_conversation(body: ChatCompletionRequest, settings: Settings, *, with_past: bool) -> Conversation:
+    """The request's messages, decoded; any bad message refuses the request (400/413/415/422, param names it).
+
+    Without `with_past` (a session holds the conversation) only the last message is read."""
     if body.messages[-1].role != "user":
         raise ApiError(400, "invalid_request", "the last message must be the user's: it is the one answered",
                        param=f"messages.{len(body.messages) - 1}.role")
     past: list[PastMessage] = []
-    for index, message in enumerate(body.messages[:-1]):
+    for index, message in enumerate(body.messages[:-1] if with_past else []):
         if message.role == "assistant":
             past.append(PastMessage("assistant", _plain_text(message, index)))
         elif message.role == "user":

@@ -66,7 +66,7 @@ async def chat_completions(
     """Messages with `text`, `image_url` (data: URLs) and `input_audio` (base64 wav/mp3) content parts.
     The reply comes with the tracked dialogue state in `parley`."""
     check_model(body.model, settings)
-    conversation = await read_conversation(body, settings)
+    conversation = await read_conversation(body, settings, with_past=session_id is None)
     retry_key = RetryKey(idempotency_key, conversation.last.fingerprint) if idempotency_key else None
     target = ChatTarget(tenant, session_id, retry_key)
     result = await run_chat(pipeline, conversation, target)
