@@ -5,6 +5,7 @@ import base64
 import http.server
 import json
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ from tests.server import free_port, parley_test_server
 
 RECEIPT_PNG = encoded(document(["ACME STORE", "Order No: A7Q-4412", "Total: $37.50"]))
 EMAIL = "jane.doe@example.com"
+IMAGE_TIMEOUT_S = 1
 
 
 def data_url(png: bytes) -> str:
@@ -26,10 +28,12 @@ def data_url(png: bytes) -> str:
 @pytest.fixture(scope="module")
 def image_host():
     """A plain local HTTP server with the receipt at /receipt.png and a too-large file at /big.png."""
-    files = {"/receipt.png": RECEIPT_PNG, "/big.png": b"\x89PNG" + b"0" * 300_000}
+    files = {"/receipt.png": RECEIPT_PNG, "/big.png": b"\x89PNG" + b"0" * 300_000, "/slow.png": RECEIPT_PNG}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - the stdlib's name
+            if self.path == "/slow.png":
+                time.sleep(IMAGE_TIMEOUT_S + 1)
             body = files.get(self.path)
             self.send_response(200 if body else 404)
             self.send_header("Content-Length", str(len(body or b"")))
@@ -52,7 +56,8 @@ def server_run(redis_url, tmp_path_factory, image_host):
     env = {
         "PARLEY_DECODER": str(decoder), "PARLEY_DECODER_MAX_NEW_TOKENS": "8", "PARLEY_MAX_BODY_BYTES": "2000000",
         "PARLEY_MAX_IMAGE_BYTES": "200000", "PARLEY_DATA_DIR": str(tmp_path_factory.mktemp("data")),
-        "PARLEY_OPENAI_IMAGE_HOSTS": image_host, "PARLEY_LOG_FORMAT": "json",
+        "PARLEY_OPENAI_IMAGE_HOSTS": image_host, "PARLEY_OPENAI_IMAGE_TIMEOUT_S": str(IMAGE_TIMEOUT_S),
+        "PARLEY_LOG_FORMAT": "json",
     }
     with parley_test_server(redis_url, log_dir=log_dir, env=env) as base:
         yield base, log_dir / "server.log"
@@ -210,9 +215,15 @@ def test_oversized_remote_image_and_missing_messages(client, image_host):
     with pytest.raises(openai.BadRequestError) as missing:
         ask(client, [{"type": "image_url", "image_url": {"url": f"http://{image_host}/gone.png"}}])
     assert missing.value.body["code"] == "image_fetch_failed"
+    with pytest.raises(openai.BadRequestError) as slow:
+        ask(client, [{"type": "image_url", "image_url": {"url": f"http://{image_host}/slow.png"}}])
+    assert slow.value.body["code"] == "image_fetch_failed" and "took over 1 s" in slow.value.body["message"]
     with pytest.raises(openai.BadRequestError) as empty:
         client.chat.completions.create(model="parley", messages=[])
     assert empty.value.body["param"] == "messages" and empty.value.body["type"] == "invalid_request_error"
+    with pytest.raises(openai.APIStatusError) as long:
+        client.chat.completions.create(model="parley", messages=[{"role": "user", "content": "hi"}] * 201)
+    assert long.value.status_code == 413 and long.value.body["code"] == "too_many_messages"
 
 
 # What the process logs and measures --------------------------------------------------------------------------
@@ -250,6 +261,10 @@ def test_metrics_after_the_turns(server, client):
     assert 'route="/v1/sessions/{session_id}"' in text  # the template, not the raw path
     for modalities in ("text", "audio", "image+text"):
         assert f'parley_turn_seconds_count{{modalities="{modalities}"}}' in text
+    for model in ("text", "speech", "vision", "decoder"):  # reported by the batchers
+        assert f'parley_model_inference_seconds_count{{model="{model}"}}' in text
+        assert f'parley_model_batch_size_count{{model="{model}"}}' in text
+        assert f'parley_queue_depth{{model="{model}"}}' in text
 
 
 # The README's examples -------------------------------------------------------------------------------------------

@@ -44,6 +44,9 @@ async def read_conversation(body: ChatCompletionRequest, settings: Settings, *, 
     """The request's messages, decoded; any bad message refuses the request (400/413/415/422, param names it).
 
     Without `with_past` (a session holds the conversation) only the last message is read."""
+    if len(body.messages) > settings.history_max:  # each earlier user message costs a tracking pass
+        raise ApiError(413, "too_many_messages", f"{len(body.messages)} messages; a conversation sent here may have "
+                       f"at most {settings.history_max} (the history a session keeps)", param="messages")
     if body.messages[-1].role != "user":
         raise ApiError(400, "invalid_request", "the last message must be the user's: it is the one answered",
                        param=f"messages.{len(body.messages) - 1}.role")
