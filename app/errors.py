@@ -76,6 +76,8 @@ def validation_message(errors: list[dict]) -> str:
 def validation_param(errors: list[dict]) -> str | None:
     """The field path of pydantic's first error, e.g. "messages.0.content"; None for the body as a whole."""
     first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":  # its loc is a character offset, not a field
+        return None
     return ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
 
 

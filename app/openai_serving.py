@@ -14,12 +14,12 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Literal
 
-from app.api.openai_body import Conversation
 from app.config import Settings
 from app.dialogue.state import DialogueState
 from app.errors import ApiError
-from app.pipeline import RetryKey, TurnPipeline
+from app.pipeline import RetryKey, TurnPipeline, UserTurn
 from app.schemas import TurnResponse
 from app.schemas_openai import (
     MODEL_ID,
@@ -28,16 +28,33 @@ from app.schemas_openai import (
     ChatCompletionChunk,
     Choice,
     ChunkChoice,
+    CompletionUsage,
     Delta,
     ModelCard,
     ModelList,
     ParleyExtras,
-    CompletionUsage,
 )
 
 log = logging.getLogger(__name__)
 
 STARTED = int(time.time())  # `created` of the model card: when this process started serving it
+
+
+@dataclass(frozen=True)
+class PastMessage:
+    """A message before the one being answered."""
+
+    role: Literal["user", "assistant"]
+    text: str  # what was typed (user) or replied (assistant)
+    turn: UserTurn | None = None  # user messages: the decoded turn, folded into the dialogue state
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A chat request's messages, decoded (app/api/openai_body.py)."""
+
+    past: tuple[PastMessage, ...]  # empty when a session holds the conversation
+    last: UserTurn  # the last message, always the user's: this is what gets the reply
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,6 @@ policy and its own system prompt decide what is said.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -19,25 +17,11 @@ from app.api.turn_body import build_turn
 from app.config import Settings
 from app.errors import ApiError
 from app.media.image import decode_data_url_or_base64
+from app.openai_serving import Conversation, PastMessage
 from app.pipeline import UserTurn
 from app.schemas_openai import AudioPart, ChatCompletionRequest, ChatMessage, ImagePart, TextPart
 
 READ_CHUNK = 64 * 1024  # bytes per read of a fetched image
-
-
-@dataclass(frozen=True)
-class PastMessage:
-    """A message before the one being answered."""
-
-    role: Literal["user", "assistant"]
-    text: str  # what was typed (user) or replied (assistant)
-    turn: UserTurn | None = None  # user messages: the decoded turn, folded into the dialogue state
-
-
-@dataclass(frozen=True)
-class Conversation:
-    past: tuple[PastMessage, ...]
-    last: UserTurn  # the last message, always the user's: this is what gets the reply
 
 
 async def read_conversation(body: ChatCompletionRequest, settings: Settings, *, with_past: bool) -> Conversation:
