@@ -55,7 +55,9 @@ def _plain(value: Any) -> Any:
 
 def logging_config(fmt: str, level: str) -> dict[str, Any]:
     """A dictConfig for the whole process (uvicorn's loggers included): one stderr handler on the root logger."""
-    formatter = {"()": JsonFormatter} if fmt == "json" else {"format": TEXT_FORMAT}
+    # A record made before install_request_ids() has no request_id: "-" then, not a formatting error.
+    text = {"()": logging.Formatter, "fmt": TEXT_FORMAT, "defaults": {"request_id": "-"}}
+    formatter = {"()": JsonFormatter} if fmt == "json" else text
     return {
         "version": 1,
         "disable_existing_loggers": False,

@@ -86,5 +86,10 @@ def test_json_lines_carry_masked_exceptions():
 def test_logging_config_formats():
     json_config, text_config = logging_config("json", "info"), logging_config("text", "debug")
     assert json_config["formatters"]["parley"] == {"()": JsonFormatter} and json_config["root"]["level"] == "INFO"
-    assert "%(request_id)s" in text_config["formatters"]["parley"]["format"]
     assert text_config["loggers"]["uvicorn.access"] == {"handlers": [], "propagate": True}
+    spec = dict(text_config["formatters"]["parley"])
+    text = spec.pop("()")(**spec)
+    bare = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "Started server process [%d]", (7,), None)
+    assert text.format(bare).endswith("INFO uvicorn.error [-]: Started server process [7]")  # no request id yet
+    bare.request_id = "r-9"
+    assert text.format(bare).endswith("INFO uvicorn.error [r-9]: Started server process [7]")
