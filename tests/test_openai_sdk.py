@@ -4,6 +4,7 @@ plus what that process logs and measures, and the README's tested examples. One 
 import base64
 import http.server
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -270,15 +271,19 @@ def test_metrics_after_the_turns(server, client):
 # The README's examples -------------------------------------------------------------------------------------------
 
 
-def readme_examples() -> list[tuple[str, str]]:
-    """(language, code) of each fenced block right after a `<!-- tested -->` line in README.md."""
+TESTED = re.compile(r"<!-- tested: prints (.+) -->")
+
+
+def readme_examples() -> list[tuple[str, str, str]]:
+    """(language, code, what its output must contain) of each fenced block right after a
+    `<!-- tested: prints TEXT -->` line in README.md."""
     lines = (Path(__file__).parents[1] / "README.md").read_text().splitlines()
     blocks = []
     for i, line in enumerate(lines):
-        if line.strip() == "<!-- tested -->":
+        if marker := TESTED.fullmatch(line.strip()):
             language = lines[i + 1].removeprefix("```")
             end = lines.index("```", i + 2)
-            blocks.append((language, "\n".join(lines[i + 2:end])))
+            blocks.append((language, "\n".join(lines[i + 2:end]), marker[1]))
     return blocks
 
 
@@ -286,12 +291,13 @@ EXAMPLES = readme_examples()
 
 
 def test_readme_has_tested_examples():
-    languages = [language for language, _ in EXAMPLES]
+    languages = [language for language, _, _ in EXAMPLES]
     assert languages.count("sh") >= 3 and languages.count("python") >= 2
 
 
-@pytest.mark.parametrize(("language", "code"), EXAMPLES, ids=[f"{lang}-{n}" for n, (lang, _) in enumerate(EXAMPLES)])
-def test_readme_example_runs(server, language, code, tmp_path):
+@pytest.mark.parametrize(("language", "code", "expected"), EXAMPLES,
+                         ids=[f"{lang}-{n}" for n, (lang, _, _) in enumerate(EXAMPLES)])
+def test_readme_example_runs(server, language, code, expected, tmp_path):
     import subprocess
     import sys
 
@@ -301,4 +307,4 @@ def test_readme_example_runs(server, language, code, tmp_path):
     command = ["bash", "-euo", "pipefail", "-c", code] if language == "sh" else [sys.executable, "-c", code]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr + done.stdout
-    assert done.stdout.strip() and '"error"' not in done.stdout, done.stdout
+    assert expected in done.stdout and '"error"' not in done.stdout, done.stdout
