@@ -144,7 +144,7 @@ class TurnPipeline:
         understood = await self._understand(previous, turn, clock)
         state, decision, seen = understood.state, understood.decision, understood.seen
         context = ReplyContext(
-            _prompt(decision, state, history, understood.utterance),
+            reply_prompt(decision, state, history, understood.utterance),
             image_features=tuple(r.features for r in seen.readings if r.features is not None),
             audio_features=seen.transcript.features if seen.transcript else None,
         )
@@ -243,7 +243,7 @@ def _public(reading: VisionReading) -> ImageReading:
                         barcodes=reading.barcodes)
 
 
-def _prompt(decision: Decision, state: DialogueState, history: list[dict], utterance: str) -> Messages:
+def reply_prompt(decision: Decision, state: DialogueState, history: list[dict], utterance: str) -> Messages:
     facts = [f"{name}: {value}" for name, value in decision.facts.items()]
     facts += [f"{note.modality} from turn {note.turn}: {note.text}" for note in state.evidence]
     system = SYSTEM_PROMPT.format(facts="; ".join(facts) or "none yet", draft=decision.draft)
