@@ -1,7 +1,11 @@
 """The OpenAI-compatible routes in-process: errors in OpenAI's shape from every layer, the native shape elsewhere.
 The SDK-driven tests against a real server are in tests/test_openai_sdk.py."""
 
+import json
+
 import pytest
+
+from app.errors import error_response
 
 OPENAI_FIELDS = {"message", "type", "param", "code"}
 
@@ -58,3 +62,16 @@ async def test_images_other_than_data_urls_and_allowed_hosts_are_refused(client)
                                      json={"model": "parley", "messages": [{"role": "user", "content": content}]})
         error = openai_error(response, 400, code)
         assert error["param"] == "messages.0.content"
+
+
+@pytest.mark.parametrize(("status", "code", "kind"), [
+    (401, "unauthorized", "authentication_error"), (404, "session_not_found", "not_found_error"),
+    (413, "image_too_large", "invalid_request_error"), (422, "undecodable_image", "invalid_request_error"),
+    (429, "rate_limited", "rate_limit_error"), (503, "not_ready", "server_error"),
+])
+def test_openai_error_types_by_status(status, code, kind):
+    response = error_response(status, code, "why", {"Retry-After": "5"}, path="/v1/chat/completions", param="x")
+    assert response.status_code == status and response.headers["Retry-After"] == "5"
+    assert json.loads(response.body) == {"error": {"message": "why", "type": kind, "param": "x", "code": code}}
+    native = error_response(status, code, "why", path="/v1/sessions")
+    assert json.loads(native.body) == {"error": {"code": code, "message": "why"}}
