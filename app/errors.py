@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.store import SessionBusy, SessionNotFound, StoreError, StoreUnavailable, TurnConflict
+from models.remote import DecoderUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,10 @@ def as_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, StoreUnavailable):
         return ApiError(503, "store_unavailable", "the session store (Redis) is unreachable; retry shortly",
                         headers={"Retry-After": str(RETRY_AFTER_S)})
+    if isinstance(exc, DecoderUnavailable):
+        log.warning("turn failed: %s", exc)
+        return ApiError(503, "decoder_unavailable", "the reply model's server is unreachable; nothing was saved, "
+                        "retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)})
     log.exception("unhandled error", exc_info=exc)
     return ApiError(500, "internal_error", "the server failed on this request; it has been logged")
 
@@ -107,4 +112,5 @@ def install_error_handlers(app: FastAPI) -> None:
     # outermost handler, which answers with the same shape and logs it.
     app.add_exception_handler(ApiError, on_error)
     app.add_exception_handler(StoreError, on_error)
+    app.add_exception_handler(DecoderUnavailable, on_error)
     app.add_exception_handler(Exception, on_error)

@@ -22,8 +22,9 @@ from app.metrics import Metrics
 from app.observe import RequestObserver
 from app.ratelimit import RateLimiter
 from app.redaction import install_redaction
-from app.runtime import Runtime
+from app.runtime import ModelLoader, Runtime
 from app.store import EmbeddedRedis, RedisSessionStore, connect
+from app.worker_header import WorkerHeader
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +42,18 @@ routes (`/v1/chat/completions`, `/v1/models`), which answer in OpenAI's shape
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, model_overrides: dict[str, ModelLoader] | None = None) -> FastAPI:
+    """`model_overrides`: model name -> loader used instead of the configured model (see Runtime.overrides)."""
     settings = settings or Settings()
     install_redaction()  # no email, phone or card number reaches a log line
     install_request_ids()  # every log line of a request carries its X-Request-Id
     app = FastAPI(title="Parley", version="0.1.0", description=DESCRIPTION, lifespan=_lifespan)
     app.state.settings = settings
+    app.state.model_overrides = model_overrides or {}
     app.state.auth = auth_from_settings(settings)  # a bad key list fails here, before serving
     app.state.metrics = Metrics()
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(WorkerHeader)
     app.add_middleware(RequestObserver, metrics=app.state.metrics)  # added last: outermost, sees every answer
     install_error_handlers(app)
     # Authentication and rate limits run before a body is parsed or a model is asked for.
@@ -82,7 +86,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         lock_ttl_ms=settings.lock_ttl_ms, lock_wait_ms=settings.lock_wait_ms,
         idempotency_ttl_s=settings.idempotency_ttl_s,
     )
-    runtime = Runtime(settings, store, app.state.metrics)
+    runtime = Runtime(settings, store, app.state.metrics, overrides=app.state.model_overrides)
     app.state.runtime = runtime
     # Models load in the background so /healthz answers (and /readyz says 503) meanwhile.
     app.state.loading = asyncio.create_task(asyncio.to_thread(runtime.load))

@@ -4,16 +4,15 @@ plus what that process logs and measures, and the README's tested examples. One 
 import base64
 import http.server
 import json
-import re
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
 from tests.factories import tiny_causal_lm
+from tests.readme import tested_examples
 from tests.samples import document, encoded, speech_wav
 from tests.server import free_port, parley_test_server
 
@@ -271,23 +270,7 @@ def test_metrics_after_the_turns(server, client):
 # The README's examples -------------------------------------------------------------------------------------------
 
 
-TESTED = re.compile(r"<!-- tested: prints (.+) -->")
-
-
-def readme_examples() -> list[tuple[str, str, str]]:
-    """(language, code, what its output must contain) of each fenced block right after a
-    `<!-- tested: prints TEXT -->` line in README.md."""
-    lines = (Path(__file__).parents[1] / "README.md").read_text().splitlines()
-    blocks = []
-    for i, line in enumerate(lines):
-        if marker := TESTED.fullmatch(line.strip()):
-            language = lines[i + 1].removeprefix("```")
-            end = lines.index("```", i + 2)
-            blocks.append((language, "\n".join(lines[i + 2:end]), marker[1]))
-    return blocks
-
-
-EXAMPLES = readme_examples()
+EXAMPLES = tested_examples()
 
 
 def test_readme_has_tested_examples():

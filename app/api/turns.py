@@ -32,6 +32,8 @@ REQUEST_BODY = {
                     "image": {"type": "array", "items": {"type": "string", "format": "binary"},
                               "description": "photos (repeat the field for several)"},
                     "audio": {"type": "string", "format": "binary", "description": "one voice clip"},
+                    "reply_audio": {"type": "string", "enum": ["true", "false"],
+                                    "description": "also speak the reply (a WAV in `reply_audio`)"},
                 },
             },
             "examples": {"text": {"summary": "a typed turn as a form", "value": {"text": "what was my order number?"}}},
