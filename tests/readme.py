@@ -16,7 +16,7 @@ def readme_block(marker: str) -> str:
 TESTED = re.compile(r"<!-- tested: prints (.+?) -->\s*```(\w+)\n(.*?)```", re.S)
 
 
-def tested_examples() -> list[tuple[str, str, str]]:
+def runnable_examples() -> list[tuple[str, str, str]]:
     """(language, code, text its output must contain) of each fenced block after `<!-- tested: prints TEXT -->`;
     tests/test_openai_sdk.py runs them against a real server."""
     return [(language, code, expected) for expected, language, code in TESTED.findall(README.read_text())]

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.factories import tiny_causal_lm
-from tests.readme import tested_examples
+from tests.readme import runnable_examples
 from tests.samples import document, encoded, speech_wav
 from tests.server import free_port, parley_test_server
 
@@ -270,10 +270,10 @@ def test_metrics_after_the_turns(server, client):
 # The README's examples -------------------------------------------------------------------------------------------
 
 
-EXAMPLES = tested_examples()
+EXAMPLES = runnable_examples()
 
 
-def test_readme_has_tested_examples():
+def test_readme_has_runnable_examples():
     languages = [language for language, _, _ in EXAMPLES]
     assert languages.count("sh") >= 3 and languages.count("python") >= 2
 
