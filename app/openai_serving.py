@@ -33,6 +33,7 @@ from app.schemas_openai import (
     ModelCard,
     ModelList,
     ParleyExtras,
+    SpokenReply,
 )
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class PastMessage:
 
 
 @dataclass(frozen=True)
-class Conversation:
+class DecodedChat:
     """A chat request's messages, decoded (app/api/openai_body.py)."""
 
     past: tuple[PastMessage, ...]  # empty when a session holds the conversation
@@ -77,7 +78,7 @@ def check_model(model: str, settings: Settings) -> None:
                        "(GET /v1/models lists the models)", param="model")
 
 
-async def run_chat(pipeline: TurnPipeline, conversation: Conversation, target: ChatTarget) -> TurnResponse:
+async def run_chat(pipeline: TurnPipeline, conversation: DecodedChat, target: ChatTarget) -> TurnResponse:
     if target.session_id is not None:
         result = await pipeline.run_turn(target.tenant, target.session_id, conversation.last,
                                          retry_key=target.retry_key)
@@ -104,18 +105,20 @@ def completion_id() -> str:
 def to_completion(result: TurnResponse, *, model: str, target: ChatTarget) -> ChatCompletion:
     return ChatCompletion(
         id=completion_id(), created=int(time.time()), model=model,
-        choices=[Choice(message=AssistantMessage(content=result.reply), finish_reason="stop")],
+        choices=[Choice(message=AssistantMessage(content=result.reply, audio=_spoken(result)), finish_reason="stop")],
         usage=_usage(result), parley=_extras(result, target),
     )
 
 
 def to_chunks(result: TurnResponse, *, model: str, target: ChatTarget, include_usage: bool) -> list[ChatCompletionChunk]:
-    """The reply as OpenAI stream chunks: the role, the content word by word, the finish (with `parley`),
-    and with include_usage a last chunk with no choices and the token counts."""
+    """The reply as OpenAI stream chunks: the role, the content word by word, the spoken reply when asked for,
+    the finish (with `parley`), and with include_usage a last chunk with no choices and the token counts."""
     common = {"id": completion_id(), "created": int(time.time()), "model": model}
     chunks = [ChatCompletionChunk(**common, choices=[ChunkChoice(delta=Delta(role="assistant", content=""))])]
     chunks += [ChatCompletionChunk(**common, choices=[ChunkChoice(delta=Delta(content=piece))])
                for piece in _pieces(result.reply)]
+    if result.reply_audio is not None:
+        chunks.append(ChatCompletionChunk(**common, choices=[ChunkChoice(delta=Delta(audio=_spoken(result)))]))
     chunks.append(ChatCompletionChunk(**common, choices=[ChunkChoice(delta=Delta(), finish_reason="stop")],
                                       parley=_extras(result, target)))
     if include_usage:
@@ -129,6 +132,13 @@ def _pieces(text: str) -> list[str]:
     for word in text.split(" "):
         pieces.append(word if not pieces else " " + word)
     return [piece for piece in pieces if piece]
+
+
+def _spoken(result: TurnResponse) -> SpokenReply | None:
+    if result.reply_audio is None:
+        return None
+    return SpokenReply(id=f"audio-{uuid.uuid4().hex}", data=result.reply_audio.data, expires_at=int(time.time()),
+                       transcript=result.reply)
 
 
 def _usage(result: TurnResponse) -> CompletionUsage:

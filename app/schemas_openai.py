@@ -58,6 +58,11 @@ class StreamOptions(_Lenient):
     include_usage: bool = False
 
 
+class AudioOptions(_Lenient):
+    voice: str | None = Field(None, description="ignored: the server speaks with its one voice (PARLEY_TTS)")
+    format: Literal["wav"] = "wav"
+
+
 class ChatCompletionRequest(_Lenient):
     model_config = ConfigDict(
         extra="ignore",
@@ -68,6 +73,8 @@ class ChatCompletionRequest(_Lenient):
                     {"type": "text", "text": "here is my receipt"},
                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo..."}},
                 ]}]},
+                {"model": MODEL_ID, "modalities": ["text", "audio"], "audio": {"voice": "default", "format": "wav"},
+                 "messages": [{"role": "user", "content": "Where is my order A7Q-4412?"}]},
                 {"model": MODEL_ID, "stream": True, "stream_options": {"include_usage": True},
                  "messages": [{"role": "user", "content": [
                      {"type": "input_audio", "input_audio": {"data": "UklGRiQAAABXQVZF...", "format": "wav"}}]}]},
@@ -79,6 +86,9 @@ class ChatCompletionRequest(_Lenient):
     messages: list[ChatMessage] = Field(min_length=1, description="the conversation; the last user message is answered")
     stream: bool = False
     stream_options: StreamOptions | None = None
+    modalities: list[Literal["text", "audio"]] | None = Field(
+        None, description='["text", "audio"]: the reply is also spoken, in `message.audio` (WAV, base64)')
+    audio: AudioOptions | None = None
 
 
 # Responses --------------------------------------------------------------------------------------------------
@@ -101,9 +111,19 @@ class ParleyExtras(BaseModel):
     state: DialogueState
 
 
+class SpokenReply(BaseModel):
+    """OpenAI's `message.audio`: the reply spoken, with what it says."""
+
+    id: str = Field(examples=["audio-5f0c9a1e2b3d4c5e"])
+    data: str = Field(description="base64 of the WAV file", examples=["UklGRiQAAABXQVZFZm10..."])
+    expires_at: int = Field(description="nothing is kept, so nothing expires later than now", examples=[1795435200])
+    transcript: str = Field(examples=["Your order number is A7Q-4412."])
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str = Field(examples=["Your order number is A7Q-4412."])
+    audio: SpokenReply | None = Field(None, description='with modalities ["text", "audio"]')
 
 
 class Choice(BaseModel):
@@ -125,6 +145,7 @@ class ChatCompletion(BaseModel):
 class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    audio: SpokenReply | None = None
 
 
 class ChunkChoice(BaseModel):

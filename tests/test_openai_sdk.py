@@ -3,9 +3,11 @@ plus what that process logs and measures, and the README's tested examples. One 
 
 import base64
 import http.server
+import io
 import json
 import threading
 import time
+import wave
 
 import httpx
 import openai
@@ -115,6 +117,22 @@ def test_audio_input(client):
     assert reply.parley["state"]["slots"]["order_id"] == "4512"
     assert reply.parley["state"]["slot_sources"]["order_id"]["modality"] == "audio"
     assert "4512" in reply.parley["transcript"].replace(" ", "")
+
+
+def wav_seconds(data: str) -> float:
+    with wave.open(io.BytesIO(base64.b64decode(data))) as wav:
+        return wav.getnframes() / wav.getframerate()
+
+
+def test_spoken_reply_with_audio_modality(client):
+    spoken = {"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}}
+    reply = ask(client, "where is my order A7Q-4412?", **spoken)
+    message = reply.choices[0].message
+    assert message.audio.transcript == message.content and wav_seconds(message.audio.data) > 1
+    chunks = list(ask(client, "where is my order A7Q-4412?", stream=True, **spoken))
+    audio = [chunk.choices[0].delta.audio for chunk in chunks if chunk.choices and chunk.choices[0].delta.audio]
+    assert len(audio) == 1 and wav_seconds(audio[0].data) > 1 and audio[0].transcript
+    assert ask(client, "where is my order A7Q-4412?").choices[0].message.audio is None
 
 
 def test_stateless_folds_earlier_messages(client):

@@ -17,14 +17,14 @@ from app.api.turn_body import build_turn
 from app.config import Settings
 from app.errors import ApiError
 from app.media.image import decode_data_url_or_base64
-from app.openai_serving import Conversation, PastMessage
+from app.openai_serving import DecodedChat, PastMessage
 from app.pipeline import UserTurn
 from app.schemas_openai import AudioPart, ChatCompletionRequest, ChatMessage, ImagePart, TextPart
 
 READ_CHUNK = 64 * 1024  # bytes per read of a fetched image
 
 
-async def read_conversation(body: ChatCompletionRequest, settings: Settings, *, with_past: bool) -> Conversation:
+async def read_conversation(body: ChatCompletionRequest, settings: Settings, *, with_past: bool) -> DecodedChat:
     """The request's messages, decoded; any bad message refuses the request (400/413/415/422, param names it).
 
     Without `with_past` (a session holds the conversation) only the last message is read."""
@@ -41,11 +41,12 @@ async def read_conversation(body: ChatCompletionRequest, settings: Settings, *, 
         elif message.role == "user":
             turn = await _user_turn(message, index, settings)
             past.append(PastMessage("user", turn.text, turn))
-    last = await _user_turn(body.messages[-1], len(body.messages) - 1, settings)
-    return Conversation(tuple(past), last)
+    spoken = "audio" in (body.modalities or [])
+    last = await _user_turn(body.messages[-1], len(body.messages) - 1, settings, reply_audio=spoken)
+    return DecodedChat(tuple(past), last)
 
 
-async def _user_turn(message: ChatMessage, index: int, settings: Settings) -> UserTurn:
+async def _user_turn(message: ChatMessage, index: int, settings: Settings, *, reply_audio: bool = False) -> UserTurn:
     param = f"messages.{index}.content"
     try:
         texts, images, audios = await _parts(message, settings)
@@ -54,7 +55,7 @@ async def _user_turn(message: ChatMessage, index: int, settings: Settings) -> Us
         if not (any(t.strip() for t in texts) or images or audios):
             raise ApiError(400, "empty_turn", f"message {index} carries nothing: send text, image_url or input_audio")
         audio = audios[0] if audios else None
-        return await asyncio.to_thread(build_turn, "\n".join(texts), images, audio, settings)
+        return await asyncio.to_thread(build_turn, "\n".join(texts), images, audio, settings, reply_audio=reply_audio)
     except ApiError as exc:
         exc.param = exc.param or param
         raise

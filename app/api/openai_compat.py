@@ -1,6 +1,7 @@
 """OpenAI-compatible chat: POST /v1/chat/completions and GET /v1/models. Errors here are in OpenAI's shape
 (app/errors.py picks it by path); the serving logic is in app/openai_serving.py."""
 
+import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -81,8 +82,15 @@ async def chat_completions(
 def _sse(chunks: list[ChatCompletionChunk]) -> StreamingResponse:
     async def lines() -> AsyncIterator[str]:
         for chunk in chunks:
-            absent = {name for name in ("usage", "parley") if getattr(chunk, name) is None}
-            yield f"data: {chunk.model_dump_json(exclude=absent)}\n\n"
+            yield f"data: {_wire(chunk)}\n\n"
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(lines(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+def _wire(chunk: ChatCompletionChunk) -> str:
+    """A chunk as OpenAI sends it: deltas carry only what they change; usage and parley only where they are."""
+    data = chunk.model_dump(exclude={name for name in ("usage", "parley") if getattr(chunk, name) is None})
+    for choice in data["choices"]:
+        choice["delta"] = {key: value for key, value in choice["delta"].items() if value is not None}
+    return json.dumps(data, ensure_ascii=False)
