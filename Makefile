@@ -28,8 +28,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 install-test: $(VENV)/.installed-test
 
 # Debian packages the tests use: espeak-ng speaks test clips, DejaVu draws test images,
-# redis-server (+ redis-cli) runs the Cluster, Sentinel and outage tests, nginx the compose balancer config.
-TEST_DEBS := espeak-ng fonts-dejavu-core redis-server redis-tools nginx
+# redis-server (+ redis-cli) runs the Cluster, Sentinel and outage tests, nginx the compose balancer config,
+# chromium the web page test (driven by playwright, which uses no browser of its own).
+TEST_DEBS := espeak-ng fonts-dejavu-core redis-server redis-tools nginx chromium
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -38,9 +38,10 @@ class Settings(BaseSettings):
     decoder: str = Field("default", description="default, a HF id, a local dir, or openai:<base-url>#<model>")
     decoder_api_key: SecretStr | None = Field(None, description="bearer key for an openai: remote decoder")
     decoder_max_new_tokens: int = Field(64, ge=1, le=1024)
-    decoder_cpu_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+    decoder_cpu_dtype: Literal["auto", "float32", "bfloat16", "int8"] = Field(
         "auto", description="decoder weights on CPU; auto = bfloat16 where the CPU computes it natively "
-                            "(AVX512-BF16/AMX: about 3x faster prefill here), else float32")
+                            "(AVX512-BF16/AMX: about 3x faster prefill here), else float32; int8 = float32 with "
+                            "Linear layers dynamically quantised (bench/quantization.py)")
     torch_threads: int = Field(0, ge=0, description="0 = torch's own choice (one per core)")
 
     # Batching across sessions (app/batching.py).

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from app.api import openai_compat, ops, sessions, turns
+from app.api import openai_compat, ops, sessions, turns, web
 from app.api.deps import get_tenant
 from app.api.errors_doc import errors
 from app.auth import auth_from_settings, open_mode_warning
@@ -61,6 +61,8 @@ def create_app(settings: Settings | None = None, *, model_overrides: dict[str, M
         app.include_router(router, dependencies=[Depends(get_tenant)], responses=errors(401, 422, 429))
     app.include_router(openai_compat.router, dependencies=[Depends(get_tenant)])
     app.include_router(ops.router)
+    app.include_router(web.router)  # the chat page: no key needed to load it, its API calls send one
+    app.mount("/static", web.static_files(), name="static")
     return app
 
 
