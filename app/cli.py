@@ -6,6 +6,7 @@ import os
 import uvicorn
 
 from app.config import Settings
+from app.logs import logging_config
 from app.store import EmbeddedRedis
 
 
@@ -29,9 +30,12 @@ def main(argv: list[str] | None = None) -> None:
         # vanish); they find it through the environment they inherit.
         embedded = EmbeddedRedis(settings.data_dir / "redis")
         os.environ["PARLEY_REDIS_URL"] = embedded.url
+    # One log format for the whole process (PARLEY_LOG_FORMAT, json by default); the app logs one access line
+    # per request itself (with its request id, route template and duration), so uvicorn's is off.
+    log_config = logging_config(settings.log_format, args.log_level)
     try:
         uvicorn.run("app.main:create_app", factory=True, host=args.host, port=args.port,
-                    log_level=args.log_level, workers=args.workers)
+                    log_level=args.log_level, workers=args.workers, log_config=log_config, access_log=False)
     finally:
         if embedded is not None:
             embedded.close()

@@ -77,7 +77,16 @@ class Settings(BaseSettings):
     # Spoken replies: auto = Piper if the tts extra is installed, else espeak-ng if on PATH.
     tts: Literal["auto", "piper", "espeak", "off"] = "auto"
 
+    # OpenAI-compatible API: image_url parts with http(s) URLs are fetched only from these hosts.
+    openai_image_hosts: str = Field("", description="comma-separated host or host:port names; empty = none")
+    openai_image_timeout_s: float = Field(5.0, gt=0, description="time limit for fetching one image")
+
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] = Field("json", description="json: one JSON object per line")
+
+    @property
+    def openai_image_host_set(self) -> frozenset[str]:
+        return frozenset(host.strip().lower() for host in self.openai_image_hosts.split(",") if host.strip())
 
     @field_validator("decoder")
     @classmethod

@@ -11,3 +11,12 @@ def readme_block(marker: str) -> str:
     found = re.search(rf"<!-- {re.escape(marker)} -->\s*```\w*\n(.*?)```", README.read_text(), re.S)
     assert found, f"README.md has no code block after <!-- {marker} -->"
     return found.group(1)
+
+
+TESTED = re.compile(r"<!-- tested: prints (.+?) -->\s*```(\w+)\n(.*?)```", re.S)
+
+
+def runnable_examples() -> list[tuple[str, str, str]]:
+    """(language, code, text its output must contain) of each fenced block after `<!-- tested: prints TEXT -->`;
+    tests/test_openai_sdk.py runs them against a real server."""
+    return [(language, code, expected) for expected, language, code in TESTED.findall(README.read_text())]

@@ -35,11 +35,18 @@ async def read_turn(request: Request, settings: SettingsDep) -> UserTurn:
         raise ApiError(415, "unsupported_media_type",
                        f"content type {content_type or '(none)'} is not accepted; "
                        "send application/json or multipart/form-data")
+    return await asyncio.to_thread(build_turn, text, images, audio, settings, reply_audio=reply_audio)
+
+
+def build_turn(
+    text: str | None, images: list[bytes], audio: bytes | None, settings: Settings, *, reply_audio: bool = False
+) -> UserTurn:
+    """Check and decode what a turn carries (blocking: run it off the event loop). Also the OpenAI route's path."""
     text = clean_text(text, max_chars=settings.max_text_chars)
     _check_image_count(len(images), settings)
     if not (text or images or audio is not None):  # an empty clip is refused as empty_audio, not an empty turn
         raise ApiError(422, "empty_turn", "the turn carries nothing: send non-empty `text`, `images` or `audio`")
-    return await asyncio.to_thread(_decode, text, images, audio, settings, reply_audio=reply_audio)
+    return _decode(text, images, audio, settings, reply_audio=reply_audio)
 
 
 def _check_image_count(count: int, settings: Settings) -> None:
