@@ -9,12 +9,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from app.config import Settings
-from app.main import create_app
 from app.ratelimit import RateLimiter
 from app.store import IdempotentReply, RedisSessionStore, close_client, connect
+from tests.api.inprocess import in_process_client
 from tests.factories import tiny_causal_lm
 from tests.server import delete_prefix, redis_sentinel, sync_client, unique_prefix
 
@@ -75,14 +74,8 @@ async def client(backend_url: str, tiny_decoder: str, tmp_path_factory) -> Async
         redis_url=backend_url, redis_prefix=unique_prefix(), decoder=tiny_decoder, decoder_max_new_tokens=4,
         data_dir=tmp_path_factory.mktemp("data"), lock_wait_ms=2000, turn_rate_limit_per_min=3,
     )
-    app = create_app(settings)
-    try:
-        async with LifespanManager(app, startup_timeout=120):
-            await app.state.loading
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://parley") as http:
-                yield http
-    finally:
-        delete_prefix(backend_url, settings.redis_prefix)
+    async with in_process_client(settings) as http:
+        yield http
 
 
 async def test_turns_through_the_api(client: httpx.AsyncClient):

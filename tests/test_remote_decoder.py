@@ -11,14 +11,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from app.config import Settings
-from app.main import create_app
 from models.decoder import GenerationStats, ReplyContext
 from models.remote import DecoderUnavailable, OpenAIDecoder, parse_spec
+from tests.api.inprocess import in_process_client
 from tests.factories import tiny_causal_lm
-from tests.server import delete_prefix, free_port, unique_prefix
+from tests.server import free_port, unique_prefix
 
 MODEL = "tiny-chat"
 MESSAGES = [{"role": "system", "content": "You help customers."}, {"role": "user", "content": "my lamp broke"}]
@@ -107,14 +106,8 @@ async def client(chat_server: ChatServer, redis_url: str, tmp_path_factory) -> A
         decoder_max_new_tokens=8, data_dir=tmp_path_factory.mktemp("data"),
         rate_limit_per_min=0, turn_rate_limit_per_min=0,
     )
-    app = create_app(settings)
-    try:
-        async with LifespanManager(app, startup_timeout=120):
-            await app.state.loading
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://parley") as http:
-                yield http
-    finally:
-        delete_prefix(redis_url, settings.redis_prefix)
+    async with in_process_client(settings) as http:
+        yield http
 
 
 async def streamed_turn(client: httpx.AsyncClient, sid: str, text: str) -> tuple[list[str], dict]:

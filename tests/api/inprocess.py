@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
@@ -21,3 +22,11 @@ async def in_process_app(settings: Settings) -> AsyncIterator[FastAPI]:
             yield application
     finally:
         delete_prefix(settings.redis_url, settings.redis_prefix)
+
+
+@asynccontextmanager
+async def in_process_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of an in-process app on `settings` (see in_process_app)."""
+    async with in_process_app(settings) as application:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://parley") as client:
+            yield client

@@ -3,33 +3,18 @@
 import hashlib
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr, ValidationError
 
 from app.auth import auth_from_settings, open_mode_warning
 from app.config import Settings
-from app.main import create_app
-from tests.server import delete_prefix, unique_prefix
+from tests.api.inprocess import in_process_client
+from tests.server import unique_prefix
 
 KEY_A, KEY_B = "pk-alpha-9f2c1e7d", "pk-beta-41aa09b3"
 FILE_KEY = "pk-filed-7c0d55e2"
-
-
-@asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An app of its own on `settings`; its keys are deleted afterwards."""
-    app = create_app(settings)
-    try:
-        async with LifespanManager(app, startup_timeout=120):
-            await app.state.loading
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://parley") as client:
-                yield client
-    finally:
-        delete_prefix(settings.redis_url, settings.redis_prefix)
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -42,7 +27,7 @@ async def keyed(api_settings) -> AsyncIterator[httpx.AsyncClient]:
         "api_keys": SecretStr(f"{KEY_A}:alpha, {KEY_B}:beta"), "redis_prefix": unique_prefix(),
         "rate_limit_per_min": 600,
     })
-    async with serving(settings) as client:
+    async with in_process_client(settings) as client:
         yield client
 
 
@@ -107,7 +92,7 @@ async def test_hashed_keys_file_and_keys_stay_out_of_logs_and_errors(api_setting
     assert open_mode_warning(settings) is None
     caplog.set_level(logging.DEBUG)
     bodies = []
-    async with serving(settings) as client:
+    async with in_process_client(settings) as client:
         created = await client.post("/v1/sessions", headers=bearer(FILE_KEY))
         assert created.status_code == 201
         sid = created.json()["id"]
