@@ -344,5 +344,14 @@ def memory_size(config: FusedConfig, *, text: int, image: int = 0, audio: int = 
         math.ceil(audio / max(1, config.audio_stride)), config.max_memory_positions)
 
 
+def render_context(messages: list[dict[str, str]]) -> str:
+    """Chat messages -> the text the context encoder reads, one "role: text" line per turn, oldest first.
+
+    System messages are left out: the model answers from the dialogue and the media features. Training
+    (models/train.py) and serving render the same way."""
+    return "\n".join(f"{m['role']}: {' '.join(m['content'].split())}" for m in messages
+                     if m["role"] != "system" and m["content"].strip())
+
+
 AutoConfig.register(FusedConfig.model_type, FusedConfig)
 AutoModelForSeq2SeqLM.register(FusedConfig, FusedSeq2Seq)

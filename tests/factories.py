@@ -183,3 +183,12 @@ def tiny_wav2vec2_ctc(directory: Path, *, seed: int = 0) -> Path:
     Wav2Vec2ForCTC(config).save_pretrained(directory)
     Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(directory)
     return directory
+
+
+def tiny_tokenizer(directory: Path) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (about 300 tokens) with start, end and pad tokens, saved to `directory`."""
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=_byte_bpe(["<pad>", "<s>", "</s>"]), bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+    )
+    fast.save_pretrained(directory)
+    return fast
