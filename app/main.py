@@ -73,13 +73,16 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         lock_ttl_ms=settings.lock_ttl_ms, lock_wait_ms=settings.lock_wait_ms,
         idempotency_ttl_s=settings.idempotency_ttl_s,
     )
-    runtime = Runtime(settings, store)
+    runtime = Runtime(settings, store, app.state.metrics)
     app.state.runtime = runtime
     # Models load in the background so /healthz answers (and /readyz says 503) meanwhile.
     app.state.loading = asyncio.create_task(asyncio.to_thread(runtime.load))
     try:
         yield
     finally:
+        # A load still running must end before the models are dropped (its failure was logged already).
+        await asyncio.gather(app.state.loading, return_exceptions=True)
+        await runtime.aclose()
         await store.close()
         if embedded is not None:
             embedded.close()

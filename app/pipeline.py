@@ -15,13 +15,12 @@ from app.dialogue.policy import Decision, decide, grounded
 from app.dialogue.state import DialogueState, EvidenceNote
 from app.dialogue.tracker import DialogueTracker, Evidence, TurnInput
 from app.errors import ApiError
-from app.schemas import ImageReading, TurnResponse
+from app.batching import MicroBatcher
+from app.schemas import ImageReading, TurnResponse, Usage
 from app.store import IdempotentReply, SessionRecord, SessionStore, utc_now
-from models.decoder import Decoder, Messages
-from models.speech import SpeechEncoder, Transcript
-from models.text import TextEncoder
+from models.decoder import Decoder, GenerationStats, Messages, ReplyContext
+from models.speech import Transcript
 from models.vision import ImageReading as VisionReading
-from models.vision import VisionEncoder
 
 HISTORY_IN_PROMPT = 4  # entries; a 135M model loses the thread with more
 EVIDENCE_KEPT = 6  # notes of earlier transcripts and images carried in the state
@@ -58,9 +57,11 @@ class RetryKey:
 
 @dataclass(frozen=True)
 class Encoders:
-    text: TextEncoder
-    speech: SpeechEncoder
-    vision: VisionEncoder
+    """Each encoder behind its batcher, so concurrent turns share its batches."""
+
+    text: MicroBatcher[str, np.ndarray]  # utterance -> (D,) unit embedding
+    speech: MicroBatcher[np.ndarray, Transcript]  # (N,) 16 kHz clip -> transcript (+ features if the decoder wants)
+    vision: MicroBatcher[Image, VisionReading]
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,17 @@ class Perception:
 
     transcript: Transcript | None
     readings: list[VisionReading]  # one per image, in order
+
+
+@dataclass(frozen=True)
+class Understanding:
+    """A turn read and tracked: everything but the reply's wording."""
+
+    state: DialogueState
+    decision: Decision
+    seen: Perception
+    heard: str  # the voice clip's transcript ("" without one)
+    utterance: str  # what the user typed and said
 
 
 class TurnPipeline:
@@ -107,37 +119,64 @@ class TurnPipeline:
             clock.lap("lock")
             record = await self.store.get(tenant, session_id)
             clock.lap("load")
-            seen = await self._perceive(turn)
-            clock.lap("media")
-            heard = seen.transcript.text.strip() if seen.transcript else ""
-            utterance = " ".join(part for part in (turn.text, heard) if part)
-            embedding = (await asyncio.to_thread(self.encoders.text.predict_batch, [utterance]))[0] if utterance else None
-            clock.lap("encode")
-            previous = DialogueState.model_validate(record.state)
-            evidence = _evidence(turn.text, seen)
-            state, analysis = self.tracker.update(previous, TurnInput(evidence, utterance, embedding))
-            state.evidence = (previous.evidence + _notes(state.turns, evidence))[-EVIDENCE_KEPT:]
-            decision = decide(state, analysis, self.domain)
-            state.requested_slot = decision.requested_slot
-            clock.lap("track")
-            generated = await self._generate(_prompt(decision, state, record.history, utterance), on_token)
-            reply_ok = grounded(generated, decision, self.domain)
-            reply = generated.strip() if reply_ok else decision.draft
-            clock.lap("decode")
-            response = TurnResponse(
-                turn=record.turns + 1, reply=reply, action=decision.action, grounded=reply_ok,
-                transcript=heard or None, images=[_public(r) for r in seen.readings], state=state, timings_ms=timings,
-            )
+            response = await self.respond(DialogueState.model_validate(record.state), record.history, turn,
+                                          on_token=on_token)
+            timings.update(response.timings_ms)
+            clock.last = time.perf_counter()
             remembered = None
             if retry_key:
                 remembered = IdempotentReply(retry_key.key, retry_key.fingerprint, response.model_dump())
             await self.store.commit_turn(
-                lock, expected_turns=record.turns, state=state.model_dump(), entries=_entries(turn, response),
-                idempotency=remembered,
+                lock, expected_turns=record.turns, state=response.state.model_dump(),
+                entries=_entries(turn, response), idempotency=remembered,
             )
             clock.lap("commit")
         response.timings_ms = {**timings, "total": round((time.perf_counter() - started) * 1000, 1)}
         return response
+
+    async def respond(
+        self, previous: DialogueState, history: list[dict], turn: UserTurn, *, on_token: TokenSink | None = None
+    ) -> TurnResponse:
+        """Understand the turn and write the reply; touches no store (the caller commits, or not)."""
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        clock = _Stopwatch(timings)
+        understood = await self._understand(previous, turn, clock)
+        state, decision, seen = understood.state, understood.decision, understood.seen
+        context = ReplyContext(
+            reply_prompt(decision, state, history, understood.utterance),
+            image_features=tuple(r.features for r in seen.readings if r.features is not None),
+            audio_features=seen.transcript.features if seen.transcript else None,
+        )
+        stats = GenerationStats()
+        generated = await self._generate(context, on_token, stats, timings, started)
+        reply_ok = grounded(generated, decision, self.domain)
+        clock.lap("decode")
+        return TurnResponse(
+            turn=state.turns, reply=generated.strip() if reply_ok else decision.draft, action=decision.action,
+            grounded=reply_ok, transcript=understood.heard or None,
+            images=[_public(r) for r in seen.readings], state=state, timings_ms=timings,
+            usage=Usage(prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens),
+        )
+
+    async def track(self, previous: DialogueState, turn: UserTurn) -> DialogueState:
+        """The state after `turn`, without writing a reply (to replay earlier turns of a conversation)."""
+        return (await self._understand(previous, turn, _Stopwatch({}))).state
+
+    async def _understand(self, previous: DialogueState, turn: UserTurn, clock: _Stopwatch) -> Understanding:
+        seen = await self._perceive(turn)
+        clock.lap("media")
+        heard = seen.transcript.text.strip() if seen.transcript else ""
+        utterance = " ".join(part for part in (turn.text, heard) if part)
+        embedding = await self.encoders.text.submit(utterance) if utterance else None
+        clock.lap("encode")
+        evidence = _evidence(turn.text, seen)
+        state, analysis = self.tracker.update(previous, TurnInput(evidence, utterance, embedding))
+        state.evidence = (previous.evidence + _notes(state.turns, evidence))[-EVIDENCE_KEPT:]
+        decision = decide(state, analysis, self.domain)
+        state.requested_slot = decision.requested_slot
+        clock.lap("track")
+        return Understanding(state, decision, seen, heard, utterance)
 
     async def _replay(self, tenant: str, session_id: str, retry_key: RetryKey) -> TurnResponse | None:
         stored = await self.store.get_idempotent(tenant, session_id, retry_key.key)
@@ -149,27 +188,27 @@ class TurnPipeline:
         return TurnResponse.model_validate({**stored.response, "replayed": True})
 
     async def _perceive(self, turn: UserTurn) -> Perception:
-        """Speech and vision run side by side, off the event loop."""
-        async def nothing() -> list:  # a modality the turn did not bring
-            return []
+        """Speech and vision run side by side, each batched with other turns' media."""
+        async def nothing() -> None:  # a modality the turn did not bring
+            return None
 
-        speech = asyncio.to_thread(self.encoders.speech.predict_batch, [turn.audio]) if turn.audio is not None else nothing()
-        vision = asyncio.to_thread(self.encoders.vision.predict_batch, list(turn.images)) if turn.images else nothing()
-        transcripts, readings = await asyncio.gather(speech, vision)
-        return Perception(transcript=transcripts[0] if transcripts else None, readings=readings)
+        speech = self.encoders.speech.submit(turn.audio) if turn.audio is not None else nothing()
+        transcript, readings = await asyncio.gather(speech, self.encoders.vision.map(list(turn.images)))
+        return Perception(transcript=transcript, readings=readings)
 
-    async def _generate(self, messages: Messages, on_token: TokenSink | None) -> str:
-        loop = asyncio.get_running_loop()
-
-        def run() -> str:
-            pieces = []
-            for piece in self.decoder.stream(messages, max_new_tokens=self.max_new_tokens):
-                pieces.append(piece)
-                if on_token is not None:
-                    loop.call_soon_threadsafe(on_token, piece)
-            return "".join(pieces)
-
-        return await asyncio.to_thread(run)
+    async def _generate(
+        self, context: ReplyContext, on_token: TokenSink | None, stats: GenerationStats, timings: dict[str, float],
+        started: float,
+    ) -> str:
+        """The decoder's reply; records when its first piece arrived (ms since the turn's start)."""
+        pieces = []
+        async for piece in self.decoder.stream(context, max_new_tokens=self.max_new_tokens, stats=stats):
+            if not pieces:
+                timings["first_token"] = round((time.perf_counter() - started) * 1000, 1)
+            pieces.append(piece)
+            if on_token is not None:
+                on_token(piece)
+        return "".join(pieces)
 
 
 class _Stopwatch:
@@ -204,7 +243,7 @@ def _public(reading: VisionReading) -> ImageReading:
                         barcodes=reading.barcodes)
 
 
-def _prompt(decision: Decision, state: DialogueState, history: list[dict], utterance: str) -> Messages:
+def reply_prompt(decision: Decision, state: DialogueState, history: list[dict], utterance: str) -> Messages:
     facts = [f"{name}: {value}" for name, value in decision.facts.items()]
     facts += [f"{note.modality} from turn {note.turn}: {note.text}" for note in state.evidence]
     system = SYSTEM_PROMPT.format(facts="; ".join(facts) or "none yet", draft=decision.draft)

@@ -9,14 +9,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from app.batching import ContinuousDecoder, MicroBatcher
 from app.config import Settings
 from app.dialogue.domain import Domain, load_domain
 from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.tracker import DialogueTracker, IntentClassifier
+from app.metrics import Metrics
 from app.pipeline import Encoders, TurnPipeline
 from app.schemas import ModelStatus
 from app.store import SessionStore
-from models.decoder import CausalLMDecoder
+from models.decoder import CausalLMDecoder, Decoder
 from models.registry import Placement, default_decoder, default_text_model, resolve_placement, resolve_source
 from models.speech import load_speech_encoder
 from models.text import TextEncoder
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 class Runtime:
     settings: Settings
     store: SessionStore
+    metrics: Metrics
     models: dict[str, ModelStatus] = field(default_factory=dict)
     pipeline: TurnPipeline | None = None
     load_error: str | None = None
@@ -51,17 +54,41 @@ class Runtime:
             vision = self._timed("vision", vision_source, placement, lambda: load_vision_encoder(
                 caption_model=settings.caption_model, backbone=settings.vision_backbone, placement=placement,
                 offline=offline))
-            decoder = self._timed("decoder", settings.decoder, placement, lambda: CausalLMDecoder.load(
-                resolve_source(settings.decoder, default=lambda: default_decoder(cache)), placement=placement, offline=offline))
+            decoder_placement = resolve_placement(settings.device, cpu_dtype=settings.decoder_cpu_dtype)
+            decoder = self._timed("decoder", settings.decoder, decoder_placement,
+                                  lambda: self.load_decoder(decoder_placement))
         except Exception as exc:
             self.load_error = str(exc)
             raise
         tracker = DialogueTracker(domain, _intent_classifier(domain, text), SentimentAnalyzer())
-        self.pipeline = TurnPipeline(
-            self.store, tracker, encoders=Encoders(text=text, speech=speech, vision=vision), decoder=decoder,
-            max_new_tokens=settings.decoder_max_new_tokens,
+        batched = dict(max_batch_size=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms,
+                       on_batch=self.metrics.observe_inference, on_depth=self.metrics.set_queue_depth)
+        encoders = Encoders(
+            text=MicroBatcher("text", lambda texts: list(text.predict_batch(texts)), **batched),
+            speech=MicroBatcher("speech", lambda clips: speech.predict_batch(
+                clips, with_features=decoder.wants_features), **batched),
+            vision=MicroBatcher("vision", vision.predict_batch, **batched),
         )
+        self.pipeline = TurnPipeline(self.store, tracker, encoders=encoders, decoder=decoder,
+                                     max_new_tokens=settings.decoder_max_new_tokens)
         log.info("models ready: %s", ", ".join(f"{m.name} {m.load_s:.1f}s" for m in self.models.values()))
+
+    def load_decoder(self, placement: Placement) -> Decoder:
+        """PARLEY_DECODER: "default", a Hugging Face id or a local folder -> a local causal LM whose
+        replies are decoded together across sessions."""
+        settings = self.settings
+        source = resolve_source(settings.decoder, default=lambda: default_decoder(settings.data_dir / "models"))
+        model = CausalLMDecoder.load(source, placement=placement, offline=settings.hf_offline)
+        model.warm_up()
+        return ContinuousDecoder(model, max_batch_size=settings.decoder_max_batch,
+                                 on_batch=self.metrics.observe_inference, on_depth=self.metrics.set_queue_depth)
+
+    async def aclose(self) -> None:
+        """Stop the batchers' workers and the decoding thread."""
+        if self.pipeline is not None:
+            for batcher in (self.pipeline.encoders.text, self.pipeline.encoders.speech, self.pipeline.encoders.vision):
+                await batcher.aclose()
+            await self.pipeline.decoder.aclose()
 
     def _timed(self, name: str, source: str, placement: Placement, load):  # noqa: ANN001 - any model
         status = ModelStatus(name=name, source=source, device=placement.describe(), status="loading")

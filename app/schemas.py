@@ -81,6 +81,11 @@ class ImageReading(BaseModel):
     barcodes: list[str] = Field(default_factory=list, examples=[["ORDER:KX-90817"]])
 
 
+class Usage(BaseModel):
+    prompt_tokens: int = Field(0, description="tokens the decoder read (0 when the decoder does not count them)")
+    completion_tokens: int = Field(0, description="tokens the decoder wrote")
+
+
 class TurnResponse(BaseModel):
     turn: int = Field(examples=[3])
     reply: str = Field(examples=["Your order number is A7Q-4412."])
@@ -91,7 +96,11 @@ class TurnResponse(BaseModel):
     state: DialogueState
     replayed: bool = Field(False, description="true when this is the stored answer to an earlier request with "
                                               "the same Idempotency-Key; no new turn was run")
-    timings_ms: dict[str, float] = Field(examples=[{"lock": 0.4, "encode": 12.0, "decode": 2100.0, "total": 2150.0}])
+    usage: Usage = Field(default_factory=Usage, description="decoder tokens of this turn")
+    timings_ms: dict[str, float] = Field(examples=[{"lock": 0.4, "encode": 12.0, "first_token": 180.0,
+                                                    "decode": 2100.0, "total": 2150.0}],
+                                         description="ms per step; first_token: from the turn's start to the first "
+                                                     "reply token")
 
 
 class HistoryEntry(BaseModel):

@@ -1,15 +1,24 @@
-"""Reply generation with a causal LM: chat messages in, a stream of text pieces out.
+"""Reply generation with a causal LM, one greedy step at a time over a batch of sequences.
 
-Greedy decoding step by step over a KV cache, so that each token can be handed
-to the caller as soon as it exists.
+The model knows nothing of requests or scheduling. It turns chat messages into
+prompt ids, prefills a batch of prompts, advances a batch by one token, and
+merges or narrows batches. app/batching.py decides which sequences share each
+step, so replies of different sessions are decoded together.
+
+Batches are left-padded: every row's cache ends at the same column, and the
+attention mask (B, L) marks the padding. Each row keeps its own position ids,
+so a sequence decodes to the same tokens alone or in any batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 import torch
+from transformers import DynamicCache
 
 from models.registry import Placement, load_pretrained
 
@@ -17,8 +26,63 @@ Messages = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "conte
 MAX_PROMPT_TOKENS = 1536  # SmolLM2 has a 2048-token window; keep room for the reply
 
 
+@dataclass(frozen=True)
+class ReplyContext:
+    """Everything a decoder may condition one reply on."""
+
+    messages: Messages  # the fused text prompt: system (facts, evidence, draft), recent history, the user's turn
+    image_features: tuple[np.ndarray, ...] = ()  # one (P, Dv) per image, when the vision encoder gives features
+    audio_features: np.ndarray | None = None  # (T, Da) speech encoder states
+
+
+@dataclass
+class GenerationStats:
+    """Filled in by a decoder while it streams."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
 class Decoder(Protocol):
-    def stream(self, messages: Messages, *, max_new_tokens: int) -> Iterator[str]: ...
+    wants_features: bool  # True: the pipeline asks the encoders for hidden states, not only text
+
+    def stream(
+        self, context: ReplyContext, *, max_new_tokens: int, stats: GenerationStats | None = None
+    ) -> AsyncIterator[str]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class DecodeBatch:
+    """Sequences that decode together, one row each."""
+
+    cache: DynamicCache  # per layer keys and values (B, H, L, Dh)
+    mask: torch.Tensor  # (B, L) long: 1 for real tokens, 0 for left padding
+    positions: torch.Tensor  # (B,) position id of the token each row feeds in next
+    next_ids: torch.Tensor  # (B,) each row's newest token: already chosen, not yet fed to the model
+
+    @property
+    def size(self) -> int:
+        return int(self.next_ids.shape[0])
+
+
+@dataclass
+class TextStream:
+    """Turns one sequence's token ids into text pieces as they become printable."""
+
+    tokenizer: object
+    ids: list[int] = field(default_factory=list)
+    emitted: str = ""
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        # A multi-byte character can span tokens: hold it back until it is complete.
+        if len(text) <= len(self.emitted) or text.endswith("\ufffd"):
+            return ""
+        piece, self.emitted = text[len(self.emitted):], text
+        return piece
 
 
 class CausalLMDecoder:
@@ -29,6 +93,7 @@ class CausalLMDecoder:
         self.tokenizer = tokenizer
         self.placement = placement
         self.stop_ids = _stop_ids(model, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.stop_ids)
 
     @classmethod
     def load(cls, source: str, *, placement: Placement, offline: bool) -> CausalLMDecoder:
@@ -37,36 +102,80 @@ class CausalLMDecoder:
         model, tokenizer = load_pretrained(AutoModelForCausalLM, source, placement=placement, offline=offline)
         return cls(model, tokenizer, placement=placement)
 
-    def prompt_ids(self, messages: Messages) -> torch.Tensor:
-        """Chat-formatted prompt, (1, T) token ids. When it is too long the oldest turns after the
-        system message go first (that message carries the facts), then the oldest tokens."""
+    def prompt_ids(self, messages: Messages) -> list[int]:
+        """Chat-formatted prompt ids. When it is too long the oldest turns after the system message
+        go first (that message carries the facts), then the oldest tokens."""
         while True:
-            ids = self.tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-            )["input_ids"]
-            if ids.shape[1] <= MAX_PROMPT_TOKENS or len(messages) <= 2:
-                return ids[:, -MAX_PROMPT_TOKENS:].to(self.placement.device)
+            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                     return_dict=True)["input_ids"]
+            if len(ids) <= MAX_PROMPT_TOKENS or len(messages) <= 2:
+                return list(ids[-MAX_PROMPT_TOKENS:])
             messages = messages[:1] + messages[2:]
 
+    def warm_up(self) -> None:
+        """One short prefill and step, so the first user does not pay for kernel selection."""
+        self.step(self.prefill([self.prompt_ids([{"role": "user", "content": "Hello"}])]))
+
+    def text_stream(self) -> TextStream:
+        return TextStream(self.tokenizer)
+
     @torch.inference_mode()
-    def stream(self, messages: Messages, *, max_new_tokens: int) -> Iterator[str]:
-        input_ids = self.prompt_ids(messages)  # (1, T)
-        past = None
-        generated: list[int] = []
-        emitted = ""
-        for _ in range(max_new_tokens):
-            out = self.model(input_ids=input_ids, past_key_values=past, use_cache=True)
-            past = out.past_key_values
-            next_id = int(out.logits[0, -1].argmax())
-            if next_id in self.stop_ids:
-                break
-            generated.append(next_id)
-            text = self.tokenizer.decode(generated, skip_special_tokens=True)
-            # A multi-byte character can span tokens: hold it back until complete.
-            if len(text) > len(emitted) and not text.endswith("\ufffd"):
-                yield text[len(emitted):]
-                emitted = text
-            input_ids = torch.tensor([[next_id]], device=self.placement.device)  # (1, 1)
+    def prefill(self, prompts: list[list[int]]) -> DecodeBatch:
+        """Run the prompts; the batch's next_ids are each prompt's first reply token."""
+        assert prompts and all(prompts), "prefill takes one or more non-empty prompts"
+        length = max(len(p) for p in prompts)
+        device = self.placement.device
+        ids = torch.tensor([[self.pad_id] * (length - len(p)) + p for p in prompts], device=device)  # (B, T)
+        mask = torch.tensor([[0] * (length - len(p)) + [1] * len(p) for p in prompts], device=device)  # (B, T)
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): padding sits at position 0, masked out
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=True,
+                         logits_to_keep=1)
+        next_ids = out.logits[:, -1].argmax(-1)  # (B,)
+        positions = torch.tensor([len(p) for p in prompts], device=device)  # (B,)
+        return DecodeBatch(out.past_key_values, mask, positions, next_ids)
+
+    @torch.inference_mode()
+    def step(self, batch: DecodeBatch) -> DecodeBatch:
+        """Feed each row's newest token; the result's next_ids are the tokens after it."""
+        mask = torch.cat([batch.mask, batch.mask.new_ones(batch.size, 1)], dim=1)  # (B, L + 1)
+        out = self.model(input_ids=batch.next_ids[:, None], attention_mask=mask, position_ids=batch.positions[:, None],
+                         past_key_values=batch.cache, use_cache=True)
+        return DecodeBatch(out.past_key_values, mask, batch.positions + 1, out.logits[:, -1].argmax(-1))
+
+    @staticmethod
+    def merge(first: DecodeBatch, second: DecodeBatch) -> DecodeBatch:
+        """One batch of both: the shorter one's cache and mask are padded on the left."""
+        length = max(first.mask.shape[1], second.mask.shape[1])
+
+        def pad(t: torch.Tensor, dim: int) -> torch.Tensor:  # left-pad dim `dim` with zeros to `length`
+            missing = length - t.shape[dim]
+            if missing == 0:
+                return t
+            shape = list(t.shape)
+            shape[dim] = missing
+            return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+        layers = [
+            (torch.cat([pad(a.keys, 2), pad(b.keys, 2)]), torch.cat([pad(a.values, 2), pad(b.values, 2)]))
+            for a, b in zip(first.cache.layers, second.cache.layers, strict=True)
+        ]  # each (B1 + B2, H, L, Dh)
+        return DecodeBatch(
+            DynamicCache(ddp_cache_data=layers),
+            torch.cat([pad(first.mask, 1), pad(second.mask, 1)]),
+            torch.cat([first.positions, second.positions]),
+            torch.cat([first.next_ids, second.next_ids]),
+        )
+
+    @staticmethod
+    def select(batch: DecodeBatch, rows: list[int]) -> DecodeBatch:
+        """The batch narrowed to `rows`, without the padding columns no remaining row needs."""
+        index = torch.tensor(rows, device=batch.mask.device)
+        mask = batch.mask.index_select(0, index)  # (R, L)
+        start = int((mask.sum(0) > 0).nonzero()[0])  # first column some row still uses
+        layers = [(layer.keys.index_select(0, index)[:, :, start:], layer.values.index_select(0, index)[:, :, start:])
+                  for layer in batch.cache.layers]
+        return DecodeBatch(DynamicCache(ddp_cache_data=layers), mask[:, start:], batch.positions.index_select(0, index),
+                           batch.next_ids.index_select(0, index))
 
 
 def _stop_ids(model: torch.nn.Module, tokenizer) -> set[int]:

@@ -34,13 +34,21 @@ class Placement:
         return f"{self.device.type}/{str(self.dtype).removeprefix('torch.')}"
 
 
-def resolve_placement(device: str) -> Placement:
-    """auto -> CUDA when present (bf16 where the card supports it, else fp16), else CPU fp32."""
+CPU_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def resolve_placement(device: str, *, cpu_dtype: str = "float32") -> Placement:
+    """auto -> CUDA when present (bf16 where the card supports it, else fp16), else CPU.
+
+    On CPU, `cpu_dtype` "auto" means bfloat16 where the CPU has native bf16 kernels (oneDNN), else float32.
+    """
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if not use_cuda:
-        return Placement(torch.device("cpu"), torch.float32)
+        if cpu_dtype == "auto":
+            cpu_dtype = "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
+        return Placement(torch.device("cpu"), CPU_DTYPES[cpu_dtype])
     if not torch.cuda.is_available():
         raise RuntimeError("PARLEY_DEVICE=cuda but torch sees no CUDA device; use auto or cpu")
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -5,39 +5,89 @@ from models.registry import resolve_placement
 from tests.factories import tiny_causal_lm
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "what was my order number?"}]
+OTHER = [{"role": "user", "content": "hello, my lamp arrived broken and i would like a refund please"}]
 
 
-def load(tmp_path):
+def load(tmp_path) -> CausalLMDecoder:
     return CausalLMDecoder.load(str(tiny_causal_lm(tmp_path / "lm")), placement=resolve_placement("cpu"), offline=True)
 
 
-def test_stream_matches_greedy_generate(tmp_path):
-    decoder = load(tmp_path)
-    pieces = list(decoder.stream(MESSAGES, max_new_tokens=12))
-    ids = decoder.prompt_ids(MESSAGES)
+def greedy(decoder: CausalLMDecoder, messages, steps: int) -> list[int]:
+    """Reference: transformers' own generate, one sequence, no padding."""
+    ids = torch.tensor([decoder.prompt_ids(messages)])
     with torch.inference_mode():
-        out = decoder.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
-                                     eos_token_id=sorted(decoder.stop_ids), pad_token_id=decoder.tokenizer.pad_token_id)
-    expected = decoder.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-    assert len(pieces) >= 1
-    assert "".join(pieces) == expected
+        out = decoder.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=steps, do_sample=False,
+                                     min_new_tokens=steps, pad_token_id=decoder.pad_id)
+    return out[0, ids.shape[1]:].tolist()
 
 
-def test_stream_respects_token_budget(tmp_path):
+def run(decoder: CausalLMDecoder, batch, steps: int) -> list[list[int]]:
+    tokens = [[t] for t in batch.next_ids.tolist()]
+    for _ in range(steps - 1):
+        batch = decoder.step(batch)
+        for row, t in zip(tokens, batch.next_ids.tolist(), strict=True):
+            row.append(t)
+    return tokens
+
+
+def test_prefill_and_steps_match_greedy_generate(tmp_path):
     decoder = load(tmp_path)
-    short = "".join(decoder.stream(MESSAGES, max_new_tokens=2))
-    longer = "".join(decoder.stream(MESSAGES, max_new_tokens=10))
-    assert longer.startswith(short)
-    assert len(decoder.tokenizer(short)["input_ids"]) <= 2
+    [tokens] = run(decoder, decoder.prefill([decoder.prompt_ids(MESSAGES)]), 10)
+    assert tokens == greedy(decoder, MESSAGES, 10)
+
+
+def test_prompts_of_different_lengths_decode_as_they_would_alone(tmp_path):
+    decoder = load(tmp_path)
+    short, long = decoder.prompt_ids(MESSAGES), decoder.prompt_ids(OTHER)
+    assert len(short) != len(long)
+    together = run(decoder, decoder.prefill([short, long]), 8)
+    assert together == [greedy(decoder, MESSAGES, 8), greedy(decoder, OTHER, 8)]
+
+
+def test_a_sequence_joining_a_running_batch_decodes_as_it_would_alone(tmp_path):
+    decoder = load(tmp_path)
+    running = decoder.prefill([decoder.prompt_ids(MESSAGES)])
+    first = [running.next_ids.item()]
+    for _ in range(3):  # the first sequence is 4 tokens in when the second one joins
+        running = decoder.step(running)
+        first.append(running.next_ids.item())
+    fresh = decoder.prefill([decoder.prompt_ids(OTHER)])
+    merged = decoder.merge(running, fresh)
+    assert merged.size == 2 and merged.mask.shape[1] == max(running.mask.shape[1], fresh.mask.shape[1])
+    rest = run(decoder, merged, 6)
+    assert first + rest[0][1:] == greedy(decoder, MESSAGES, 9)
+    assert rest[1] == greedy(decoder, OTHER, 6)
+
+
+def test_select_drops_finished_rows_and_unused_padding(tmp_path):
+    decoder = load(tmp_path)
+    short, long = decoder.prompt_ids(MESSAGES), decoder.prompt_ids(OTHER)
+    batch = decoder.step(decoder.prefill([long, short]))
+    narrowed = decoder.select(batch, [1])  # the long prompt leaves: its padding columns go with it
+    assert narrowed.size == 1 and narrowed.mask.shape[1] == len(short) + 1
+    assert int(narrowed.mask.sum()) == len(short) + 1
+    tokens = [narrowed.next_ids.item()]
+    for _ in range(4):
+        narrowed = decoder.step(narrowed)
+        tokens.append(narrowed.next_ids.item())
+    assert tokens == greedy(decoder, MESSAGES, 6)[1:]
+
+
+def test_text_stream_holds_back_incomplete_characters(tmp_path):
+    decoder = load(tmp_path)
+    ids = decoder.tokenizer("café ✓ A7Q-4412", add_special_tokens=False)["input_ids"]
+    text = decoder.text_stream()
+    pieces = [text.push(i) for i in ids]
+    assert "".join(pieces) == "café ✓ A7Q-4412"
+    assert all("\ufffd" not in piece for piece in pieces)
 
 
 def test_prompt_is_chat_formatted_and_truncated(tmp_path):
     decoder = load(tmp_path)
-    ids = decoder.prompt_ids(MESSAGES)
-    text = decoder.tokenizer.decode(ids[0])
+    text = decoder.tokenizer.decode(decoder.prompt_ids(MESSAGES))
     assert text.endswith("<|im_start|>assistant\n")
     huge = [{"role": "user", "content": "order " * 5000}]
-    assert decoder.prompt_ids(huge).shape[1] <= 1536
+    assert len(decoder.prompt_ids(huge)) <= 1536
 
 
 def test_long_history_drops_old_turns_before_the_system_message(tmp_path):
@@ -45,6 +95,7 @@ def test_long_history_drops_old_turns_before_the_system_message(tmp_path):
     messages = [{"role": "system", "content": "FACTS order A7Q-4412"}]
     messages += [{"role": "user", "content": "old turn " * 300} for _ in range(4)]
     messages.append({"role": "user", "content": "what was my order number?"})
-    text = decoder.tokenizer.decode(decoder.prompt_ids(messages)[0])
+    ids = decoder.prompt_ids(messages)
+    text = decoder.tokenizer.decode(ids)
     assert "FACTS order A7Q-4412" in text and text.rstrip().endswith("assistant")
-    assert len(decoder.prompt_ids(messages)[0]) <= 1536
+    assert len(ids) <= 1536

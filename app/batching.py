@@ -1,0 +1,238 @@
+"""Batching across sessions, kept out of model code: models only ever see ready batches.
+
+- MicroBatcher: in front of an encoder. Concurrent requests wait up to `max_wait_ms` for
+  company, then go through the model's `predict_batch` together (at most `max_batch_size`).
+- ContinuousDecoder: in front of the causal LM. Sequences join the running batch between
+  decoding steps and leave it when done (iteration-level scheduling); each sequence's
+  tokens go to its own caller as they are produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from models.decoder import CausalLMDecoder, DecodeBatch, GenerationStats, ReplyContext, TextStream
+
+log = logging.getLogger(__name__)
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+# (model name, seconds, batch size) after each batch; (model name, depth) when a queue changes.
+InferenceObserver = Callable[[str, float, int], None]
+DepthObserver = Callable[[str, int], None]
+
+
+def _ignore(*_: object) -> None:
+    return None
+
+
+class BatchMismatch(RuntimeError):
+    """A model returned a different number of outputs than it was given inputs."""
+
+
+class MicroBatcher(Generic[In, Out]):
+    """`await batcher.submit(item)` -> that item's output, computed in a batch with its neighbours in time."""
+
+    def __init__(
+        self, name: str, predict_batch: Callable[[list[In]], list[Out]], *, max_batch_size: int, max_wait_ms: float,
+        on_batch: InferenceObserver = _ignore, on_depth: DepthObserver = _ignore,
+    ) -> None:
+        assert max_batch_size >= 1 and max_wait_ms >= 0
+        self.name, self.predict_batch = name, predict_batch
+        self.max_batch_size, self.max_wait_s = max_batch_size, max_wait_ms / 1000
+        self.on_batch, self.on_depth = on_batch, on_depth
+        self._queue: asyncio.Queue[tuple[In, asyncio.Future[Out]]] | None = None
+        self._worker: asyncio.Task | None = None
+
+    async def submit(self, item: In) -> Out:
+        if self._worker is None:  # started on first use, on the loop that serves requests
+            self._queue = asyncio.Queue()
+            self._worker = asyncio.create_task(self._run(), name=f"batcher-{self.name}")
+        future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((item, future))
+        self.on_depth(self.name, self._queue.qsize())
+        return await future
+
+    async def map(self, items: list[In]) -> list[Out]:
+        """Several items of one request; they may share a batch with other requests' items."""
+        return list(await asyncio.gather(*(self.submit(item) for item in items)))
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            pending = [await self._queue.get()]
+            deadline = time.monotonic() + self.max_wait_s
+            while len(pending) < self.max_batch_size:
+                remaining = deadline - time.monotonic()
+                try:
+                    pending.append(self._queue.get_nowait() if remaining <= 0 else
+                                   await asyncio.wait_for(self._queue.get(), remaining))
+                except (asyncio.QueueEmpty, TimeoutError):
+                    break
+            self.on_depth(self.name, self._queue.qsize())
+            await self._predict([p for p in pending if not p[1].cancelled()])
+
+    async def _predict(self, pending: list[tuple[In, asyncio.Future[Out]]]) -> None:
+        if not pending:
+            return
+        started = time.perf_counter()
+        try:
+            outputs = await asyncio.to_thread(self.predict_batch, [item for item, _ in pending])
+            if len(outputs) != len(pending):
+                raise BatchMismatch(f"{self.name} returned {len(outputs)} outputs for {len(pending)} inputs")
+        except Exception as exc:  # the whole batch fails together; each caller gets the error
+            for _, future in pending:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self.on_batch(self.name, time.perf_counter() - started, len(pending))
+        for (_, future), output in zip(pending, outputs, strict=True):
+            if not future.done():
+                future.set_result(output)
+
+    async def aclose(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+
+
+_END = object()  # a sequence is finished
+
+
+@dataclass
+class _Sequence:
+    """One reply being generated; owned by the decoding thread once submitted."""
+
+    prompt: list[int]
+    max_new_tokens: int
+    loop: asyncio.AbstractEventLoop
+    out: asyncio.Queue  # str pieces, then _END or an exception
+    text: TextStream
+    stats: GenerationStats
+    produced: int = 0
+    cancelled: bool = False  # set by the caller's side when it stops listening
+    finished: bool = field(default=False)
+
+    def send(self, item: object) -> None:
+        self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+
+
+class ContinuousDecoder:
+    """The Decoder the pipeline uses for a local causal LM: one thread runs every decoding step.
+
+    Between two steps the thread takes in waiting sequences (one prefill for all of them, merged
+    into the running batch, at most `max_batch_size` rows) and drops the ones that finished.
+    """
+
+    wants_features = False
+
+    def __init__(
+        self, model: CausalLMDecoder, *, max_batch_size: int, on_batch: InferenceObserver = _ignore,
+        on_depth: DepthObserver = _ignore,
+    ) -> None:
+        assert max_batch_size >= 1
+        self.model, self.max_batch_size = model, max_batch_size
+        self.on_batch, self.on_depth = on_batch, on_depth
+        self._inbox: queue.Queue[_Sequence | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="decoder", daemon=True)
+        self._thread.start()
+
+    async def stream(
+        self, context: ReplyContext, *, max_new_tokens: int, stats: GenerationStats | None = None
+    ) -> AsyncIterator[str]:
+        prompt = await asyncio.to_thread(self.model.prompt_ids, context.messages)
+        sequence = _Sequence(prompt, max_new_tokens, asyncio.get_running_loop(), asyncio.Queue(),
+                             self.model.text_stream(), stats if stats is not None else GenerationStats())
+        sequence.stats.prompt_tokens = len(prompt)
+        self._inbox.put(sequence)
+        self.on_depth("decoder", self._inbox.qsize())
+        try:
+            while (item := await sequence.out.get()) is not _END:
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            sequence.cancelled = True  # a caller that stops early frees its row at the next step
+
+    async def aclose(self) -> None:
+        self._inbox.put(None)
+        await asyncio.to_thread(self._thread.join, 10)
+
+    # --- the decoding thread ---------------------------------------------------------
+
+    def _run(self) -> None:
+        batch: DecodeBatch | None = None
+        rows: list[_Sequence] = []
+        while True:
+            arrivals = self._take_arrivals(block=not rows, room=self.max_batch_size - len(rows))
+            if arrivals is None:  # closing: callers still waiting get an error, not silence
+                for sequence in rows:
+                    sequence.send(RuntimeError("the decoder was shut down"))
+                return
+            if not (arrivals or rows):
+                continue
+            try:
+                started = time.perf_counter()
+                if arrivals:  # a prefill is this round's step; the running rows wait for it
+                    rows += arrivals
+                    fresh = self.model.prefill([s.prompt for s in arrivals])
+                    batch = fresh if batch is None else self.model.merge(batch, fresh)
+                    self._deliver(arrivals, fresh.next_ids.tolist())
+                else:
+                    batch = self.model.step(batch)
+                    self._deliver(rows, batch.next_ids.tolist())
+                self.on_batch("decoder", time.perf_counter() - started, len(rows))
+            except Exception as exc:  # a failed step fails every sequence in it
+                log.exception("decoding step failed for %d sequences", len(rows))
+                for sequence in rows:
+                    sequence.send(exc)
+                batch, rows = None, []
+                continue
+            keep = [i for i, s in enumerate(rows) if not (s.finished or s.cancelled)]
+            if len(keep) < len(rows):
+                batch = self.model.select(batch, keep) if keep else None
+                rows = [rows[i] for i in keep]
+
+    def _take_arrivals(self, *, block: bool, room: int) -> list[_Sequence] | None:
+        """Waiting sequences that fit in the batch (at most `room`); None when the decoder is closing."""
+        arrivals: list[_Sequence] = []
+        while len(arrivals) < room:
+            try:
+                item = self._inbox.get(block=block and not arrivals)
+            except queue.Empty:
+                break
+            if item is None:
+                if not arrivals:
+                    return None
+                self._inbox.put(None)  # close after this round
+                break
+            arrivals.append(item)
+        self.on_depth("decoder", self._inbox.qsize())
+        return [s for s in arrivals if not s.cancelled]
+
+    def _deliver(self, sequences: list[_Sequence], token_ids: list[int]) -> None:
+        for sequence, token_id in zip(sequences, token_ids, strict=True):
+            if sequence.finished:
+                continue
+            if token_id in self.model.stop_ids:
+                self._finish(sequence)
+                continue
+            sequence.produced += 1
+            sequence.stats.completion_tokens = sequence.produced
+            if piece := sequence.text.push(token_id):
+                sequence.send(piece)
+            if sequence.produced >= sequence.max_new_tokens:
+                self._finish(sequence)
+
+    @staticmethod
+    def _finish(sequence: _Sequence) -> None:
+        sequence.finished = True
+        sequence.send(_END)

@@ -1,0 +1,151 @@
+import asyncio
+
+import pytest
+
+from app.batching import BatchMismatch, ContinuousDecoder, MicroBatcher
+from models.decoder import CausalLMDecoder, GenerationStats, ReplyContext
+from models.registry import resolve_placement
+from tests.factories import tiny_causal_lm
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "what was my order number?"}],
+    [{"role": "user", "content": "hello, my lamp arrived broken"}],
+    [{"role": "system", "content": "be brief"}, {"role": "user", "content": "i would like a refund for my headphones"}],
+    [{"role": "user", "content": "thank you goodbye"}],
+]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.batches: list[tuple[str, int]] = []
+
+    def __call__(self, model: str, seconds: float, size: int) -> None:
+        assert seconds >= 0
+        self.batches.append((model, size))
+
+
+# --- MicroBatcher ----------------------------------------------------------------------
+
+
+async def test_concurrent_requests_share_one_batch_and_get_their_own_outputs():
+    seen = Recorder()
+    batcher = MicroBatcher("double", lambda xs: [x * 2 for x in xs], max_batch_size=8, max_wait_ms=50, on_batch=seen)
+    try:
+        results = await asyncio.gather(*(batcher.submit(i) for i in range(5)))
+    finally:
+        await batcher.aclose()
+    assert results == [0, 2, 4, 6, 8]
+    assert seen.batches == [("double", 5)]
+
+
+async def test_batches_never_exceed_max_batch_size():
+    sizes = []
+
+    def predict(xs):
+        sizes.append(len(xs))
+        return xs
+
+    batcher = MicroBatcher("same", predict, max_batch_size=3, max_wait_ms=20)
+    try:
+        assert await batcher.map(list(range(10))) == list(range(10))
+    finally:
+        await batcher.aclose()
+    assert max(sizes) == 3 and sum(sizes) == 10
+
+
+async def test_a_model_returning_the_wrong_number_of_outputs_fails_the_whole_batch():
+    batcher = MicroBatcher("broken", lambda xs: xs[:-1], max_batch_size=4, max_wait_ms=50)
+    try:
+        results = await asyncio.gather(*(batcher.submit(i) for i in range(3)), return_exceptions=True)
+    finally:
+        await batcher.aclose()
+    assert all(isinstance(r, BatchMismatch) for r in results)
+
+
+async def test_a_failing_batch_does_not_stop_the_next_one():
+    def predict(xs):
+        if "bad" in xs:
+            raise ValueError("cannot read this")
+        return [x.upper() for x in xs]
+
+    batcher = MicroBatcher("upper", predict, max_batch_size=4, max_wait_ms=0)
+    try:
+        with pytest.raises(ValueError, match="cannot read"):
+            await batcher.submit("bad")
+        assert await batcher.submit("ok") == "OK"
+    finally:
+        await batcher.aclose()
+
+
+# --- ContinuousDecoder ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory) -> CausalLMDecoder:
+    path = tiny_causal_lm(tmp_path_factory.mktemp("lm"))
+    return CausalLMDecoder.load(str(path), placement=resolve_placement("cpu"), offline=True)
+
+
+def alone(model: CausalLMDecoder, messages, max_new_tokens: int) -> str:
+    """Reference: the sequence decoded by itself, step by step."""
+    batch = model.prefill([model.prompt_ids(messages)])
+    text, produced = model.text_stream(), []
+    while len(produced) < max_new_tokens and batch.next_ids.item() not in model.stop_ids:
+        produced.append(text.push(batch.next_ids.item()))
+        batch = model.step(batch)
+    return "".join(produced)
+
+
+async def collect(decoder: ContinuousDecoder, messages, max_new_tokens: int, stats=None, delay_s: float = 0) -> str:
+    await asyncio.sleep(delay_s)
+    return "".join([p async for p in decoder.stream(ReplyContext(messages), max_new_tokens=max_new_tokens,
+                                                    stats=stats)])
+
+
+async def test_concurrent_replies_are_decoded_together_and_each_is_what_it_would_be_alone(tiny_lm):
+    seen = Recorder()
+    decoder = ContinuousDecoder(tiny_lm, max_batch_size=8, on_batch=seen)
+    try:
+        # Staggered starts: later sequences join while earlier ones are mid-reply.
+        replies = await asyncio.gather(*(collect(decoder, m, 12, delay_s=0.02 * i) for i, m in enumerate(CONVERSATIONS)))
+    finally:
+        await decoder.aclose()
+    assert replies == [alone(tiny_lm, m, 12) for m in CONVERSATIONS]
+    assert max(size for _, size in seen.batches) > 1  # steps really were shared
+
+
+async def test_batch_size_is_capped_and_everyone_is_served(tiny_lm):
+    seen = Recorder()
+    decoder = ContinuousDecoder(tiny_lm, max_batch_size=2, on_batch=seen)
+    try:
+        replies = await asyncio.gather(*(collect(decoder, m, 6) for m in CONVERSATIONS))
+    finally:
+        await decoder.aclose()
+    assert replies == [alone(tiny_lm, m, 6) for m in CONVERSATIONS]
+    assert max(size for _, size in seen.batches) == 2
+
+
+async def test_stats_count_prompt_and_reply_tokens(tiny_lm):
+    decoder = ContinuousDecoder(tiny_lm, max_batch_size=4)
+    stats = GenerationStats()
+    try:
+        reply = await collect(decoder, CONVERSATIONS[0], 5, stats=stats)
+    finally:
+        await decoder.aclose()
+    assert stats.prompt_tokens == len(tiny_lm.prompt_ids(CONVERSATIONS[0]))
+    assert 1 <= stats.completion_tokens <= 5
+    assert reply == alone(tiny_lm, CONVERSATIONS[0], 5)
+
+
+async def test_a_caller_that_stops_listening_leaves_the_batch(tiny_lm):
+    seen = Recorder()
+    decoder = ContinuousDecoder(tiny_lm, max_batch_size=4, on_batch=seen)
+    try:
+        abandoned = decoder.stream(ReplyContext(CONVERSATIONS[1]), max_new_tokens=200)
+        await anext(abandoned)
+        await abandoned.aclose()  # e.g. a client that went away
+        reply = await collect(decoder, CONVERSATIONS[0], 40)
+    finally:
+        await decoder.aclose()
+    assert reply == alone(tiny_lm, CONVERSATIONS[0], 40)
+    assert seen.batches[-1][1] == 1  # the abandoned sequence no longer takes a row
