@@ -19,12 +19,15 @@ from app.pipeline import Encoders, TurnPipeline
 from app.schemas import ModelStatus
 from app.store import SessionStore
 from models.decoder import CausalLMDecoder, Decoder
+from models.fused_decoder import FusedSeq2SeqDecoder
 from models.registry import Placement, default_decoder, default_text_model, resolve_placement, resolve_source
 from models.speech import load_speech_encoder
 from models.text import TextEncoder
 from models.vision import load_vision_encoder
 
 log = logging.getLogger(__name__)
+
+FUSED = "fused:"  # PARLEY_DECODER=fused:<dir>: a FusedSeq2Seq trained with `parley train`
 
 
 @dataclass
@@ -55,8 +58,8 @@ class Runtime:
                 caption_model=settings.caption_model, backbone=settings.vision_backbone, placement=placement,
                 offline=offline))
             decoder_placement = resolve_placement(settings.device, cpu_dtype=settings.decoder_cpu_dtype)
-            decoder = self._timed("decoder", settings.decoder, decoder_placement,
-                                  lambda: self.load_decoder(decoder_placement))
+            decoder = self._timed("decoder", settings.decoder, decoder_placement, lambda: self.load_decoder(
+                decoder_placement, image_dim=vision.feature_dim, audio_dim=speech.feature_dim))
         except Exception as exc:
             self.load_error = str(exc)
             raise
@@ -73,10 +76,14 @@ class Runtime:
                                      max_new_tokens=settings.decoder_max_new_tokens)
         log.info("models ready: %s", ", ".join(f"{m.name} {m.load_s:.1f}s" for m in self.models.values()))
 
-    def load_decoder(self, placement: Placement) -> Decoder:
+    def load_decoder(self, placement: Placement, *, image_dim: int | None, audio_dim: int | None) -> Decoder:
         """PARLEY_DECODER: "default", a Hugging Face id or a local folder -> a local causal LM whose
-        replies are decoded together across sessions."""
+        replies are decoded together across sessions; "fused:<dir>" -> a `parley train` checkpoint that
+        reads the encoders' features (image_dim / audio_dim: what they give, None for none)."""
         settings = self.settings
+        if settings.decoder.startswith(FUSED):
+            return FusedSeq2SeqDecoder.load(settings.decoder.removeprefix(FUSED), placement=placement,
+                                            image_dim=image_dim, audio_dim=audio_dim)
         source = resolve_source(settings.decoder, default=lambda: default_decoder(settings.data_dir / "models"))
         model = CausalLMDecoder.load(source, placement=placement, offline=settings.hf_offline)
         model.warm_up()

@@ -353,5 +353,11 @@ def render_context(messages: list[dict[str, str]]) -> str:
                      if m["role"] != "system" and m["content"].strip())
 
 
+def encode_context(tokenizer, text: str, config: FusedConfig) -> list[int]:
+    """Context token ids, the newest `max_text_positions` kept (the end of the dialogue matters most)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return ids[-config.max_text_positions:] or [config.pad_token_id]
+
+
 AutoConfig.register(FusedConfig.model_type, FusedConfig)
 AutoModelForSeq2SeqLM.register(FusedConfig, FusedSeq2Seq)

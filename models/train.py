@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.fused import IGNORE_INDEX, FusedConfig, FusedSeq2Seq, render_context
+from models.fused import IGNORE_INDEX, FusedConfig, FusedSeq2Seq, encode_context, render_context
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +130,6 @@ def _need(featuriser, name: str, dim: int) -> None:
         raise ValueError(f"the data has {name} but no {name} encoder (or the model's {name}_dim is 0)")
     if featuriser.feature_dim != dim:
         raise ValueError(f"the {name} encoder gives {featuriser.feature_dim}-d features, the model takes {dim}-d")
-
-
-def encode_context(tokenizer, text: str, config: FusedConfig) -> list[int]:
-    """Context token ids, the newest `max_text_positions` kept (the end of the dialogue matters most)."""
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return ids[-config.max_text_positions:] or [config.pad_token_id]
 
 
 def encode_reply(tokenizer, text: str, config: FusedConfig) -> list[int]:

@@ -138,3 +138,15 @@ def test_read_jsonl_resolves_media_and_reports_bad_lines(tmp_path):
     data.write_text('{"text": "no reply"}\n')
     with pytest.raises(ValueError, match="set.jsonl:1"):
         read_jsonl(data)
+
+
+def test_feature_check_names_the_setting_to_change():
+    from models.fused_decoder import FeatureMismatch, check_features
+
+    config = FusedConfig(**(CONFIG | {"image_features": "patches", "audio_features": "default"}))
+    check_features(config, image_dim=12, audio_dim=8)
+    with pytest.raises(FeatureMismatch, match="12-d image features .* gives no features: set PARLEY_VISION_BACKBONE=patches"):
+        check_features(config, image_dim=None, audio_dim=8)
+    with pytest.raises(FeatureMismatch, match="8-d audio features .* gives 512-d features"):
+        check_features(config, image_dim=12, audio_dim=512)
+    check_features(FusedConfig(**(CONFIG | {"image_dim": 0})), image_dim=None, audio_dim=8)  # takes no images

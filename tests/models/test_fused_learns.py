@@ -20,8 +20,8 @@ import torch
 from PIL import Image, ImageDraw
 from scipy.signal import resample_poly
 
-from models.fused import FusedSeq2Seq
-from models.train import Item, TrainOptions, encode_context, encode_reply, generate_replies, new_config, train
+from models.fused import FusedSeq2Seq, encode_context
+from models.train import Item, TrainOptions, encode_reply, generate_replies, new_config, train
 from models.vision import PatchFeatures
 from tests.factories import tiny_tokenizer
 from tests.samples import speech_wav
