@@ -114,10 +114,10 @@ def score(outcomes: list[Outcome]) -> dict:
     }
 
 
-def report(outcomes: list[Outcome], *, decoder: str, base_url: str, data: Path) -> dict:
+def report(outcomes: list[Outcome], *, decoder: str, base_url: str, data: Path, note: str = "") -> dict:
     groups = sorted({o.modalities for o in outcomes})
     return {
-        "server": base_url, "decoder": decoder, "data": str(data),
+        "server": base_url, "decoder": decoder, "data": str(data), "note": note,
         "overall": score(outcomes),
         "by_modality": {g: score([o for o in outcomes if o.modalities == g]) for g in groups},
         "examples": [asdict(o) for o in outcomes],
@@ -132,6 +132,7 @@ COLUMNS = [("n", "n"), ("bleu", "BLEU"), ("rouge_l", "ROUGE-L"), ("intent_accura
 def markdown(result: dict) -> str:
     lines = [f"# parley eval: {result['decoder']}", "",
              f"Server {result['server']}, data `{result['data']}`, {result['overall']['n']} scored turns.", "",
+             *([result["note"], ""] if result.get("note") else []),
              "| turn | " + " | ".join(title for _, title in COLUMNS) + " |",
              "|---" * (len(COLUMNS) + 1) + "|"]
     rows = [("all", result["overall"])] + list(result["by_modality"].items())
@@ -150,6 +151,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="a running Parley server")
     parser.add_argument("--api-key", help="when the server has PARLEY_API_KEYS")
     parser.add_argument("--out", type=Path, required=True, help="report path without extension: OUT.md, OUT.json")
+    parser.add_argument("--note", default="", help="a paragraph to put at the top of the report")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -160,7 +162,7 @@ def run(args: argparse.Namespace) -> None:
     for i, example in enumerate(examples, start=1):
         outcomes.append(run_example(client, example))
         print(f"[{i}/{len(examples)}] {example.id}: {outcomes[-1].reply[:70]!r}", flush=True)
-    result = report(outcomes, decoder=decoder, base_url=args.base_url, data=args.data)
+    result = report(outcomes, decoder=decoder, base_url=args.base_url, data=args.data, note=args.note)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     args.out.with_suffix(".md").write_text(markdown(result))
