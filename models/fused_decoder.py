@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
 
-from models.decoder import GenerationStats, ReplyContext
+from models.decoder import GenerationStats, ReplyContext, TextStream
 from models.fused import FusedSeq2Seq, encode_context, render_context
 from models.registry import Placement
 
@@ -111,22 +112,26 @@ class FusedSeq2SeqDecoder:
         return None
 
 
-class _QueueStreamer(TextStreamer):
-    """generate()'s streamer, in its thread: whole words go to the event loop's queue."""
+class _QueueStreamer(BaseStreamer):
+    """generate()'s streamer, in its thread: text pieces go to the event loop's queue as soon as they
+    are printable (models/decoder.py TextStream, as the default decoder streams)."""
 
     def __init__(self, tokenizer, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue,
                  stats: GenerationStats) -> None:
-        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
-        self.loop, self.queue, self.stats = loop, queue, stats
+        self.text, self.loop, self.queue, self.stats = TextStream(tokenizer), loop, queue, stats
+        self.started = False
 
     def put(self, value: torch.Tensor) -> None:
-        if not self.next_tokens_are_prompt:  # the first call is the decoder start token
-            self.stats.completion_tokens += int(value.numel())
-        super().put(value)
+        if not self.started:  # the first call is the decoder start token
+            self.started = True
+            return
+        for token_id in value.flatten().tolist():
+            self.stats.completion_tokens += 1
+            if piece := self.text.push(token_id):
+                self.send(piece)
 
-    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-        if text:
-            self.send(text)
+    def end(self) -> None:
+        return None  # the worker sends the end marker, also after an error
 
     def send(self, item: object) -> None:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, item)

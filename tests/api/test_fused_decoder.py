@@ -17,27 +17,10 @@ from PIL import Image, ImageDraw
 from app.config import Settings
 from app.main import create_app
 from models.fused import FusedSeq2Seq, encode_context
-from models.train import new_config
 from models.vision import PatchFeatures
-from tests.factories import tiny_tokenizer
+from tests.factories import tiny_fused
 from tests.samples import encoded, speech_wav
 from tests.server import delete_prefix, unique_prefix
-
-WHISPER_BASE_DIM = 512  # the default speech encoder's state size
-
-
-def tiny_fused(directory: Path, *, image_dim: int, audio_dim: int = WHISPER_BASE_DIM) -> Path:
-    tokenizer = tiny_tokenizer(directory)
-    config = new_config(tokenizer, d_model=32, n_heads=4, ffn_dim=64, text_layers=1, decoder_layers=2, dropout=0.0,
-                        image_dim=image_dim, audio_dim=audio_dim, image_features="patches", audio_features="default")
-    torch.manual_seed(0)
-    model = FusedSeq2Seq(config)
-    with torch.no_grad():  # larger random weights than the init, so greedy replies vary with the input
-        for p in model.parameters():
-            p.normal_(0, 0.5)
-    model.save_pretrained(directory)
-    return directory
-
 
 def picture(colour: str) -> Image.Image:
     image = Image.new("RGB", (128, 128), "white")
@@ -92,7 +75,7 @@ async def test_fused_decoder_streams_a_reply_from_the_image_features(api_setting
             events = [(block.split("\n")[0].removeprefix("event: "), json.loads(block.split("\n")[1][6:]))
                       for block in response.text.strip().split("\n\n")]
             tokens = "".join(data["text"] for name, data in events if name == "token")
-            assert tokens.strip() == expected[colour].strip()
+            assert tokens == expected[colour].rstrip("\ufffd")  # a byte-level model may stop inside a character
             done = events[-1]
             assert done[0] == "done" and done[1]["usage"]["completion_tokens"] >= 1
         # A voice turn: the Whisper states go in as audio features, the reply still streams.

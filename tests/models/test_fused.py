@@ -1,5 +1,7 @@
 """FusedSeq2Seq on a tiny config: shapes and masks, save/load, generate with and without the KV cache."""
 
+from contextlib import aclosing
+
 import numpy as np
 import pytest
 import torch
@@ -92,6 +94,7 @@ def test_save_load_round_trip_through_auto_classes(tmp_path):
 
 def test_streamer_yields_the_generated_text(tmp_path):
     tokenizer = tiny_tokenizer(tmp_path)
+    torch.manual_seed(0)
     model = FusedSeq2Seq(new_config(tokenizer, d_model=32, n_heads=4, ffn_dim=64, text_layers=1, decoder_layers=1))
     with torch.no_grad():
         for p in model.parameters():
@@ -150,3 +153,43 @@ def test_feature_check_names_the_setting_to_change():
     with pytest.raises(FeatureMismatch, match="8-d audio features .* gives 512-d features"):
         check_features(config, image_dim=12, audio_dim=512)
     check_features(FusedConfig(**(CONFIG | {"image_dim": 0})), image_dim=None, audio_dim=8)  # takes no images
+
+
+def _decoder(tmp_path):
+    from models.fused_decoder import FusedSeq2SeqDecoder
+    from models.registry import resolve_placement
+
+    tokenizer = tiny_tokenizer(tmp_path)
+    torch.manual_seed(3)
+    model = FusedSeq2Seq(new_config(tokenizer, d_model=32, n_heads=4, ffn_dim=64, text_layers=1, decoder_layers=1,
+                                    image_dim=12, audio_dim=8, dropout=0.0))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+    model.save_pretrained(tmp_path)
+    return FusedSeq2SeqDecoder.load(str(tmp_path), placement=resolve_placement("cpu"), image_dim=12, audio_dim=8)
+
+
+async def test_serving_decoder_streams_what_generate_writes(tmp_path):
+    from models.decoder import GenerationStats, ReplyContext
+
+    decoder = _decoder(tmp_path)
+    rng = np.random.default_rng(0)
+    context = ReplyContext([{"role": "system", "content": "facts"}, {"role": "user", "content": "hello how can i help"}],
+                           image_features=(rng.normal(size=(3, 12)).astype(np.float32),) * 2,
+                           audio_features=rng.normal(size=(5, 8)).astype(np.float32))
+    batch = decoder.inputs(context)
+    assert batch["image_features"].shape == (1, 6, 12) and batch["audio_features"].shape == (1, 5, 8)
+    stats = GenerationStats()
+    pieces = [p async for p in decoder.stream(context, max_new_tokens=12, stats=stats)]
+    expected = decoder.model.generate(**batch, max_new_tokens=12, do_sample=False)
+    text = decoder.tokenizer.decode(expected[0, 1:], skip_special_tokens=True)
+    assert "".join(pieces) == text.rstrip("\ufffd")  # a byte-level model may end inside a character
+    assert len(pieces) > 1 and stats.prompt_tokens == batch["input_ids"].shape[1] and stats.completion_tokens == expected.shape[1] - 1
+    # A caller that stops after the first piece stops the generation at its next token: the stream's
+    # clean-up waits for the worker thread, so this returns instead of running 200 steps in the background.
+    stats = GenerationStats()
+    async with aclosing(decoder.stream(context, max_new_tokens=200, stats=stats)) as stream:
+        async for _ in stream:
+            break
+    assert stats.completion_tokens < 200
