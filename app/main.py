@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import logging.config
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from app.api import ops, sessions, turns
+from app.api import openai_compat, ops, sessions, turns, web
 from app.api.deps import get_tenant
+from app.api.errors_doc import errors
 from app.auth import auth_from_settings, open_mode_warning
 from app.config import Settings
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
+from app.logs import install_request_ids, logging_config
 from app.metrics import Metrics
+from app.observe import RequestObserver
 from app.ratelimit import RateLimiter
 from app.redaction import install_redaction
-from app.runtime import Runtime
+from app.runtime import ModelLoader, Runtime
 from app.store import EmbeddedRedis, RedisSessionStore, connect
+from app.worker_header import WorkerHeader
 
 log = logging.getLogger(__name__)
 
@@ -31,30 +36,40 @@ dialogue state (intent, slots and where each came from, sentiment). Add
 server-sent events: `token` events, then one `done` event with the full response;
 when the model's wording dropped or invented a fact, a `replace` event with the
 policy's wording comes before `done` (show it instead of the streamed tokens).
-Every error has the shape `{"error": {"code": "...", "message": "..."}}`.
+Every error has the shape `{"error": {"code": "...", "message": "..."}}`, except on the OpenAI-compatible
+routes (`/v1/chat/completions`, `/v1/models`), which answer in OpenAI's shape
+`{"error": {"message": "...", "type": "...", "param": ..., "code": "..."}}` so that OpenAI clients understand them.
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, model_overrides: dict[str, ModelLoader] | None = None) -> FastAPI:
+    """`model_overrides`: model name -> loader used instead of the configured model (see Runtime.overrides)."""
     settings = settings or Settings()
     install_redaction()  # no email, phone or card number reaches a log line
+    install_request_ids()  # every log line of a request carries its X-Request-Id
     app = FastAPI(title="Parley", version="0.1.0", description=DESCRIPTION, lifespan=_lifespan)
     app.state.settings = settings
+    app.state.model_overrides = model_overrides or {}
     app.state.auth = auth_from_settings(settings)  # a bad key list fails here, before serving
     app.state.metrics = Metrics()
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(WorkerHeader)
+    app.add_middleware(RequestObserver, metrics=app.state.metrics)  # added last: outermost, sees every answer
     install_error_handlers(app)
     # Authentication and rate limits run before a body is parsed or a model is asked for.
     for router in (sessions.router, turns.router):
-        app.include_router(router, dependencies=[Depends(get_tenant)])
+        app.include_router(router, dependencies=[Depends(get_tenant)], responses=errors(401, 422, 429))
+    app.include_router(openai_compat.router, dependencies=[Depends(get_tenant)])
     app.include_router(ops.router)
+    app.include_router(web.router)  # the chat page: no key needed to load it, its API calls send one
+    app.mount("/static", web.static_files(), name="static")
     return app
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     if warning := open_mode_warning(settings):
         log.warning(warning)
     embedded = None
@@ -73,7 +88,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         lock_ttl_ms=settings.lock_ttl_ms, lock_wait_ms=settings.lock_wait_ms,
         idempotency_ttl_s=settings.idempotency_ttl_s,
     )
-    runtime = Runtime(settings, store, app.state.metrics)
+    runtime = Runtime(settings, store, app.state.metrics, overrides=app.state.model_overrides)
     app.state.runtime = runtime
     # Models load in the background so /healthz answers (and /readyz says 503) meanwhile.
     app.state.loading = asyncio.create_task(asyncio.to_thread(runtime.load))
@@ -88,8 +103,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             embedded.close()
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(settings: Settings) -> None:
+    """`parley serve` configured logging before start-up (app/cli.py); an embedding host may have too."""
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root.setLevel(level.upper())
+        logging.config.dictConfig(logging_config(settings.log_format, settings.log_level))
+    root.setLevel(settings.log_level.upper())

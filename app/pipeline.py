@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,16 +12,18 @@ from dataclasses import dataclass
 import numpy as np
 from PIL.Image import Image
 
+from app.dialogue.actions import Conversation, WebhookClient
 from app.dialogue.domain import Domain
 from app.dialogue.policy import Decision, decide, grounded
 from app.dialogue.state import DialogueState, EvidenceNote
-from app.dialogue.tracker import DialogueTracker, Evidence, TurnInput
+from app.dialogue.tracker import DialogueTracker, Evidence, TurnAnalysis, TurnInput, record_action
 from app.errors import ApiError
 from app.batching import MicroBatcher
-from app.schemas import ImageReading, TurnResponse, Usage
+from app.schemas import ImageReading, ReplyAudio, TurnResponse, Usage
 from app.store import IdempotentReply, SessionRecord, SessionStore, utc_now
 from models.decoder import Decoder, GenerationStats, Messages, ReplyContext
 from models.speech import Transcript
+from models.tts import SpeechSynthesizer
 from models.vision import ImageReading as VisionReading
 
 HISTORY_IN_PROMPT = 4  # entries; a 135M model loses the thread with more
@@ -30,6 +34,8 @@ SYSTEM_PROMPT = (
 )
 
 TokenSink = Callable[[str], None]
+NO_SESSION = Conversation()  # a stateless request: webhooks get no session id
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class UserTurn:
     images: tuple[Image, ...] = ()
     audio: np.ndarray | None = None  # (N,) float32 mono at the speech encoder's rate
     fingerprint: str = ""  # hash of what was sent (text and media bytes), whatever the encoding
+    reply_audio: bool = False  # speak the reply too
 
     @property
     def modalities(self) -> list[str]:
@@ -77,6 +84,7 @@ class Understanding:
     """A turn read and tracked: everything but the reply's wording."""
 
     state: DialogueState
+    analysis: TurnAnalysis
     decision: Decision
     seen: Perception
     heard: str  # the voice clip's transcript ("" without one)
@@ -86,7 +94,7 @@ class Understanding:
 class TurnPipeline:
     def __init__(
         self, store: SessionStore, tracker: DialogueTracker, *, encoders: Encoders, decoder: Decoder,
-        max_new_tokens: int,
+        max_new_tokens: int, webhooks: WebhookClient | None = None, voice: SpeechSynthesizer | None = None,
     ) -> None:
         self.store = store
         self.tracker = tracker
@@ -94,6 +102,11 @@ class TurnPipeline:
         self.encoders = encoders
         self.decoder = decoder
         self.max_new_tokens = max_new_tokens
+        if self.domain.actions and webhooks is None:
+            raise ValueError(f"the domain binds actions ({', '.join(self.domain.actions)}): "
+                             "set PARLEY_ACTION_SECRET to sign their requests")
+        self.webhooks = webhooks
+        self.voice = voice
 
     async def create_session(self, tenant: str, metadata: dict) -> SessionRecord:
         return await self.store.create(tenant=tenant, state=DialogueState().model_dump(), metadata=metadata)
@@ -120,7 +133,7 @@ class TurnPipeline:
             record = await self.store.get(tenant, session_id)
             clock.lap("load")
             response = await self.respond(DialogueState.model_validate(record.state), record.history, turn,
-                                          on_token=on_token)
+                                          on_token=on_token, conversation=Conversation(session_id, tenant))
             timings.update(response.timings_ms)
             clock.last = time.perf_counter()
             remembered = None
@@ -135,14 +148,24 @@ class TurnPipeline:
         return response
 
     async def respond(
-        self, previous: DialogueState, history: list[dict], turn: UserTurn, *, on_token: TokenSink | None = None
+        self, previous: DialogueState, history: list[dict], turn: UserTurn, *, on_token: TokenSink | None = None,
+        conversation: Conversation = NO_SESSION,
     ) -> TurnResponse:
-        """Understand the turn and write the reply; touches no store (the caller commits, or not)."""
+        """Understand the turn and write the reply; touches no store (the caller commits, or not).
+
+        Between the policy's decision and the reply, the webhook the decision needs is called (an
+        action, or the handoff); `conversation` says whom it is about."""
+        if turn.reply_audio and self.voice is None:
+            raise ApiError(422, "reply_audio_unavailable",
+                           "spoken replies are off on this server (PARLEY_TTS=off, or no voice installed)")
         timings: dict[str, float] = {}
         started = time.perf_counter()
         clock = _Stopwatch(timings)
         understood = await self._understand(previous, turn, clock)
-        state, decision, seen = understood.state, understood.decision, understood.seen
+        state, seen = understood.state, understood.seen
+        said = [*history, {"role": "user", "text": understood.utterance, "turn": state.turns, "at": utc_now()}]
+        decision = await self._act(conversation, state, understood.analysis, understood.decision, said)
+        clock.lap("act")
         context = ReplyContext(
             reply_prompt(decision, state, history, understood.utterance),
             image_features=tuple(r.features for r in seen.readings if r.features is not None),
@@ -151,11 +174,14 @@ class TurnPipeline:
         stats = GenerationStats()
         generated = await self._generate(context, on_token, stats, timings, started)
         reply_ok = grounded(generated, decision, self.domain)
+        reply = generated.strip() if reply_ok else decision.draft
         clock.lap("decode")
+        spoken = await self._speak(reply) if turn.reply_audio else None
+        clock.lap("speak")
         return TurnResponse(
-            turn=state.turns, reply=generated.strip() if reply_ok else decision.draft, action=decision.action,
+            turn=state.turns, reply=reply, action=decision.action,
             grounded=reply_ok, transcript=understood.heard or None,
-            images=[_public(r) for r in seen.readings], state=state, timings_ms=timings,
+            images=[_public(r) for r in seen.readings], state=state, reply_audio=spoken, timings_ms=timings,
             usage=Usage(prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens),
         )
 
@@ -176,7 +202,7 @@ class TurnPipeline:
         decision = decide(state, analysis, self.domain)
         state.requested_slot = decision.requested_slot
         clock.lap("track")
-        return Understanding(state, decision, seen, heard, utterance)
+        return Understanding(state, analysis, decision, seen, heard, utterance)
 
     async def _replay(self, tenant: str, session_id: str, retry_key: RetryKey) -> TurnResponse | None:
         stored = await self.store.get_idempotent(tenant, session_id, retry_key.key)
@@ -186,6 +212,34 @@ class TurnPipeline:
             raise ApiError(422, "idempotency_key_reused",
                            "this Idempotency-Key was used with a different request; use a new key for a new turn")
         return TurnResponse.model_validate({**stored.response, "replayed": True})
+
+    async def _act(
+        self, who: Conversation, state: DialogueState, analysis: TurnAnalysis, decision: Decision, said: list[dict]
+    ) -> Decision:
+        """Make the webhook call the turn needs, between the policy's decision and the reply: the action
+        the decision asks for (its answer goes into the state and the reply), or, once per session, the
+        handoff. A backend that is down changes the reply, never the outcome of the turn."""
+        if decision.call is not None:
+            assert self.webhooks is not None  # checked in __init__
+            action = self.domain.actions[decision.call]
+            result = await self.webhooks.call_action(action, who, state, said)
+            record_action(state, action.provides, result.slots)
+            return decide(state, analysis, self.domain, result=result)
+        if state.handed_off and not state.handoff_notified and self.webhooks and self.webhooks.handoff_url:
+            result = await self.webhooks.hand_over(who, state, said)
+            state.handoff_notified = result.ok
+            return decide(state, analysis, self.domain, result=result)
+        return decision
+
+    async def _speak(self, reply: str) -> ReplyAudio | None:
+        """The reply as WAV, off the event loop; a voice that fails costs the audio, not the turn."""
+        assert self.voice is not None  # checked before the turn started
+        try:
+            wav = await asyncio.to_thread(self.voice.synthesize, reply)
+        except Exception as exc:  # a subprocess or ONNX failure: the text reply still stands
+            log.error("speaking the reply failed: %s", exc)
+            return None
+        return ReplyAudio(data=base64.b64encode(wav).decode("ascii"))
 
     async def _perceive(self, turn: UserTurn) -> Perception:
         """Speech and vision run side by side, each batched with other turns' media."""

@@ -13,8 +13,9 @@ from typing import Any
 EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 # 13-19 digits, single spaces or dashes allowed between them (4111 1111 1111 1111, 4111-1111-1111-1111).
 CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])")
-# +44 20 7946 0958, (555) 123-4567, 555.123.4567, +15551234567: 7-15 digits in groups.
-PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}(?:[ .-]?\d{2,5}){1,4}(?![\w-])")
+# +44 20 7946 0958, (555) 123-4567, 555.123.4567, +15551234567: 7-15 digits in groups; a group that runs on into
+# a decimal fraction ("200 5684.4ms" in an access log) is a number, not part of a phone number.
+PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}(?:[ .-]?\d{2,5}){1,4}(?![\w-]|\.\d)")
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 
 

@@ -55,6 +55,7 @@ class TurnRequest(BaseModel):
     text: str | None = Field(None, description="what the user typed")
     images: list[MediaInput] = Field(default_factory=list, description="photos: PNG, JPEG, WebP or GIF")
     audio: MediaInput | None = Field(None, description="one voice clip: WAV, FLAC, OGG/Vorbis or MP3")
+    reply_audio: bool = Field(False, description="also speak the reply: `reply_audio` in the response is a WAV")
 
 
 def _inline_defs(schema: dict[str, Any]) -> dict[str, Any]:
@@ -81,6 +82,11 @@ class ImageReading(BaseModel):
     barcodes: list[str] = Field(default_factory=list, examples=[["ORDER:KX-90817"]])
 
 
+class ReplyAudio(BaseModel):
+    mime_type: Literal["audio/wav"] = "audio/wav"
+    data: str = Field(description="base64 of the WAV file (mono 16-bit PCM)", examples=["UklGRiQAAABXQVZFZm10..."])
+
+
 class Usage(BaseModel):
     prompt_tokens: int = Field(0, description="tokens the decoder read (0 when the decoder does not count them)")
     completion_tokens: int = Field(0, description="tokens the decoder wrote")
@@ -89,11 +95,13 @@ class Usage(BaseModel):
 class TurnResponse(BaseModel):
     turn: int = Field(examples=[3])
     reply: str = Field(examples=["Your order number is A7Q-4412."])
-    action: str = Field(description="what the policy decided: respond, ask_slot, recall, acknowledge, handoff, fallback")
+    action: str = Field(description="what the policy decided: respond, ask_slot, recall, acknowledge, handoff, "
+                                    "fallback, action_unavailable (a backend webhook is down)")
     grounded: bool = Field(description="false when the model's wording dropped a fact and the policy's was used")
     transcript: str | None = Field(None, description="what was heard in the voice clip", examples=["My order number is 4512."])
     images: list[ImageReading] = Field(default_factory=list, description="what was read in each image, in order")
     state: DialogueState
+    reply_audio: ReplyAudio | None = Field(None, description="the reply spoken, when the turn asked for it")
     replayed: bool = Field(False, description="true when this is the stored answer to an earlier request with "
                                               "the same Idempotency-Key; no new turn was run")
     usage: Usage = Field(default_factory=Usage, description="decoder tokens of this turn")

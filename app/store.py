@@ -37,8 +37,12 @@ import redis.asyncio
 import redis.exceptions as rex
 import redis.retry
 from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+
+from app.redis_url import parse_redis_url
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +53,12 @@ _LOCK_POLL_MIN_S = 0.005  # first retry sleep while a session is locked; doubles
 _LOCK_POLL_MAX_S = 0.1  # ... up to this, each sleep jittered to 50-100 %
 # Errors that mean "Redis is not there right now" (-> 503), not "the store has a bug".
 _UNAVAILABLE = (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError, rex.ReadOnlyError, rex.ClusterDownError)
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """Also a Cluster client's "no startup node reachable", which wraps the connection error."""
+    return isinstance(exc, _UNAVAILABLE) or (
+        isinstance(exc, rex.RedisClusterException) and isinstance(exc.__cause__, _UNAVAILABLE))
 
 
 class StoreError(Exception):
@@ -165,7 +175,9 @@ def redis_errors() -> Iterator[None]:
     """Map "Redis is not there" errors to StoreUnavailable (-> 503 with Retry-After)."""
     try:
         yield
-    except _UNAVAILABLE as exc:
+    except Exception as exc:  # RedisClusterException is no RedisError
+        if not _is_unavailable(exc):
+            raise
         raise StoreUnavailable(f"redis unavailable: {exc}") from exc
 
 
@@ -278,7 +290,9 @@ class RedisSessionStore:
         finally:
             try:
                 await self._release(keys=[keys.lock], args=[token])
-            except _UNAVAILABLE as exc:
+            except Exception as exc:
+                if not _is_unavailable(exc):
+                    raise
                 # Never mask the turn's own outcome: the lock frees itself after lock_ttl_ms.
                 logger.warning("could not release session lock (expires by itself): %s", exc)
 
@@ -338,25 +352,52 @@ class RedisSessionStore:
         """True when Redis answers; False (never raises) when it is unreachable."""
         try:
             return bool(await self._redis.ping())
-        except _UNAVAILABLE:
+        except Exception as exc:
+            if not _is_unavailable(exc):
+                raise
             return False
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await close_client(self._redis)
 
 
 def connect(url: str, *, socket_timeout_s: float = 2.0) -> AsyncRedis:
-    """A redis.asyncio client for redis://, rediss:// or unix:// URLs (lazy: connects on first use).
+    """A redis.asyncio client for a standalone, Cluster or Sentinel URL (app/redis_url.py; lazy:
+    connects on first use). Every key of one session shares a hash tag, so each MULTI and Lua
+    script of the store touches one slot and runs unchanged on a Cluster.
 
     Only connection errors are retried (twice, 20-250 ms jittered), never timeouts: a timed-out
     command may have run, and a retried commit must not be able to apply twice (the commit
     script's counter check makes a retry a TurnConflict at worst).
     """
-    return redis.asyncio.from_url(
-        url, decode_responses=True, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s,
-        health_check_interval=15,  # PING a connection idle longer than this (s) before reusing it
-        retry=Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.25), 2, (rex.ConnectionError,)),
-    )
+    target = parse_redis_url(url)
+    retry = Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.25), 2, (rex.ConnectionError,))
+    options: dict[str, Any] = {
+        "decode_responses": True, "socket_timeout": socket_timeout_s, "socket_connect_timeout": socket_timeout_s,
+        "health_check_interval": 15,  # PING a connection idle longer than this (s) before reusing it
+    }
+    if target.kind == "standalone":
+        return redis.asyncio.from_url(url, retry=retry, **options)
+    auth = {"username": target.username, "password": target.password}
+    if target.kind == "cluster":
+        # The cluster client follows MOVED/ASK and refreshes its slot map on its own. It retries
+        # timeouts too (redis-py's fixed ERRORS_ALLOW_RETRY), `retry` only sets how often: safe for
+        # the same reason, a retried commit is refused by the counter check.
+        return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+                            ssl=target.ssl, retry=retry, **auth, **options)
+    sentinel = Sentinel(list(target.nodes), sentinel_kwargs={
+        "socket_timeout": socket_timeout_s, "socket_connect_timeout": socket_timeout_s})
+    # The master is looked up through the sentinels on every new connection, so a failover is
+    # followed by reconnecting (ConnectionError -> retried, ReadOnlyError -> 503 until then).
+    return sentinel.master_for(target.service_name, db=target.db, retry=retry, **auth, **options)
+
+
+async def close_client(client: AsyncRedis) -> None:
+    """Close a client from `connect`, with the sentinel connections a Sentinel-backed one holds."""
+    await client.aclose()
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    for sentinel in getattr(manager, "sentinels", ()):
+        await sentinel.aclose()
 
 
 class EmbeddedRedis:

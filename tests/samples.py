@@ -1,6 +1,7 @@
 """Test media made in code: speech from espeak-ng, documents and photos drawn with Pillow."""
 
 import io
+import re
 import shutil
 import subprocess
 import tempfile
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from app.media.audio import decode_audio
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # Debian fonts-dejavu-core (make install-test)
 
@@ -33,6 +36,18 @@ def speech_wav(text: str, *, voice: str | None = "en-us", words_per_minute: int 
         out = Path(tmp) / "speech.wav"
         subprocess.run(["espeak-ng", *options, "-w", str(out), text], check=True, capture_output=True, timeout=30)
         return out.read_bytes()
+
+
+# Words the recogniser may write for a spoken digit.
+DIGIT_HOMOPHONES = {"for": "4", "four": "4", "to": "2", "too": "2", "two": "2", "one": "1", "five": "5"}
+
+
+def heard(speech_encoder, wav: bytes) -> str:
+    """What a speech encoder hears in `wav`, lowercased words; digits of a spelled-out id joined back
+    ("for 5 1 2" / "4-5-1-2" -> "4512")."""
+    clip = decode_audio(wav, max_seconds=60.0, max_bytes=10_000_000, sample_rate=16_000)
+    words = re.sub(r"[^a-z0-9 ]", " ", speech_encoder.predict_batch([clip])[0].text.lower()).split()
+    return re.sub(r"(?<=\d) (?=\d)", "", " ".join(DIGIT_HOMOPHONES.get(word, word) for word in words))
 
 
 def document(

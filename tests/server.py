@@ -13,6 +13,10 @@ from pathlib import Path
 
 import httpx
 import redis
+from redis.cluster import ClusterNode
+from redis.sentinel import Sentinel
+
+from app.redis_url import parse_redis_url
 
 
 def free_port() -> int:
@@ -26,9 +30,20 @@ def unique_prefix() -> str:
     return f"parley-test-{uuid.uuid4().hex}"
 
 
+def sync_client(redis_url: str) -> redis.Redis | redis.RedisCluster:
+    """A blocking client for any URL `app.store.connect` takes (standalone, Cluster or Sentinel)."""
+    target = parse_redis_url(redis_url)
+    if target.kind == "standalone":
+        return redis.Redis.from_url(redis_url)
+    auth = {"username": target.username, "password": target.password}
+    if target.kind == "cluster":
+        return redis.RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in target.nodes], ssl=target.ssl, **auth)
+    return Sentinel(list(target.nodes)).master_for(target.service_name, db=target.db, **auth)
+
+
 def delete_prefix(redis_url: str, prefix: str) -> None:
-    """Delete every key under `prefix:`."""
-    with redis.Redis.from_url(redis_url) as client:
+    """Delete every key under `prefix:` (on a Cluster: SCAN runs on every primary, DEL is split by slot)."""
+    with sync_client(redis_url) as client:
         keys = list(client.scan_iter(match=f"{prefix}:*", count=500))
         if keys:
             client.delete(*keys)
@@ -36,23 +51,28 @@ def delete_prefix(redis_url: str, prefix: str) -> None:
 
 @contextmanager
 def parley_test_server(
-    redis_url: str, *, log_dir: Path, env: dict[str, str] | None = None, ready_timeout_s: float = 180
+    redis_url: str, *, log_dir: Path, env: dict[str, str] | None = None, ready_timeout_s: float = 180,
+    args: tuple[str, ...] = (),
 ) -> Iterator[str]:
     """`parley_server` on `redis_url` under a key prefix of its own; every key under it is deleted afterwards."""
     prefix = unique_prefix()
     settings = {**(env or {}), "PARLEY_REDIS_URL": redis_url, "PARLEY_REDIS_PREFIX": prefix}
     try:
-        with parley_server(settings, log_path=log_dir / "server.log", ready_timeout_s=ready_timeout_s) as base:
+        with parley_server(settings, log_path=log_dir / "server.log", ready_timeout_s=ready_timeout_s,
+                           args=args) as base:
             yield base
     finally:
         delete_prefix(redis_url, prefix)
 
 
 @contextmanager
-def parley_server(env: dict[str, str], *, log_path: Path, ready_timeout_s: float = 180) -> Iterator[str]:
-    """Start the server with PARLEY_* settings from `env`; yield its base URL once /readyz is 200."""
+def parley_server(
+    env: dict[str, str], *, log_path: Path, ready_timeout_s: float = 180, args: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """Start the server with PARLEY_* settings from `env` (and `parley serve` options `args`); yield its
+    base URL once /readyz is 200."""
     port = free_port()
-    command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1", **env}, stdout=log, stderr=log)
         base = f"http://127.0.0.1:{port}"
@@ -122,15 +142,16 @@ class RedisProcess:
     """A redis-server of a test's own on 127.0.0.1:`port`, data in `directory` (AOF, fsync always),
     so it can be paused (SIGSTOP/SIGCONT), killed and restarted on the same port with its data."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, *, extra_args: tuple[str, ...] = ()) -> None:
         self.directory, self.port = directory, port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
+        self.extra_args = extra_args  # later options win over the defaults above them
 
     def start(self, timeout_s: float = 10) -> None:
         command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
                    "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "no",
-                   "--logfile", str(self.directory / "redis.log")]
+                   "--logfile", str(self.directory / "redis.log"), *self.extra_args]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -157,3 +178,67 @@ class RedisProcess:
             self.process.send_signal(signal.SIGCONT)
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+@contextmanager
+def redis_cluster(directory: Path, masters: int = 3, timeout_s: float = 20) -> Iterator[str]:
+    """A Redis Cluster of `masters` primaries (no replicas) on free local ports; yields its
+    redis+cluster:// URL once every node reports cluster_state:ok, and kills the nodes afterwards."""
+    nodes = []
+    for i in range(masters):
+        node_dir = directory / f"node-{i}"
+        node_dir.mkdir()
+        nodes.append(RedisProcess(node_dir, extra_args=(
+            "--cluster-enabled", "yes", "--cluster-config-file", str(node_dir / "nodes.conf"),
+            "--cluster-port", str(free_port()),  # the default, port + 10000, may be taken or past 65535
+            "--cluster-node-timeout", "2000", "--appendonly", "no")))
+    try:
+        for node in nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in nodes]
+        subprocess.run(["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, capture_output=True, timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for node in nodes:
+            with redis.Redis(port=node.port) as client:
+                while client.cluster("info")["cluster_state"] != "ok":
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"cluster not ok after {timeout_s} s")
+                    time.sleep(0.05)
+        yield "redis+cluster://" + ",".join(addresses)
+    finally:
+        for node in nodes:
+            node.kill()
+
+
+@contextmanager
+def redis_sentinel(directory: Path, service: str = "parley-master", timeout_s: float = 20) -> Iterator[str]:
+    """One redis-server master watched by one `redis-server --sentinel` on free local ports; yields the
+    redis+sentinel:// URL once the sentinel names the master, and kills both afterwards."""
+    master = RedisProcess(directory, extra_args=("--appendonly", "no"))
+    sentinel_port = free_port()
+    config = directory / "sentinel.conf"  # a sentinel rewrites its config file, so it must be its own
+    config.write_text(f"port {sentinel_port}\nbind 127.0.0.1\nprotected-mode no\ndir {directory}\n"
+                      f"sentinel monitor {service} 127.0.0.1 {master.port} 1\n")
+    sentinel = None
+    try:
+        master.start()
+        sentinel = subprocess.Popen(["redis-server", str(config), "--sentinel"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with redis.Redis(port=sentinel_port, socket_timeout=0.5, decode_responses=True) as client:
+                    if client.sentinel_get_master_addr_by_name(service):
+                        break
+            except redis.RedisError:
+                pass
+            if sentinel.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"sentinel on port {sentinel_port} did not come up")
+            time.sleep(0.05)
+        yield f"redis+sentinel://127.0.0.1:{sentinel_port}/{service}/0"
+    finally:
+        if sentinel is not None:
+            sentinel.kill()
+            sentinel.wait(timeout=10)
+        master.kill()

@@ -96,22 +96,26 @@ def alone(model: CausalLMDecoder, messages, max_new_tokens: int) -> str:
     return "".join(produced)
 
 
-async def collect(decoder: ContinuousDecoder, messages, max_new_tokens: int, stats=None, delay_s: float = 0) -> str:
-    await asyncio.sleep(delay_s)
+async def collect(decoder: ContinuousDecoder, messages, max_new_tokens: int, stats=None) -> str:
     return "".join([p async for p in decoder.stream(ReplyContext(messages), max_new_tokens=max_new_tokens,
                                                     stats=stats)])
 
 
-async def test_concurrent_replies_are_decoded_together_and_each_is_what_it_would_be_alone(tiny_lm):
+async def test_sequences_join_a_running_batch_and_each_reply_is_what_it_would_be_alone(tiny_lm):
     seen = Recorder()
     decoder = ContinuousDecoder(tiny_lm, max_batch_size=8, on_batch=seen)
     try:
-        # Staggered starts: later sequences join while earlier ones are mid-reply.
-        replies = await asyncio.gather(*(collect(decoder, m, 12, delay_s=0.02 * i) for i, m in enumerate(CONVERSATIONS)))
+        first = decoder.stream(ReplyContext(CONVERSATIONS[0]), max_new_tokens=60)
+        started = await anext(first)  # the first reply is being decoded when the others arrive
+
+        async def rest() -> str:
+            return started + "".join([p async for p in first])
+
+        replies = await asyncio.gather(rest(), *(collect(decoder, m, 12) for m in CONVERSATIONS[1:]))
     finally:
         await decoder.aclose()
-    assert replies == [alone(tiny_lm, m, 12) for m in CONVERSATIONS]
-    assert max(size for _, size in seen.batches) > 1  # steps really were shared
+    assert replies == [alone(tiny_lm, CONVERSATIONS[0], 60)] + [alone(tiny_lm, m, 12) for m in CONVERSATIONS[1:]]
+    assert max(size for _, size in seen.batches) == len(CONVERSATIONS)  # steps really were shared
 
 
 async def test_batch_size_is_capped_and_everyone_is_served(tiny_lm):

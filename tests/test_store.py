@@ -1,4 +1,5 @@
-"""RedisSessionStore against a real Redis: atomic commits, locking, TTLs, idempotency, outages."""
+"""RedisSessionStore against a real Redis, standalone and a 3-primary Cluster (every test runs on both):
+atomic commits, locking, TTLs, idempotency, outages."""
 
 import asyncio
 import os
@@ -23,6 +24,12 @@ from app.store import (
 )
 
 TENANT = "acme"
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def store_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """The contract holds on both: each MULTI and Lua script touches one session's hash tag, so one slot."""
+    return redis_url if request.param == "standalone" else request.getfixturevalue("redis_cluster_url")
 
 
 def key(prefix: str, session_id: str, part: str, tenant: str = TENANT) -> str:

@@ -62,7 +62,8 @@ async def get_tenant(request: Request, response: Response) -> str:
         tenant = found
     limiter = get_rate_limiter(request)
     buckets = ["req"]
-    if request.method == "POST" and request.url.path.rstrip("/").endswith("/turns"):
+    path = request.url.path.rstrip("/")
+    if request.method == "POST" and (path.endswith("/turns") or path == "/v1/chat/completions"):  # both run a turn
         buckets.append("turn")
     shown = None
     for bucket in buckets:

@@ -18,7 +18,8 @@ from app.media.text import clean_text
 from app.pipeline import UserTurn
 from app.schemas import TurnRequest
 
-FORM_FIELDS = {"text", "image", "audio"}
+FORM_FIELDS = {"text", "image", "audio", "reply_audio"}
+FORM_BOOLEANS = {"true": True, "false": False}
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 MAX_FORM_PARTS = 16  # a turn carries a handful of parts; more is abuse
 SAMPLE_RATE = 16_000  # what the speech encoders take
@@ -27,18 +28,25 @@ SAMPLE_RATE = 16_000  # what the speech encoders take
 async def read_turn(request: Request, settings: SettingsDep) -> UserTurn:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json" or content_type.endswith("+json"):
-        text, images, audio = await _json_body(request, settings)
+        text, images, audio, reply_audio = await _json_body(request, settings)
     elif content_type in FORM_TYPES:
-        text, images, audio = await _form_body(request, content_type)
+        text, images, audio, reply_audio = await _form_body(request, content_type)
     else:
         raise ApiError(415, "unsupported_media_type",
                        f"content type {content_type or '(none)'} is not accepted; "
                        "send application/json or multipart/form-data")
+    return await asyncio.to_thread(build_turn, text, images, audio, settings, reply_audio=reply_audio)
+
+
+def build_turn(
+    text: str | None, images: list[bytes], audio: bytes | None, settings: Settings, *, reply_audio: bool = False
+) -> UserTurn:
+    """Check and decode what a turn carries (blocking: run it off the event loop). Also the OpenAI route's path."""
     text = clean_text(text, max_chars=settings.max_text_chars)
     _check_image_count(len(images), settings)
     if not (text or images or audio is not None):  # an empty clip is refused as empty_audio, not an empty turn
         raise ApiError(422, "empty_turn", "the turn carries nothing: send non-empty `text`, `images` or `audio`")
-    return await asyncio.to_thread(_decode, text, images, audio, settings)
+    return _decode(text, images, audio, settings, reply_audio=reply_audio)
 
 
 def _check_image_count(count: int, settings: Settings) -> None:
@@ -46,7 +54,9 @@ def _check_image_count(count: int, settings: Settings) -> None:
         raise ApiError(413, "too_many_images", f"{count} images; a turn takes at most {settings.max_images}")
 
 
-def _decode(text: str, images: list[bytes], audio: bytes | None, settings: Settings) -> UserTurn:
+def _decode(
+    text: str, images: list[bytes], audio: bytes | None, settings: Settings, *, reply_audio: bool
+) -> UserTurn:
     """Decode media off the event loop; any bad item refuses the whole turn before it starts."""
     decoded = tuple(
         decode_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels) for data in images
@@ -55,18 +65,23 @@ def _decode(text: str, images: list[bytes], audio: bytes | None, settings: Setti
     if audio is not None:
         clip = decode_audio(audio, max_seconds=settings.max_audio_seconds, max_bytes=settings.max_audio_bytes,
                             sample_rate=SAMPLE_RATE)
-    return UserTurn(text=text, images=decoded, audio=clip, fingerprint=_fingerprint(text, images, audio))
+    return UserTurn(text=text, images=decoded, audio=clip, reply_audio=reply_audio,
+                    fingerprint=_fingerprint(text, images, audio, reply_audio=reply_audio))
 
 
-def _fingerprint(text: str, images: list[bytes], audio: bytes | None) -> str:
-    """The same turn sent as JSON or as a form, with any boundary, hashes the same."""
+def _fingerprint(text: str, images: list[bytes], audio: bytes | None, *, reply_audio: bool = False) -> str:
+    """The same turn sent as JSON or as a form, with any boundary, hashes the same. Asking for a spoken
+    reply is part of the request (a replay must answer with audio); leaving it out hashes as before."""
     digest = hashlib.sha256()
-    for part in (text.encode(), *images, b"audio", audio or b""):
+    for part in (text.encode(), *images, b"audio", audio or b"", *([b"reply_audio"] if reply_audio else [])):
         digest.update(hashlib.sha256(part).digest())
     return digest.hexdigest()
 
 
-async def _json_body(request: Request, settings: Settings) -> tuple[str | None, list[bytes], bytes | None]:
+TurnBody = tuple[str | None, list[bytes], bytes | None, bool]  # text, images, audio, reply_audio
+
+
+async def _json_body(request: Request, settings: Settings) -> TurnBody:
     raw = await request.body()
     try:
         body = TurnRequest.model_validate_json(raw)
@@ -78,7 +93,7 @@ async def _json_body(request: Request, settings: Settings) -> tuple[str | None, 
     audio = None
     if body.audio is not None:
         audio = decode_data_url_or_base64(body.audio.data, max_bytes=settings.max_audio_bytes, kind="audio")
-    return body.text, images, audio
+    return body.text, images, audio, body.reply_audio
 
 
 def _refuse_duplicate_keys(raw: bytes) -> None:
@@ -96,7 +111,7 @@ def _refuse_duplicate_keys(raw: bytes) -> None:
     json.loads(raw, object_pairs_hook=pairs)
 
 
-async def _form_body(request: Request, content_type: str) -> tuple[str | None, list[bytes], bytes | None]:
+async def _form_body(request: Request, content_type: str) -> TurnBody:
     if content_type == "application/x-www-form-urlencoded":
         # Starlette decodes a urlencoded form leniently (bad UTF-8 -> U+FFFD); the raw body is checked strictly.
         try:
@@ -110,16 +125,20 @@ async def _form_body(request: Request, content_type: str) -> tuple[str | None, l
     unknown = set(form.keys()) - FORM_FIELDS
     if unknown:
         raise ApiError(422, "invalid_request", f"unknown form fields: {', '.join(sorted(unknown))}; "
-                                               "use text, image (repeatable) and audio")
+                                               "use text, image (repeatable), audio and reply_audio")
     texts = form.getlist("text")
     if len(texts) > 1 or any(not isinstance(t, str) for t in texts):
         raise ApiError(422, "invalid_request", "`text` must be one plain form field, not a file")
     audios = form.getlist("audio")
     if len(audios) > 1:
         raise ApiError(422, "invalid_request", "a turn takes one `audio` clip")
+    flags = form.getlist("reply_audio")
+    if len(flags) > 1 or any(not isinstance(f, str) or f.strip().lower() not in FORM_BOOLEANS for f in flags):
+        raise ApiError(422, "invalid_request", "`reply_audio` must be one form field, true or false")
     images = [await _file_bytes(part, "image") for part in form.getlist("image")]
     audio = await _file_bytes(audios[0], "audio") if audios else None
-    return (texts[0] if texts else None), images, audio
+    reply_audio = bool(flags) and FORM_BOOLEANS[flags[0].strip().lower()]
+    return (texts[0] if texts else None), images, audio, reply_audio
 
 
 async def _file_bytes(part: UploadFile | str, field: str) -> bytes:

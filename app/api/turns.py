@@ -32,6 +32,8 @@ REQUEST_BODY = {
                     "image": {"type": "array", "items": {"type": "string", "format": "binary"},
                               "description": "photos (repeat the field for several)"},
                     "audio": {"type": "string", "format": "binary", "description": "one voice clip"},
+                    "reply_audio": {"type": "string", "enum": ["true", "false"],
+                                    "description": "also speak the reply (a WAV in `reply_audio`)"},
                 },
             },
             "examples": {"text": {"summary": "a typed turn as a form", "value": {"text": "what was my order number?"}}},
@@ -65,6 +67,8 @@ async def post_turn(
         description="makes retries safe: a repeat with the same key returns the stored reply, never a second turn",
     )] = None,
 ) -> TurnResponse | StreamingResponse:
+    """One user turn: text, photos and a voice clip in any mix, as JSON (base64 or data: URLs) or as a form with
+    files (try it from /docs: pick a photo for `image`). The reply comes with the tracked state."""
     retry_key = RetryKey(idempotency_key, turn.fingerprint) if idempotency_key is not None else None
 
     async def run(on_token=None) -> TurnResponse:  # noqa: ANN001 - a token sink or None

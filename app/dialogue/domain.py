@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -22,6 +23,23 @@ DEFAULT_DOMAIN_PATH = Path(__file__).parent / "domains" / "customer_service.yaml
 SLOT_TYPES = frozenset({"order_id", "email", "phone", "amount", "product", "issue"})
 # Types whose values come from the domain's own vocabulary rather than a pattern.
 CATEGORICAL_TYPES = frozenset({"product", "issue"})
+
+# Defaults for an action webhook: a customer waits for the reply, so tries are few and short
+# (1 + retries attempts of at most timeout_s each, plus the backoff between them).
+ACTION_TIMEOUT_S = 3.0
+ACTION_RETRIES = 2
+MAX_ACTION_RETRIES = 5
+
+# Said when a domain file does not word these itself.
+ACTION_FAILED_RESPONSE = (
+    "Sorry, I can't reach our order system right now. I'll try again when you ask me next, "
+    "or a member of our support team can help you."
+)
+HANDED_OFF_RESPONSE = "A member of our support team has your conversation and will answer you here shortly."
+HANDOFF_FAILED_RESPONSE = (
+    "Sorry, I couldn't reach our support team just now. I'll keep trying, and a person will answer you here "
+    "as soon as they can."
+)
 
 
 class DomainError(ValueError):
@@ -46,6 +64,18 @@ class IntentSpec:
     required_slots: tuple[str, ...]
     response: str  # str.format template over required slots, said once they are filled
     keeps_active: bool  # meta intents (inform, ask_recall) leave the active task intent alone
+    action: str | None = None  # webhook called once the required slots are filled; a key of Domain.actions
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """A customer-service backend the dialogue can ask (app/dialogue/actions.py calls it)."""
+
+    name: str  # sent in the payload, so one URL can serve several actions
+    url: str  # http(s)
+    timeout_s: float  # per attempt
+    retries: int  # further attempts after a connect error, a timeout or a 5xx
+    provides: tuple[str, ...]  # slots the answer must fill; the intent's response may use them
 
 
 @dataclass(frozen=True)
@@ -56,6 +86,10 @@ class Domain:
     fallback_response: str
     handoff_response: str
     handoff_sentiment: float  # VADER compound at or below which a human takes over
+    actions: Mapping[str, ActionSpec] = field(default_factory=lambda: MappingProxyType({}))
+    action_failed_response: str = ACTION_FAILED_RESPONSE  # an action's backend is down or answered badly
+    handed_off_response: str = HANDED_OFF_RESPONSE  # turns after the handoff
+    handoff_failed_response: str = HANDOFF_FAILED_RESPONSE  # the handoff webhook could not be reached
 
 
 def load_domain(path: str | Path | None = None) -> Domain:
@@ -72,8 +106,12 @@ def load_domain(path: str | Path | None = None) -> Domain:
 
 def _parse_domain(raw: dict[str, Any], where: str) -> Domain:
     slots = {name: _parse_slot(name, spec) for name, spec in _section(raw, "slots", where).items()}
+    actions = {
+        name: _parse_action(name, spec, slots, f"action '{name}'")
+        for name, spec in (_section(raw, "actions", where) if "actions" in raw else {}).items()
+    }
     intents = {
-        name: _parse_intent(name, spec, slots)
+        name: _parse_intent(name, spec, slots, actions)
         for name, spec in _section(raw, "intents", where).items()
     }
     if not intents:
@@ -88,7 +126,42 @@ def _parse_domain(raw: dict[str, Any], where: str) -> Domain:
         fallback_response=_required_text(raw, "fallback_response", where),
         handoff_response=_required_text(raw, "handoff_response", where),
         handoff_sentiment=threshold,
+        actions=MappingProxyType(actions),
+        **{key: _required_text(raw, key, where) for key in _OPTIONAL_TEXTS if key in raw},
     )
+
+
+_OPTIONAL_TEXTS = ("action_failed_response", "handed_off_response", "handoff_failed_response")
+
+
+def _parse_action(name: str, spec: Any, slots: Mapping[str, SlotSpec], where: str) -> ActionSpec:
+    """`{url, name?, timeout_s?, retries?, provides?}`, from the `actions` section or inline on an intent."""
+    if not isinstance(spec, dict):
+        raise DomainError(f"{where}: expected a mapping with at least 'url'")
+    unknown = set(spec) - {"url", "name", "timeout_s", "retries", "provides"}
+    if unknown:
+        raise DomainError(f"{where}: unknown keys {sorted(unknown)}; use url, name, timeout_s, retries, provides")
+    url = str(spec.get("url") or "")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DomainError(f"{where}: url '{url}' is not an http(s) URL with a host")
+    try:
+        timeout_s, retries = float(spec.get("timeout_s", ACTION_TIMEOUT_S)), int(spec.get("retries", ACTION_RETRIES))
+    except (TypeError, ValueError) as exc:
+        raise DomainError(f"{where}: timeout_s must be a number of seconds and retries a whole number") from exc
+    if not 0 < timeout_s <= 60:
+        raise DomainError(f"{where}: timeout_s {timeout_s} is outside (0, 60]: a customer is waiting")
+    if not 0 <= retries <= MAX_ACTION_RETRIES:
+        raise DomainError(f"{where}: retries {retries} is outside [0, {MAX_ACTION_RETRIES}]")
+    provides = tuple(str(p) for p in spec.get("provides") or ())
+    for slot in provides:
+        if not slot.isidentifier():
+            raise DomainError(f"{where}: provided slot '{slot}' is not a name (letters, digits, underscores)")
+        if slot in slots:
+            raise DomainError(f"{where}: provided slot '{slot}' is also a user slot; give the answer's slot "
+                              "another name so a backend never overwrites what the customer said")
+    return ActionSpec(name=str(spec.get("name") or name), url=url, timeout_s=timeout_s, retries=retries,
+                      provides=provides)
 
 
 def _parse_slot(name: str, spec: Any) -> SlotSpec:
@@ -127,7 +200,10 @@ def _parse_values(slot: str, raw: Any) -> dict[str, tuple[str, ...]]:
     return values
 
 
-def _parse_intent(name: str, spec: Any, slots: Mapping[str, SlotSpec]) -> IntentSpec:
+def _parse_intent(
+    name: str, spec: Any, slots: Mapping[str, SlotSpec], actions: dict[str, ActionSpec]
+) -> IntentSpec:
+    """`action` names an entry of the `actions` section or is one inline (added to `actions` under the intent's name)."""
     if not isinstance(spec, dict):
         raise DomainError(f"intent '{name}': expected a mapping with 'examples' and 'response'")
     examples = tuple(str(e) for e in spec.get("examples") or ())
@@ -140,34 +216,47 @@ def _parse_intent(name: str, spec: Any, slots: Mapping[str, SlotSpec]) -> Intent
                 f"intent '{name}': required slot '{slot}' is not defined; add it under 'slots' "
                 f"(defined: {sorted(slots)})"
             )
+    action = spec.get("action")
+    if isinstance(action, dict):
+        actions[name] = _parse_action(name, action, slots, f"intent '{name}': action")
+        action = name
+    elif action is not None and action not in actions:
+        raise DomainError(f"intent '{name}': action '{action}' is not defined under 'actions' "
+                          f"(defined: {sorted(actions)})")
+    provided = actions[action].provides if action is not None else ()
     response = _required_text(spec, "response", f"intent '{name}'")
-    _check_placeholders(name, response, required, slots)
+    _check_placeholders(name, response, required, slots, provided)
     return IntentSpec(
         name=name,
         examples=examples,
         required_slots=required,
         response=response,
         keeps_active=bool(spec.get("keeps_active", False)),
+        action=action,
     )
 
 
 def _check_placeholders(
-    intent: str, response: str, required: tuple[str, ...], slots: Mapping[str, SlotSpec]
+    intent: str, response: str, required: tuple[str, ...], slots: Mapping[str, SlotSpec],
+    provided: tuple[str, ...] = (),
 ) -> None:
-    """Every {placeholder} must be a required slot, so formatting can never miss a key."""
+    """Every {placeholder} must be a required slot or one the intent's action provides, so formatting can
+    never miss a key."""
     try:
-        fields = [field for _, field, _, _ in string.Formatter().parse(response) if field is not None]
+        placeholders = [name for _, name, _, _ in string.Formatter().parse(response) if name is not None]
     except ValueError as exc:
         raise DomainError(f"intent '{intent}': response is not a valid template: {exc}") from exc
-    for field in fields:
-        if field not in slots:
+    for placeholder in placeholders:
+        if placeholder in provided:
+            continue
+        if placeholder not in slots:
             raise DomainError(
-                f"intent '{intent}': response placeholder '{{{field}}}' names no slot; "
-                f"use one of {sorted(slots)} or remove it"
+                f"intent '{intent}': response placeholder '{{{placeholder}}}' names no slot; "
+                f"use one of {sorted(slots) + list(provided)} or remove it"
             )
-        if field not in required:
+        if placeholder not in required:
             raise DomainError(
-                f"intent '{intent}': response uses '{{{field}}}' but '{field}' is not in "
+                f"intent '{intent}': response uses '{{{placeholder}}}' but '{placeholder}' is not in "
                 "required_slots, so it may be unfilled; add it to required_slots"
             )
 

@@ -18,6 +18,8 @@ from app.dialogue.state import DialogueState
 from app.dialogue.tracker import TurnAnalysis
 
 HANDOFF_WORDS = ("agent", "person", "human", "colleague", "team")
+# A reply about a backend being down must still say so, in whatever words.
+UNAVAILABLE_WORDS = ("can't reach", "cannot reach", "couldn't reach", "unavailable", "down", "try again", "retry")
 REPEATS_ALLOWED = 2  # a word 4-gram said three times is a model stuck in a loop
 
 # Slot types whose values a reply could get wrong in a way that matters.
@@ -32,12 +34,29 @@ class Decision:
     required: tuple[str, ...] = ()  # strings the reply must contain
     names_one_of: tuple[str, ...] = ()  # the reply must contain at least one of these (the slot asked for...)
     requested_slot: str | None = None
+    call: str | None = None  # an action to call first; then decide again with its result
 
 
-def decide(state: DialogueState, analysis: TurnAnalysis, domain: Domain) -> Decision:
+@dataclass(frozen=True)
+class ActionResult:
+    """What a webhook (an action or the handoff) answered, already validated; ok=False when it was down,
+    refused, or answered something unusable. Slots go into the state; facts only into this turn's reply."""
+
+    ok: bool
+    slots: dict[str, str] = field(default_factory=dict)
+    facts: dict[str, str] = field(default_factory=dict)
+
+
+def decide(
+    state: DialogueState, analysis: TurnAnalysis, domain: Domain, *, result: ActionResult | None = None
+) -> Decision:
+    """`result`: the answer to the action (or the handoff) the previous decision asked the caller to make."""
     facts = dict(state.slots)
     if state.handed_off:
-        return Decision("handoff", domain.handoff_response, facts, names_one_of=HANDOFF_WORDS)
+        if result is not None and not result.ok:
+            return Decision("handoff", domain.handoff_failed_response, facts, names_one_of=HANDOFF_WORDS)
+        draft = domain.handoff_response if analysis.handed_over else domain.handed_off_response
+        return Decision("handoff", draft, facts, names_one_of=HANDOFF_WORDS)
     if analysis.act == "ask_recall":
         return _recall(state, analysis, domain)
     if state.intent is None:
@@ -49,8 +68,18 @@ def decide(state: DialogueState, analysis: TurnAnalysis, domain: Domain) -> Deci
     if missing:
         slot = domain.slots[missing[0]]
         return Decision("ask_slot", slot.prompt, facts, names_one_of=slot.mentions, requested_slot=slot.name)
+    if intent.action is not None:
+        if result is None:
+            return Decision("call_action", domain.action_failed_response, facts, call=intent.action)
+        if not result.ok:
+            return Decision("action_unavailable", domain.action_failed_response, facts, names_one_of=UNAVAILABLE_WORDS)
     used = {name: _spoken(state.slots[name]) for name in _placeholders(intent.response)}
-    return Decision("respond", intent.response.format(**used), facts, required=tuple(used.values()))
+    draft = intent.response.format(**used)
+    told = dict(result.facts) if result is not None else {}
+    unsaid = {name: value for name, value in told.items() if _squash(value) not in _squash(draft)}
+    if unsaid:  # the template did not word them: the draft states them plainly, so it is grounded itself
+        draft += " " + " ".join(f"{_label(name).capitalize()}: {value}." for name, value in unsaid.items())
+    return Decision("respond", draft, facts | told, required=tuple(used.values()) + tuple(told.values()))
 
 
 def _acknowledge(state: DialogueState, analysis: TurnAnalysis) -> Decision:

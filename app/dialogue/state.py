@@ -31,5 +31,6 @@ class DialogueState(BaseModel):
     sentiment: str | None = Field(None, examples=["negative"])
     sentiment_score: float = Field(0.0, description="VADER compound score of the latest turn, -1..1")
     handed_off: bool = Field(False, description="a human agent has taken over this conversation")
+    handoff_notified: bool = Field(False, description="the handoff webhook has received this conversation")
     turns: int = 0
     evidence: list[EvidenceNote] = Field(default_factory=list, description="recent transcripts and image readings")

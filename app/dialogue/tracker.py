@@ -42,6 +42,7 @@ class TurnAnalysis:
     act_score: float
     asked_slots: tuple[str, ...]  # slots the user asked about ("what was my order number?")
     filled: tuple[str, ...]  # slots this turn set or changed
+    handed_over: bool = False  # this turn passed the conversation to a person
 
 
 TOP_K = 2  # an intent scores the mean of its k nearest examples: one stray example cannot win alone
@@ -93,7 +94,8 @@ class DialogueTracker:
             if mood.score <= self.domain.handoff_sentiment or new.intent == "human_agent":
                 new.handed_off = True
         asked = self._asked_slots(turn.utterance) if act == "ask_recall" else ()
-        return new, TurnAnalysis(act=act, act_score=act_score, asked_slots=asked, filled=filled)
+        return new, TurnAnalysis(act=act, act_score=act_score, asked_slots=asked, filled=filled,
+                                 handed_over=new.handed_off and not state.handed_off)
 
     def _classify(self, turn: TurnInput) -> tuple[str | None, float]:
         if turn.embedding is None:
@@ -131,6 +133,17 @@ class DialogueTracker:
             for name, spec in self.domain.slots.items()
             if any(re.search(rf"\b{re.escape(m)}\b", text) for m in spec.mentions)
         )
+
+
+def record_action(state: DialogueState, provides: tuple[str, ...], slots: dict[str, str]) -> None:
+    """Put an action's answer into the state (source modality "action"); what an earlier call provided
+    and this one did not (or a failed call) is dropped, so an old order status is never repeated as new."""
+    for name in provides:
+        state.slots.pop(name, None)
+        state.slot_sources.pop(name, None)
+    for name, value in slots.items():
+        state.slots[name] = value
+        state.slot_sources[name] = SlotSource(modality="action", turn=state.turns, confidence=1.0)
 
 
 QUESTION_START = re.compile(r"^\s*(what|which|who|where|when|how|do|does|did|can|could|remind|tell)\b", re.I)

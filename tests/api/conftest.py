@@ -8,13 +8,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from app.config import Settings
-from app.main import create_app
 from tests.factories import tiny_causal_lm
-from tests.server import delete_prefix, unique_prefix
+from tests.api.inprocess import in_process_app
+from tests.server import unique_prefix
 
 
 @pytest.fixture(scope="session")
@@ -34,11 +33,8 @@ def api_settings(redis_url: str, tiny_decoder: str, tmp_path_factory: pytest.Tem
 
 @pytest.fixture(scope="session")
 async def app(api_settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(api_settings)
-    async with LifespanManager(application, startup_timeout=120):
-        await application.state.loading
+    async with in_process_app(api_settings) as application:
         yield application
-    delete_prefix(api_settings.redis_url, api_settings.redis_prefix)
 
 
 @pytest.fixture

@@ -154,3 +154,17 @@ def test_keys_map_to_tenants(api_settings):
     assert keys.tenant_for("k:1") == "alpha" and keys.tenant_for("k2") == "beta"
     assert keys.tenant_for("k") is None and keys.tenant_for("") is None
     assert auth_from_settings(api_settings).open
+
+
+async def test_openai_routes_need_the_key_and_keep_tenants_apart(keyed):
+    chat = {"model": "parley", "messages": [{"role": "user", "content": "hello"}]}
+    for response in (await keyed.get("/v1/models"), await keyed.post("/v1/chat/completions", json=chat)):
+        assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+        assert response.json() == {"error": {"message": response.json()["error"]["message"],
+                                             "type": "authentication_error", "param": None, "code": "unauthorized"}}
+    assert (await keyed.get("/v1/models", headers=bearer(KEY_A))).status_code == 200
+    sid = (await keyed.post("/v1/sessions", headers=bearer(KEY_A))).json()["id"]
+    other = await keyed.post("/v1/chat/completions", json=chat, headers={**bearer(KEY_B), "X-Session-Id": sid})
+    assert other.status_code == 404 and other.json()["error"]["code"] == "session_not_found"
+    own = await keyed.post("/v1/chat/completions", json=chat, headers={**bearer(KEY_A), "X-Session-Id": sid})
+    assert own.status_code == 200 and own.json()["parley"]["turn"] == 1

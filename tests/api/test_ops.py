@@ -10,11 +10,12 @@ async def test_readyz_lists_models_once_loaded(client):
     assert response.status_code == 200
     body = response.json()
     assert body["ready"] and body["redis"]
-    assert {m["name"]: m["status"] for m in body["models"]} == {name: "ready" for name in ("text", "speech", "vision", "decoder")}
+    names = ("text", "speech", "vision", "decoder", "tts")
+    assert {m["name"]: m["status"] for m in body["models"]} == {name: "ready" for name in names}
     devices = {m["name"]: m["device"] for m in body["models"]}
     # The decoder runs in bfloat16 where this CPU computes it natively (PARLEY_DECODER_CPU_DTYPE=auto).
     assert devices == {"text": "cpu/float32", "speech": "cpu/float32", "vision": "cpu/float32",
-                       "decoder": resolve_placement("cpu", cpu_dtype="auto").describe()}
+                       "decoder": resolve_placement("cpu", cpu_dtype="auto").describe(), "tts": "cpu/float32"}
     assert all(m["load_s"] >= 0 for m in body["models"])
 
 

@@ -31,6 +31,7 @@ def test_redact_masks_each_kind(raw, masked):
     "session 7f3c0b6a9d2e4f1a8b5c6d7e8f9a0b1c turn 3",
     "redis at 127.0.0.1:6379, 120 turns per minute, status 404",
     "order KX-90817 total $37.50",
+    '"POST /v1/sessions/x/turns HTTP/1.1" 200 5684.4ms',
 ])
 def test_redact_keeps_what_is_not_personal(kept):
     assert redact(kept) == kept

@@ -12,7 +12,7 @@ from app.ratelimit import RateLimiter
 from app.store import StoreUnavailable, connect
 from tests.server import delete_prefix, unique_prefix
 
-KEYS = {"a": "rl-key-a-55d1", "b": "rl-key-b-0e9a", "c": "rl-key-c-b7f3", "d": "rl-key-d-18c4"}
+KEYS = {"a": "rl-key-a-55d1", "b": "rl-key-b-0e9a", "c": "rl-key-c-b7f3", "d": "rl-key-d-18c4", "e": "rl-key-e-6a02"}
 TURN_LIMIT, REQUEST_LIMIT = 3, 12
 
 
@@ -81,6 +81,16 @@ async def test_request_limit_covers_every_v1_endpoint(replicas):
     assert_limited(await one.get(f"/v1/sessions/{sid}", headers=bearer("d")), REQUEST_LIMIT)
     assert_limited(await two.delete(f"/v1/sessions/{sid}", headers=bearer("d")), REQUEST_LIMIT)
     assert (await one.get("/healthz")).status_code == 200  # ops endpoints are not counted
+
+
+async def test_chat_completions_count_as_turns_and_are_refused_in_openai_shape(replicas):
+    one, _ = replicas
+    chat = {"model": "parley", "messages": [{"role": "user", "content": "hi"}]}
+    for _ in range(TURN_LIMIT):
+        assert (await one.post("/v1/chat/completions", json=chat, headers=bearer("e"))).status_code == 200
+    refused = await one.post("/v1/chat/completions", json=chat, headers=bearer("e"))
+    assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert refused.json()["error"]["type"] == "rate_limit_error" and refused.json()["error"]["code"] == "rate_limited"
 
 
 async def test_zero_disables_a_limit_and_redis_down_is_store_unavailable(redis_url):

@@ -24,3 +24,4 @@ async def test_redis_unreachable_is_503_with_retry_after(api_settings):
                 assert response.status_code == 503, (method, url, response.text)
                 assert response.json()["error"]["code"] == "store_unavailable"
                 assert int(response.headers["Retry-After"]) >= 1
+            assert b"parley_redis_errors_total 4.0" in app.state.metrics.render()

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.dialogue.domain import DomainError, load_domain
+from app.dialogue.domain import DEFAULT_DOMAIN_PATH, DomainError, load_domain
+from tests.readme import readme_block
 
 TASK_INTENTS = {
     "greeting", "order_status", "damaged_item", "return_item", "refund_request",
@@ -177,3 +178,66 @@ def test_domain_error_is_a_value_error(tmp_path):
     path.write_text("- just\n- a list\n", encoding="utf-8")
     with pytest.raises(ValueError, match="expected a mapping"):
         load_domain(path)
+
+
+# An order lookup bound to order_status, named in the `actions` section.
+WITH_ACTION = {
+    **MINIMAL,
+    "actions": {"order_lookup": {"url": "http://127.0.0.1:9/orders", "timeout_s": 1.5, "retries": 1,
+                                 "provides": ["order_status", "delivery_date"]}},
+    "intents": {"order_status": {**MINIMAL["intents"]["order_status"], "action": "order_lookup",
+                                 "response": "Order {order_id} is {order_status}, due {delivery_date}."}},
+}
+
+
+def test_intent_binds_a_named_action(tmp_path):
+    domain = load_domain(write_domain(tmp_path, WITH_ACTION))
+    assert domain.intents["order_status"].action == "order_lookup"
+    spec = domain.actions["order_lookup"]
+    assert (spec.url, spec.timeout_s, spec.retries) == ("http://127.0.0.1:9/orders", 1.5, 1)
+    assert spec.provides == ("order_status", "delivery_date")
+
+
+def test_inline_action_takes_defaults_and_the_intent_name(tmp_path):
+    raw = copy.deepcopy(MINIMAL)
+    raw["intents"]["order_status"]["action"] = {"url": "https://backend.example/hook", "name": "lookup"}
+    domain = load_domain(write_domain(tmp_path, raw))
+    spec = domain.actions["order_status"]
+    assert spec.name == "lookup" and spec.timeout_s == 3.0 and spec.retries == 2 and spec.provides == ()
+
+
+def test_domain_without_actions_has_none_and_default_texts(packaged):
+    assert dict(packaged.actions) == {}
+    assert "support team" in packaged.handed_off_response and "order system" in packaged.action_failed_response
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r: r["intents"]["order_status"].update(action="nope"), "action 'nope' is not defined"),
+        (lambda r: r["actions"]["order_lookup"].update(url="ftp://x/y"), "not an http"),
+        (lambda r: r["actions"]["order_lookup"].update(url="http:///path"), "not an http"),
+        (lambda r: r["actions"]["order_lookup"].update(timeout_s=0), "timeout_s 0.0 is outside"),
+        (lambda r: r["actions"]["order_lookup"].update(timeout_s="soon"), "timeout_s must be a number"),
+        (lambda r: r["actions"]["order_lookup"].update(retries=50), "retries 50 is outside"),
+        (lambda r: r["actions"]["order_lookup"].update(provides=["order_id"]), "also a user slot"),
+        (lambda r: r["actions"]["order_lookup"].update(provides=["bad name"]), "is not a name"),
+        (lambda r: r["actions"]["order_lookup"].update(secret="x"), "unknown keys ['secret']"),
+        (lambda r: r["actions"]["order_lookup"].update(provides=["order_status"]), "'{delivery_date}' names no slot"),
+    ],
+)
+def test_bad_actions_fail_at_load(tmp_path, change, message):
+    raw = copy.deepcopy(WITH_ACTION)
+    change(raw)
+    with pytest.raises(DomainError, match=re.escape(message)):
+        load_domain(write_domain(tmp_path, raw))
+
+
+def test_readme_action_example_loads(tmp_path):
+    example = yaml.safe_load(readme_block("webhook-domain"))
+    raw = yaml.safe_load(DEFAULT_DOMAIN_PATH.read_text())
+    raw["actions"] = example["actions"]
+    raw["intents"]["order_status"].update(example["intents"]["order_status"])
+    domain = load_domain(write_domain(tmp_path, raw))
+    assert domain.intents["order_status"].action == "order_lookup"
+    assert domain.actions["order_lookup"].provides == ("order_status", "delivery_date")

@@ -1,9 +1,11 @@
+import dataclasses
+
 import pytest
 
-from app.dialogue.domain import load_domain
-from app.dialogue.policy import Decision, decide, grounded
+from app.dialogue.domain import ActionSpec, load_domain
+from app.dialogue.policy import ActionResult, Decision, decide, grounded
 from app.dialogue.state import DialogueState
-from app.dialogue.tracker import TurnAnalysis
+from app.dialogue.tracker import TurnAnalysis, record_action
 
 DOMAIN = load_domain()
 QUIET = TurnAnalysis(act=None, act_score=0.0, asked_slots=(), filled=())
@@ -40,9 +42,17 @@ def test_recall_of_an_unknown_slot_asks_for_it():
     assert decision.action == "ask_slot" and decision.requested_slot == "email"
 
 
-def test_handed_off_session_says_a_person_will_answer():
-    decision = decide(state(intent="complaint", handed_off=True), QUIET, DOMAIN)
+def test_handoff_turn_passes_on_and_later_turns_say_a_person_will_answer():
+    handing = TurnAnalysis(act="human_agent", act_score=0.9, asked_slots=(), filled=(), handed_over=True)
+    decision = decide(state(intent="human_agent", handed_off=True), handing, DOMAIN)
     assert decision.action == "handoff" and decision.draft == DOMAIN.handoff_response
+    later = decide(state(intent="complaint", handed_off=True), QUIET, DOMAIN)
+    assert later.action == "handoff" and later.draft == DOMAIN.handed_off_response
+
+
+def test_handoff_that_did_not_reach_anyone_says_so():
+    decision = decide(state(handed_off=True), QUIET, DOMAIN, result=ActionResult(ok=False))
+    assert decision.draft == DOMAIN.handoff_failed_response
 
 
 def test_details_without_an_intent_are_acknowledged():
@@ -91,3 +101,47 @@ def test_categorical_values_are_written_as_words():
     decision = decide(state(intent="technical_support", slots={"product": "coffee_maker"}), QUIET, DOMAIN)
     assert "coffee maker" in decision.draft and "coffee_maker" not in decision.draft
     assert decision.required == ("coffee maker",)
+
+
+ACTION_DOMAIN = dataclasses.replace(
+    DOMAIN,
+    intents={**DOMAIN.intents, "order_status": dataclasses.replace(
+        DOMAIN.intents["order_status"], action="order_lookup",
+        response="Order {order_id} is {order_status} and arrives {delivery_date}.")},
+    actions={"order_lookup": ActionSpec("order_lookup", "http://127.0.0.1:9/", 1.0, 1,
+                                        ("order_status", "delivery_date"))},
+)
+ASKED = state(intent="order_status", slots={"order_id": "A7Q-4412"}, turns=3)
+
+
+def test_filled_intent_with_an_action_asks_for_the_call_first():
+    decision = decide(ASKED, QUIET, ACTION_DOMAIN)
+    assert decision.action == "call_action" and decision.call == "order_lookup"
+
+
+def test_action_answer_is_stated_and_required():
+    answered = ASKED.model_copy(deep=True)
+    result = ActionResult(ok=True, slots={"order_status": "shipped", "delivery_date": "Friday"},
+                          facts={"carrier": "DHL"})
+    record_action(answered, ACTION_DOMAIN.actions["order_lookup"].provides, result.slots)
+    assert answered.slot_sources["order_status"].modality == "action"
+    decision = decide(answered, QUIET, ACTION_DOMAIN, result=result)
+    assert decision.action == "respond" and decision.call is None
+    assert decision.draft == "Order A7Q-4412 is shipped and arrives Friday. Carrier: DHL."
+    assert set(decision.required) == {"A7Q-4412", "shipped", "Friday", "DHL"}
+    assert grounded(decision.draft, decision, ACTION_DOMAIN)
+    assert not grounded("Order A7Q-4412 is shipped and arrives Friday.", decision, ACTION_DOMAIN)  # dropped DHL
+
+
+def test_backend_down_gives_the_unavailable_reply():
+    decision = decide(ASKED, QUIET, ACTION_DOMAIN, result=ActionResult(ok=False))
+    assert decision.action == "action_unavailable" and decision.draft == ACTION_DOMAIN.action_failed_response
+    assert grounded(decision.draft, decision, ACTION_DOMAIN)
+    assert not grounded("Your order has shipped.", decision, ACTION_DOMAIN)
+
+
+def test_a_failed_or_new_call_drops_what_an_earlier_one_provided():
+    answered = ASKED.model_copy(deep=True)
+    record_action(answered, ("order_status", "delivery_date"), {"order_status": "shipped", "delivery_date": "Fri"})
+    record_action(answered, ("order_status", "delivery_date"), {})
+    assert answered.slots == {"order_id": "A7Q-4412"} and set(answered.slot_sources) == set()

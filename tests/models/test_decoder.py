@@ -99,3 +99,13 @@ def test_long_history_drops_old_turns_before_the_system_message(tmp_path):
     text = decoder.tokenizer.decode(ids)
     assert "FACTS order A7Q-4412" in text and text.rstrip().endswith("assistant")
     assert len(ids) <= 1536
+
+
+def test_int8_placement_quantises_linear_layers_and_still_batches_exactly(tmp_path):
+    placement = resolve_placement("cpu", cpu_dtype="int8")
+    assert placement.describe() == "cpu/int8"
+    decoder = CausalLMDecoder.load(str(tiny_causal_lm(tmp_path / "lm")), placement=placement, offline=True)
+    assert type(decoder.model.lm_head).__module__.startswith("torch.ao.nn.quantized.dynamic")
+    short, long = decoder.prompt_ids(MESSAGES), decoder.prompt_ids(OTHER)
+    together = run(decoder, decoder.prefill([short, long]), 6)
+    assert together == [run(decoder, decoder.prefill([p]), 6)[0] for p in (short, long)]

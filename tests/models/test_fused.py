@@ -167,7 +167,9 @@ def _decoder(tmp_path):
         for p in model.parameters():
             p.normal_(0, 0.5)
     model.save_pretrained(tmp_path)
-    return FusedSeq2SeqDecoder.load(str(tmp_path), placement=resolve_placement("cpu"), image_dim=12, audio_dim=8)
+    decoder = FusedSeq2SeqDecoder.load(str(tmp_path), placement=resolve_placement("cpu"))
+    decoder.check_encoders(image_dim=12, audio_dim=8)
+    return decoder
 
 
 async def test_serving_decoder_streams_what_generate_writes(tmp_path):

@@ -1,0 +1,122 @@
+"""Reading an OpenAI chat request into turns: each user message becomes a UserTurn through the same checks and
+decoders as a native turn (app/api/turn_body.py, app/media/), assistant messages become history.
+
+Content parts: `text`, `image_url` (data: URLs; http(s) only from hosts in PARLEY_OPENAI_IMAGE_HOSTS, fetched with
+a size and time limit) and `input_audio` (base64 wav/mp3). System, developer and tool messages are not used: the
+policy and its own system prompt decide what is said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+import httpx
+
+from app.api.turn_body import build_turn
+from app.config import Settings
+from app.errors import ApiError
+from app.media.image import decode_data_url_or_base64
+from app.openai_serving import DecodedChat, PastMessage
+from app.pipeline import UserTurn
+from app.schemas_openai import AudioPart, ChatCompletionRequest, ChatMessage, ImagePart, TextPart
+
+READ_CHUNK = 64 * 1024  # bytes per read of a fetched image
+
+
+async def read_conversation(body: ChatCompletionRequest, settings: Settings, *, with_past: bool) -> DecodedChat:
+    """The request's messages, decoded; any bad message refuses the request (400/413/415/422, param names it).
+
+    Without `with_past` (a session holds the conversation) only the last message is read."""
+    if len(body.messages) > settings.history_max:  # each earlier user message costs a tracking pass
+        raise ApiError(413, "too_many_messages", f"{len(body.messages)} messages; a conversation sent here may have "
+                       f"at most {settings.history_max} (the history a session keeps)", param="messages")
+    if body.messages[-1].role != "user":
+        raise ApiError(400, "invalid_request", "the last message must be the user's: it is the one answered",
+                       param=f"messages.{len(body.messages) - 1}.role")
+    past: list[PastMessage] = []
+    for index, message in enumerate(body.messages[:-1] if with_past else []):
+        if message.role == "assistant":
+            past.append(PastMessage("assistant", _plain_text(message, index)))
+        elif message.role == "user":
+            turn = await _user_turn(message, index, settings)
+            past.append(PastMessage("user", turn.text, turn))
+    spoken = "audio" in (body.modalities or [])
+    last = await _user_turn(body.messages[-1], len(body.messages) - 1, settings, reply_audio=spoken)
+    return DecodedChat(tuple(past), last)
+
+
+async def _user_turn(message: ChatMessage, index: int, settings: Settings, *, reply_audio: bool = False) -> UserTurn:
+    param = f"messages.{index}.content"
+    try:
+        texts, images, audios = await _parts(message, settings)
+        if len(audios) > 1:
+            raise ApiError(400, "invalid_request", "a message takes one input_audio part")
+        if not (any(t.strip() for t in texts) or images or audios):
+            raise ApiError(400, "empty_turn", f"message {index} carries nothing: send text, image_url or input_audio")
+        audio = audios[0] if audios else None
+        return await asyncio.to_thread(build_turn, "\n".join(texts), images, audio, settings, reply_audio=reply_audio)
+    except ApiError as exc:
+        exc.param = exc.param or param
+        raise
+
+
+async def _parts(message: ChatMessage, settings: Settings) -> tuple[list[str], list[bytes], list[bytes]]:
+    """(texts, image bytes, audio bytes) of a message, media not yet decoded."""
+    if message.content is None or isinstance(message.content, str):
+        return [message.content or ""], [], []
+    images = [part for part in message.content if isinstance(part, ImagePart)]
+    if len(images) > settings.max_images:  # before any base64 is decoded or URL fetched
+        raise ApiError(413, "too_many_images", f"{len(images)} images; a message takes at most {settings.max_images}")
+    texts = [part.text for part in message.content if isinstance(part, TextPart)]
+    image_bytes = [await _image_bytes(part.image_url.url, settings) for part in images]
+    audio_bytes = [decode_data_url_or_base64(part.input_audio.data, max_bytes=settings.max_audio_bytes, kind="audio")
+                   for part in message.content if isinstance(part, AudioPart)]
+    return texts, image_bytes, audio_bytes
+
+
+def _plain_text(message: ChatMessage, index: int) -> str:
+    if message.content is None or isinstance(message.content, str):
+        return message.content or ""
+    if any(not isinstance(part, TextPart) for part in message.content):
+        raise ApiError(400, "invalid_request", "assistant messages carry text only", param=f"messages.{index}.content")
+    return "\n".join(part.text for part in message.content)
+
+
+async def _image_bytes(url: str, settings: Settings) -> bytes:
+    scheme = urlsplit(url.strip()).scheme.lower()
+    if scheme in ("http", "https"):
+        return await fetch_image(url.strip(), settings)
+    if scheme != "data":
+        raise ApiError(400, "invalid_image_url", "image_url.url must be a data: URL (data:image/png;base64,...)")
+    return decode_data_url_or_base64(url, max_bytes=settings.max_image_bytes)
+
+
+async def fetch_image(url: str, settings: Settings) -> bytes:
+    """GET an image from an allow-listed host: no redirects, at most max_image_bytes, within the time limit."""
+    parts = urlsplit(url)
+    allowed = settings.openai_image_host_set
+    if not allowed or not {parts.hostname or "", parts.netloc.lower()} & allowed:
+        raise ApiError(400, "remote_url_refused",
+                       "image URLs are not fetched from this host; send the image inline as a data: URL"
+                       + ("" if allowed else " (the server allows no image hosts: PARLEY_OPENAI_IMAGE_HOSTS)"))
+    limit = settings.max_image_bytes
+    try:
+        async with asyncio.timeout(settings.openai_image_timeout_s), httpx.AsyncClient() as http:
+            async with http.stream("GET", url, follow_redirects=False) as response:
+                if response.status_code != 200:
+                    raise ApiError(400, "image_fetch_failed", f"fetching the image answered {response.status_code}")
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise ApiError(413, "image_too_large", f"the image is {declared} bytes; the limit is {limit}")
+                data = bytearray()
+                async for chunk in response.aiter_bytes(READ_CHUNK):
+                    data += chunk
+                    if len(data) > limit:
+                        raise ApiError(413, "image_too_large", f"the image is over the {limit}-byte limit")
+                return bytes(data)
+    except TimeoutError as exc:
+        raise ApiError(400, "image_fetch_failed",
+                       f"fetching the image took over {settings.openai_image_timeout_s:g} s") from exc
+    except httpx.HTTPError as exc:
+        raise ApiError(400, "image_fetch_failed", f"the image could not be fetched: {type(exc).__name__}") from exc

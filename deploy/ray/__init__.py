@@ -1,0 +1,1 @@
+"""Parley on Ray Serve (optional extra `ray`): see deploy/ray/app.py."""

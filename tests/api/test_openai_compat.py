@@ -1,0 +1,77 @@
+"""The OpenAI-compatible routes in-process: errors in OpenAI's shape from every layer, the native shape elsewhere.
+The SDK-driven tests against a real server are in tests/test_openai_sdk.py."""
+
+import json
+
+import pytest
+
+from app.errors import error_response
+
+OPENAI_FIELDS = {"message", "type", "param", "code"}
+
+
+def openai_error(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == OPENAI_FIELDS and error["code"] == code and error["message"]
+    return error
+
+
+async def test_body_over_the_limit_is_413_in_openai_shape(client, api_settings):
+    big = b'{"model": "parley", "messages": [], "pad": "' + b"x" * api_settings.max_body_bytes + b'"}'
+    error = openai_error(await client.post("/v1/chat/completions", content=big,
+                                           headers={"content-type": "application/json"}), 413, "payload_too_large")
+    assert error["type"] == "invalid_request_error"
+    native = await client.post("/v1/sessions", content=big, headers={"content-type": "application/json"})
+    assert native.status_code == 413 and set(native.json()["error"]) == {"code", "message"}
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    (b"{not json", None),
+    (b'{"messages": [{"role": "user", "content": "hi"}]}', "model"),
+    (b'{"model": "parley", "messages": [{"role": "robot", "content": "hi"}]}', "messages.0.role"),
+    (b'{"model": "parley", "messages": [{"role": "user", "content": "hi"}], "stream": "maybe"}', "stream"),
+    (b'{"model": "parley", "messages": [{"role": "assistant", "content": "hi"}]}', "messages.0.role"),
+])
+async def test_malformed_requests_are_400_naming_the_field(client, body, param):
+    response = await client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+    error = openai_error(response, 400, "invalid_request")
+    assert error["type"] == "invalid_request_error" and error["param"] == param
+
+
+async def test_http_errors_on_openai_paths_are_in_openai_shape(client):
+    openai_error(await client.get("/v1/chat/completions"), 405, "method_not_allowed")
+    openai_error(await client.get("/v1/chat/nothing-here"), 404, "not_found")
+    native = await client.get("/v1/sessions/" + "e" * 32)
+    assert native.json() == {"error": {"code": "session_not_found", "message": native.json()["error"]["message"]}}
+
+
+async def test_assistant_messages_take_text_only(client):
+    messages = [{"role": "assistant", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]},
+                {"role": "user", "content": "hi"}]
+    error = openai_error(await client.post("/v1/chat/completions", json={"model": "parley", "messages": messages}),
+                         400, "invalid_request")
+    assert error["param"] == "messages.0.content" and "text only" in error["message"]
+
+
+async def test_images_other_than_data_urls_and_allowed_hosts_are_refused(client):
+    for url, code in (("ftp://example.com/a.png", "invalid_image_url"), ("http://127.0.0.1:1/a.png", "remote_url_refused"),
+                      ("//example.com/a.png", "invalid_image_url")):
+        content = [{"type": "image_url", "image_url": {"url": url}}]
+        response = await client.post("/v1/chat/completions",
+                                     json={"model": "parley", "messages": [{"role": "user", "content": content}]})
+        error = openai_error(response, 400, code)
+        assert error["param"] == "messages.0.content"
+
+
+@pytest.mark.parametrize(("status", "code", "kind"), [
+    (401, "unauthorized", "authentication_error"), (404, "session_not_found", "not_found_error"),
+    (413, "image_too_large", "invalid_request_error"), (422, "undecodable_image", "invalid_request_error"),
+    (429, "rate_limited", "rate_limit_error"), (503, "not_ready", "server_error"),
+])
+def test_openai_error_types_by_status(status, code, kind):
+    response = error_response(status, code, "why", {"Retry-After": "5"}, path="/v1/chat/completions", param="x")
+    assert response.status_code == status and response.headers["Retry-After"] == "5"
+    assert json.loads(response.body) == {"error": {"message": "why", "type": kind, "param": "x", "code": code}}
+    native = error_response(status, code, "why", path="/v1/sessions")
+    assert json.loads(native.body) == {"error": {"code": code, "message": "why"}}
