@@ -208,7 +208,8 @@ class FusedEncoder(nn.Module):
         audio_features (B, T, Da) with audio_mask (B, T). Any may be absent; a row of zeros in a mask
         means that example has none of that modality."""
         B, L = input_ids.shape
-        assert L <= self.config.max_text_positions, f"{L} context tokens; the model takes {self.config.max_text_positions}"
+        limit = self.config.max_text_positions
+        assert L <= limit, f"{L} context tokens; the model takes {limit}"
         text_mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         x = self.embed_tokens(input_ids) + self.text_positions(torch.arange(L, device=input_ids.device))  # (B, L, D)
         key_mask = text_mask[:, None, None, :] | ~text_mask.any(-1)[:, None, None, None]  # (B, 1, 1, L); no NaN rows
@@ -333,9 +334,6 @@ class FusedSeq2Seq(FusedPreTrainedModel, GenerationMixin):
         start = torch.full_like(labels[:, :1], self.config.decoder_start_token_id)
         shifted = torch.cat([start, labels[:, :-1]], dim=1)
         return shifted.masked_fill(shifted == IGNORE_INDEX, self.config.pad_token_id)
-
-    def num_parameters_trainable(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
 def memory_size(config: FusedConfig, *, text: int, image: int = 0, audio: int = 0) -> int:

@@ -37,7 +37,8 @@ def check_features(config, *, image_dim: int | None, audio_dim: int | None) -> N
         if takes and gives != takes:
             have = "no features" if gives is None else f"{gives}-d features"
             raise FeatureMismatch(
-                f"the fused checkpoint takes {takes}-d {name} features (trained with {made_by or 'an unnamed encoder'}),"
+                f"the fused checkpoint takes {takes}-d {name} features"
+                f" (trained with {made_by or 'an unnamed encoder'}),"
                 f" but the configured {name} encoder gives {have}: set {setting}={made_by or '...'} to the encoder"
                 f" it was trained with, or retrain with `parley train` on the encoders you serve")
 

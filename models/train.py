@@ -420,7 +420,7 @@ def run(args: argparse.Namespace) -> None:
     items = featurise(examples, tokenizer, config=model.config, image_featuriser=vision, speech_encoder=speech)
     val_items = featurise(val_examples, tokenizer, config=model.config, image_featuriser=vision,
                           speech_encoder=speech)
-    log.info("featurised %d + %d examples in %.1f s; %d trainable parameters", len(items), len(val_items),
+    log.info("featurised %d + %d examples in %.1f s; the model has %d parameters", len(items), len(val_items),
              time.perf_counter() - started, sum(p.numel() for p in model.parameters()))
     options = TrainOptions(**{name: getattr(args, name) for name in (
         "epochs", "batch_size", "grad_accum", "lr", "max_steps", "checkpoint_every", "seed", "only_projectors")})

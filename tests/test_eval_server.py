@@ -19,10 +19,12 @@ def test_eval_drives_a_server_and_writes_both_reports(redis_url, tmp_path):
     (media / "r.png").write_bytes(encoded(document(["ACME STORE", "Order No: A7Q-4412"])))
     (media / "q.wav").write_bytes(speech_wav("where is my order"))
     rows = [
-        {"id": "a", "context": [{"role": "user", "text": "my lamp arrived broken"}, {"role": "assistant", "text": "Sorry!"}],
+        {"id": "a", "context": [{"role": "user", "text": "my lamp arrived broken"},
+                                {"role": "assistant", "text": "Sorry!"}],
          "text": "here is the receipt", "images": ["media/r.png"], "reply": "Thanks, order A7Q-4412 is noted.",
          "intent": "damaged_item", "slots": {"order_id": "A7Q-4412", "product": "lamp"}},
-        {"id": "b", "audio": "media/q.wav", "reply": "What is your order number?", "intent": "order_status", "slots": {}},
+        {"id": "b", "audio": "media/q.wav", "reply": "What is your order number?", "intent": "order_status",
+         "slots": {}},
     ]
     data = tmp_path / "data" / "set.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")

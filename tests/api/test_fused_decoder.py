@@ -65,7 +65,8 @@ async def test_fused_decoder_streams_a_reply_from_the_image_features(api_setting
         await app.state.loading
         assert app.state.runtime.pipeline.decoder.wants_features
         red, blue = picture("red"), picture("blue")
-        expected = {c: reference_reply(checkpoint, "what colour is it?", im) for c, im in (("red", red), ("blue", blue))}
+        expected = {"red": reference_reply(checkpoint, "what colour is it?", red),
+                    "blue": reference_reply(checkpoint, "what colour is it?", blue)}
         assert expected["red"] != expected["blue"]  # this random model's reply depends on the image
         for colour, image in (("red", red), ("blue", blue)):
             session = (await client.post("/v1/sessions")).json()["id"]

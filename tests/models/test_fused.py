@@ -148,7 +148,8 @@ def test_feature_check_names_the_setting_to_change():
 
     config = FusedConfig(**(CONFIG | {"image_features": "patches", "audio_features": "default"}))
     check_features(config, image_dim=12, audio_dim=8)
-    with pytest.raises(FeatureMismatch, match="12-d image features .* gives no features: set PARLEY_VISION_BACKBONE=patches"):
+    with pytest.raises(FeatureMismatch,
+                       match="12-d image features .* gives no features: set PARLEY_VISION_BACKBONE=patches"):
         check_features(config, image_dim=None, audio_dim=8)
     with pytest.raises(FeatureMismatch, match="8-d audio features .* gives 512-d features"):
         check_features(config, image_dim=12, audio_dim=512)
@@ -177,7 +178,8 @@ async def test_serving_decoder_streams_what_generate_writes(tmp_path):
 
     decoder = _decoder(tmp_path)
     rng = np.random.default_rng(0)
-    context = ReplyContext([{"role": "system", "content": "facts"}, {"role": "user", "content": "hello how can i help"}],
+    messages = [{"role": "system", "content": "facts"}, {"role": "user", "content": "hello how can i help"}]
+    context = ReplyContext(messages,
                            image_features=(rng.normal(size=(3, 12)).astype(np.float32),) * 2,
                            audio_features=rng.normal(size=(5, 8)).astype(np.float32))
     batch = decoder.inputs(context)
@@ -187,7 +189,8 @@ async def test_serving_decoder_streams_what_generate_writes(tmp_path):
     expected = decoder.model.generate(**batch, max_new_tokens=12, do_sample=False)
     text = decoder.tokenizer.decode(expected[0, 1:], skip_special_tokens=True)
     assert "".join(pieces) == text.rstrip("\ufffd")  # a byte-level model may end inside a character
-    assert len(pieces) > 1 and stats.prompt_tokens == batch["input_ids"].shape[1] and stats.completion_tokens == expected.shape[1] - 1
+    assert len(pieces) > 1 and stats.prompt_tokens == batch["input_ids"].shape[1]
+    assert stats.completion_tokens == expected.shape[1] - 1
     # A caller that stops after the first piece stops the generation at its next token: the stream's
     # clean-up waits for the worker thread, so this returns instead of running 200 steps in the background.
     stats = GenerationStats()

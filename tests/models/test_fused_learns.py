@@ -82,8 +82,9 @@ def colour_items(tokenizer, config, *, per_colour: int, seed: int) -> list[Item]
     featuriser = PatchFeatures()
     names = [c for c in COLOURS for _ in range(per_colour)]
     features = featuriser.predict_batch([shape_image(c, rng) for c in names])
-    return [Item(input_ids=encode_context(tokenizer, COLOUR_QUESTION, config), labels=encode_reply(tokenizer, c, config),
-                 image=f, reply=c) for c, f in zip(names, features, strict=True)]
+    question = encode_context(tokenizer, COLOUR_QUESTION, config)
+    return [Item(input_ids=question, labels=encode_reply(tokenizer, c, config), image=f, reply=c)
+            for c, f in zip(names, features, strict=True)]
 
 
 def digit_items(tokenizer, config, voices: list[tuple[int, int]]) -> list[Item]:
@@ -117,7 +118,8 @@ def test_fused_model_reads_the_answer_from_image_and_audio(tokenizer, config):
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     model.eval()
     colour_acc, digit_acc = accuracy(model, colour_test, tokenizer), accuracy(model, digit_test, tokenizer)
-    colour_blind, digit_deaf = accuracy(model, zeroed(colour_test), tokenizer), accuracy(model, zeroed(digit_test), tokenizer)
+    colour_blind = accuracy(model, zeroed(colour_test), tokenizer)
+    digit_deaf = accuracy(model, zeroed(digit_test), tokenizer)
     print(f"colour {colour_acc:.2f} (zeroed {colour_blind:.2f}, chance {1 / len(COLOURS):.2f}); "
           f"digit {digit_acc:.2f} (zeroed {digit_deaf:.2f}, chance {1 / len(DIGITS):.2f})")
     assert colour_acc >= 0.8, colour_acc
