@@ -1,13 +1,15 @@
-"""`parley serve`: start the HTTP server."""
+"""`parley serve`: start the HTTP server; `parley train`: fine-tune a fused decoder; `parley eval`: score a server."""
 
 import argparse
 import os
 
 import uvicorn
 
+from app import evaluation
 from app.config import Settings
 from app.logs import logging_config
 from app.store import EmbeddedRedis
+from models import train
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,9 +22,20 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--workers", type=int, default=1, help=(
         "worker processes on one port; each loads its own models (see README for memory per replica) "
         "and they share sessions through Redis, so PARLEY_REDIS_URL must name a Redis server"))
+    train.add_arguments(commands.add_parser("train", help="fine-tune a FusedSeq2Seq on a JSONL dialogue set"))
+    evaluation.add_arguments(commands.add_parser("eval", help="score a running server on a JSONL dialogue set"))
     args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error("--workers must be >= 1")
+    if args.command == "train":
+        train.run(args)
+    elif args.command == "eval":
+        evaluation.run(args)
+    else:
+        if args.workers < 1:
+            parser.error("--workers must be >= 1")
+        _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> None:
     embedded = None
     settings = Settings()
     if args.workers > 1 and settings.redis_url is None:

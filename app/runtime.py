@@ -22,6 +22,7 @@ from app.pipeline import Encoders, TurnPipeline
 from app.schemas import ModelStatus
 from app.store import SessionStore
 from models.decoder import CausalLMDecoder, Decoder
+from models.fused_decoder import FusedSeq2SeqDecoder
 from models.registry import Placement, default_decoder, default_text_model, resolve_placement, resolve_source
 from models.remote import OpenAIDecoder
 from models.speech import load_speech_encoder
@@ -30,6 +31,8 @@ from models.tts import load_synthesizer
 from models.vision import load_vision_encoder
 
 log = logging.getLogger(__name__)
+
+FUSED = "fused:"  # PARLEY_DECODER=fused:<dir>
 
 
 class ModelLoader(NamedTuple):
@@ -62,7 +65,10 @@ def model_loaders(settings: Settings, metrics: Metrics) -> dict[str, ModelLoader
 def load_decoder(settings: Settings, placement: Placement, metrics: Metrics) -> Decoder:
     """PARLEY_DECODER: "default", a Hugging Face id or a local folder -> a local causal LM whose
     replies are decoded together across sessions; "openai:<base-url>#<model>" -> that model on an
-    OpenAI-compatible server, which batches on its own."""
+    OpenAI-compatible server, which batches on its own; "fused:<dir>" -> a FusedSeq2Seq trained with
+    `parley train`, reading the encoders' features (checked against them once they are loaded)."""
+    if settings.decoder.startswith(FUSED):
+        return FusedSeq2SeqDecoder.load(settings.decoder.removeprefix(FUSED), placement=placement)
     if settings.decoder.startswith("openai:"):
         key = settings.decoder_api_key.get_secret_value() if settings.decoder_api_key else None
         return OpenAIDecoder.from_spec(settings.decoder, api_key=key)
@@ -95,6 +101,7 @@ class Runtime:
         try:
             webhooks = _webhooks(settings, domain)  # before minutes of model loading: a config mistake fails fast
             models = {name: self._timed(name, loader) for name, loader in loaders.items()}
+            self._check_features(models["decoder"], speech=models["speech"], vision=models["vision"])
         except Exception as exc:
             self.load_error = str(exc)
             raise
@@ -124,6 +131,17 @@ class Runtime:
             await self.pipeline.decoder.aclose()
             if self.pipeline.webhooks is not None:
                 await self.pipeline.webhooks.aclose()
+
+    def _check_features(self, decoder: Decoder, *, speech: Any, vision: Any) -> None:
+        """A fused decoder must get features of the sizes it was trained on: else fail now, not per turn."""
+        if not isinstance(decoder, FusedSeq2SeqDecoder):
+            return
+        try:
+            decoder.check_encoders(image_dim=vision.feature_dim, audio_dim=speech.feature_dim)
+        except ValueError as exc:
+            self.models["decoder"].status, self.models["decoder"].error = "failed", str(exc)
+            log.error("the fused decoder does not fit the encoders: %s", exc)
+            raise
 
     def _timed(self, name: str, loader: ModelLoader) -> Any:
         status = ModelStatus(name=name, source=loader.source, device=loader.device, status="loading")

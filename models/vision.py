@@ -46,6 +46,12 @@ COLOUR_SHARE = 0.15  # a named colour covering this share of pixels is reported
 MAX_COLOURS = 3
 # Captioning / backbone
 CAPTION_MAX_TOKENS = 30
+# The built-in "patches" featuriser (no weights): a 64 x 64 thumbnail cut into an 8 x 8 grid of 8 x 8 RGB
+# patches. It carries colours and layout, not meaning; a ViT/CLIP/SigLIP backbone gives far richer features.
+PATCHES = "patches"
+PATCH_SIDE = 8  # pixels
+PATCH_GRID = 8  # patches per side -> 64 patches
+PATCH_DIM = PATCH_SIDE * PATCH_SIDE * 3  # 192 values per patch
 
 
 @dataclass(frozen=True)
@@ -87,10 +93,13 @@ def _pad_to_aspect(grey: np.ndarray) -> np.ndarray:
 
 
 class VisionEncoder:
+    feature_dim: int | None  # D of `ImageReading.features`, None without a backbone
+
     def __init__(self, ocr: Any, faces: FaceReader, *, captioner: _Captioner | None = None,
-                 backbone: _Backbone | None = None) -> None:
+                 backbone: PatchFeatures | _Backbone | None = None) -> None:
         self.ocr, self.faces, self.captioner, self.backbone = ocr, faces, captioner, backbone
         self._lock = threading.Lock()  # rapidocr and tflite keep per-call state
+        self.feature_dim = backbone.feature_dim if backbone else None
 
     def predict_batch(self, images: list[PIL.Image.Image]) -> list[ImageReading]:
         """RGB images -> one ImageReading each, same order."""
@@ -273,9 +282,25 @@ class _Captioner:
         return [t.strip() for t in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
 
 
+class PatchFeatures:
+    """Image features without weights: (P, D) = (64, 192) pixel patches scaled to [-1, 1], row by row."""
+
+    feature_dim = PATCH_DIM
+
+    def predict_batch(self, images: list[PIL.Image.Image]) -> list[np.ndarray]:
+        side = PATCH_SIDE * PATCH_GRID
+        out = []
+        for image in images:
+            pixels = np.asarray(image.convert("RGB").resize((side, side), PIL.Image.BILINEAR), np.float32)  # (64, 64, 3)
+            grid = pixels.reshape(PATCH_GRID, PATCH_SIDE, PATCH_GRID, PATCH_SIDE, 3).transpose(0, 2, 1, 3, 4)
+            out.append(grid.reshape(PATCH_GRID * PATCH_GRID, PATCH_DIM) / 127.5 - 1.0)  # (64, 192)
+        return out
+
+
 class _Backbone:
     def __init__(self, model: torch.nn.Module, processor: Any, *, placement: Placement) -> None:
         self.model, self.processor, self.placement = model, processor, placement
+        self.feature_dim = int(model.config.hidden_size)
 
     @torch.inference_mode()
     def predict_batch(self, images: list[PIL.Image.Image]) -> list[np.ndarray]:
@@ -304,6 +329,14 @@ def _load_captioner(source: str, *, placement: Placement, offline: bool) -> _Cap
     return _Captioner(model.to(placement.device).eval(), processor, tokenizer, placement=placement)
 
 
+def load_image_featuriser(name: str, *, placement: Placement, offline: bool) -> PatchFeatures | _Backbone:
+    """"patches" -> the built-in pixel-patch featuriser; else a ViT/CLIP/SigLIP HF id or folder.
+    Either has `feature_dim` and `predict_batch(images) -> list of (P, D) arrays`."""
+    if name == PATCHES:
+        return PatchFeatures()
+    return _load_backbone(resolve_source(name, default=Path(name)), placement=placement, offline=offline)
+
+
 def _load_backbone(source: str, *, placement: Placement, offline: bool) -> _Backbone:
     from transformers import AutoImageProcessor, AutoModel
 
@@ -330,14 +363,16 @@ def _load_ocr(placement: Placement) -> Any:
 
 def load_vision_encoder(*, caption_model: str | None, backbone: str | None, placement: Placement,
                         offline: bool) -> VisionEncoder:
-    """caption_model / backbone: None or "default" (none ship in any package), a HF id or a folder."""
+    """caption_model: None or "default" (none ship in any package), a HF id or a folder.
+    backbone: None / "default" (no image features), "patches" (built-in, see PatchFeatures), a HF id or a folder."""
 
     def source(name: str | None) -> str | None:
         return None if name in (None, "", DEFAULT) else resolve_source(name, default=Path(name))
 
-    caption_src, backbone_src = source(caption_model), source(backbone)
+    caption_src = source(caption_model)
+    wants_features = backbone not in (None, "", DEFAULT)
     return VisionEncoder(
         _load_ocr(placement), FaceReader.load(),
         captioner=_load_captioner(caption_src, placement=placement, offline=offline) if caption_src else None,
-        backbone=_load_backbone(backbone_src, placement=placement, offline=offline) if backbone_src else None,
+        backbone=load_image_featuriser(backbone, placement=placement, offline=offline) if wants_features else None,
     )

@@ -183,3 +183,30 @@ def tiny_wav2vec2_ctc(directory: Path, *, seed: int = 0) -> Path:
     Wav2Vec2ForCTC(config).save_pretrained(directory)
     Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(directory)
     return directory
+
+
+def tiny_tokenizer(directory: Path) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (about 300 tokens) with start, end and pad tokens, saved to `directory`."""
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=_byte_bpe(["<pad>", "<s>", "</s>"]), bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+    )
+    fast.save_pretrained(directory)
+    return fast
+
+
+def tiny_fused(directory: Path, *, image_dim: int, audio_dim: int = 512) -> Path:
+    """A FusedSeq2Seq checkpoint (d_model 32) with random weights large enough that replies vary with the
+    input; audio_dim 512 = Whisper base, the default speech encoder."""
+    from models.fused import FusedSeq2Seq
+    from models.train import new_config
+
+    tokenizer = tiny_tokenizer(directory)
+    config = new_config(tokenizer, d_model=32, n_heads=4, ffn_dim=64, text_layers=1, decoder_layers=2, dropout=0.0,
+                        image_dim=image_dim, audio_dim=audio_dim, image_features="patches", audio_features="default")
+    torch.manual_seed(0)
+    model = FusedSeq2Seq(config)
+    with torch.no_grad():  # larger random weights than the init, so greedy replies vary with the input
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+    model.save_pretrained(directory)
+    return directory

@@ -17,10 +17,12 @@ FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # Debian fonts-d
 Colour = str | tuple[int, int, int]
 
 
-def speech_wav(text: str, *, voice: str | None = "en-us", words_per_minute: int | None = 150) -> bytes:
+def speech_wav(text: str, *, voice: str | None = "en-us", words_per_minute: int | None = 150,
+               pitch: int | None = None) -> bytes:
     """WAV bytes (22.05 kHz mono 16-bit) of espeak-ng saying `text`.
 
-    `voice=None` / `words_per_minute=None` leave espeak-ng's own default (voice "en", 175 wpm)."""
+    `voice=None` / `words_per_minute=None` / `pitch=None` leave espeak-ng's own default (voice "en",
+    175 wpm, pitch 50 of 0..99)."""
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed: run `make install-test`")
     options = []
@@ -28,6 +30,8 @@ def speech_wav(text: str, *, voice: str | None = "en-us", words_per_minute: int 
         options += ["-v", voice]
     if words_per_minute:
         options += ["-s", str(words_per_minute)]
+    if pitch is not None:
+        options += ["-p", str(pitch)]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "speech.wav"
         subprocess.run(["espeak-ng", *options, "-w", str(out), text], check=True, capture_output=True, timeout=30)

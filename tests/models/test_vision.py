@@ -158,6 +158,21 @@ def test_tiny_captioner_and_backbone(tmp_path):
     assert not np.allclose(readings[0].features, readings[1].features)
 
 
+def test_patch_features_need_no_weights():
+    """backbone="patches": (64, 192) pixel patches in [-1, 1], row-major, the colour where it was drawn."""
+    encoder = load_vision_encoder(caption_model=None, backbone="patches", placement=CPU, offline=True)
+    assert encoder.feature_dim == 192
+    image = Image.new("RGB", (200, 100), "white")
+    ImageDraw.Draw(image).rectangle((0, 0, 99, 49), fill=(255, 0, 0))  # top-left quarter red
+    reading, blank = encoder.predict_batch([image, Image.new("RGB", (50, 50), "white")])
+    features = reading.features.reshape(8, 8, 8, 8, 3)  # (grid row, grid col, y, x, rgb)
+    assert reading.features.shape == (64, 192) and reading.features.min() >= -1 and reading.features.max() <= 1
+    np.testing.assert_allclose(features[1, 1, 4, 4], [1, -1, -1], atol=0.02)  # inside the red quarter
+    np.testing.assert_allclose(features[6, 6, 4, 4], [1, 1, 1], atol=0.02)  # white elsewhere
+    np.testing.assert_allclose(blank.features, 1.0, atol=0.02)
+    assert load_vision_encoder(caption_model=None, backbone=None, placement=CPU, offline=True).feature_dim is None
+
+
 def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(RuntimeError, match="cannot load vision backbone"):
         load_vision_encoder(caption_model=None, backbone=str(tmp_path / "nothing-here"), placement=CPU, offline=True)

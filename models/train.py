@@ -1,0 +1,444 @@
+"""Fine-tune a FusedSeq2Seq on a JSONL dialogue set (`parley train`).
+
+One example per line; media paths are relative to the JSONL file:
+
+    {"id": "d01-t2",
+     "context": [{"role": "user", "text": "my lamp arrived broken"}, {"role": "assistant", "text": "Sorry! ..."}],
+     "text": "here is a photo", "images": ["media/d01.png"], "audio": "media/d01-t2.wav",
+     "reply": "Thanks, I can see order A7Q-4412 ...",
+     "intent": "damaged_item", "slots": {"order_id": "A7Q-4412"}}      <- intent/slots: for `parley eval` only
+
+`text`, `images` (or `image`), `audio` are the turn being answered, each optional. The encoders run once
+over the set, frozen (Whisper states for audio via SpeechEncoder.predict_batch(with_features=True),
+its transcript joined to the typed text as the server does; image features from a ViT/CLIP backbone or
+the built-in pixel patches); the projectors and the decoder train. Checkpoints go to OUT/checkpoint
+(model, tokenizer, optimiser state), the final model to OUT itself: serve it with PARLEY_DECODER=fused:OUT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.fused import IGNORE_INDEX, FusedConfig, FusedSeq2Seq, encode_context, render_context
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint"  # OUT/checkpoint: the latest periodic checkpoint, what --resume reads
+STATE_FILE = "trainer_state.pt"
+PROJECTOR_PARTS = ("encoder.image_proj", "encoder.audio_proj", "encoder.modality", "encoder.memory_positions",
+                   "encoder.memory_start")  # what --only-projectors trains
+
+
+@dataclass(frozen=True)
+class Example:
+    """One JSONL line, media paths resolved."""
+
+    id: str
+    context: list[dict[str, str]]  # [{"role": "user"|"assistant"|"system", "content": ...}], oldest first
+    text: str
+    reply: str
+    images: tuple[Path, ...] = ()
+    audio: Path | None = None
+    intent: str | None = None
+    slots: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def modalities(self) -> list[str]:
+        present = {"text": bool(self.text), "image": bool(self.images), "audio": self.audio is not None}
+        return [name for name, here in present.items() if here]
+
+
+def read_jsonl(path: Path) -> list[Example]:
+    """Examples from a JSONL file; a bad line fails with its line number."""
+    examples = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            images = row.get("images") or ([row["image"]] if row.get("image") else [])
+            examples.append(Example(
+                id=str(row.get("id", number)),
+                context=[{"role": t["role"], "content": t["text"]} for t in row.get("context", [])],
+                text=row.get("text") or "", reply=row["reply"],
+                images=tuple(path.parent / p for p in images),
+                audio=path.parent / row["audio"] if row.get("audio") else None,
+                intent=row.get("intent"), slots=dict(row.get("slots") or {}),
+            ))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}:{number}: not a valid example ({exc!r})") from exc
+    if not examples:
+        raise ValueError(f"{path} holds no examples")
+    return examples
+
+
+@dataclass
+class Item:
+    """A featurised example: what the model trains on."""
+
+    input_ids: list[int]  # rendered context, newest tokens kept
+    labels: list[int]  # reply tokens + end token
+    image: np.ndarray | None = None  # (P, Dv), all the turn's images one after the other
+    audio: np.ndarray | None = None  # (T, Da)
+    reply: str = ""
+
+
+def featurise(examples: list[Example], tokenizer, *, config: FusedConfig, image_featuriser=None,
+              speech_encoder=None, batch_size: int = 8) -> list[Item]:
+    """Run the frozen encoders once over the set. The featurisers are models/vision.py's
+    load_image_featuriser(...) and models/speech.py's SpeechEncoder; either may be None when unused."""
+    from PIL import Image
+
+    items = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start:start + batch_size]
+        heard = {}
+        spoken = [e for e in chunk if e.audio is not None]
+        if spoken:
+            _need(speech_encoder, "audio", config.audio_dim)
+            results = speech_encoder.predict_batch([read_audio(e.audio) for e in spoken], with_features=True)
+            heard = {e.id: r for e, r in zip(spoken, results, strict=True)}
+        for e in chunk:
+            image = None
+            if e.images:
+                _need(image_featuriser, "image", config.image_dim)
+                pictures = [Image.open(p).convert("RGB") for p in e.images]
+                image = np.concatenate(image_featuriser.predict_batch(pictures)).astype(np.float32)  # (P, Dv)
+            transcript = heard[e.id].text.strip() if e.id in heard else ""
+            utterance = " ".join(part for part in (e.text, transcript) if part) or "(sent a photo)"
+            context = render_context(e.context + [{"role": "user", "content": utterance}])
+            items.append(Item(
+                input_ids=encode_context(tokenizer, context, config),
+                labels=encode_reply(tokenizer, e.reply, config),
+                image=image, audio=heard[e.id].features if e.id in heard else None, reply=e.reply,
+            ))
+    return items
+
+
+def _need(featuriser, name: str, dim: int) -> None:
+    if featuriser is None or not dim:
+        raise ValueError(f"the data has {name} but no {name} encoder (or the model's {name}_dim is 0)")
+    if featuriser.feature_dim != dim:
+        raise ValueError(f"the {name} encoder gives {featuriser.feature_dim}-d features, the model takes {dim}-d")
+
+
+def encode_reply(tokenizer, text: str, config: FusedConfig) -> list[int]:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"][: config.max_target_positions - 1]
+    return ids + [config.eos_token_id]
+
+
+def read_audio(path: Path) -> np.ndarray:
+    """An audio file -> (N,) float32 mono at 16 kHz, what the speech encoders take."""
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    from models.speech import SAMPLE_RATE
+
+    samples, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
+    mono = samples.mean(axis=1)
+    if rate != SAMPLE_RATE:
+        g = math.gcd(rate, SAMPLE_RATE)
+        mono = resample_poly(mono, SAMPLE_RATE // g, rate // g)
+    return np.clip(mono, -1, 1).astype(np.float32)
+
+
+def _pad_features(rows: list[np.ndarray | None], dim: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Per-example (N_i, D) or None -> (B, N, D) zero-padded and (B, N) mask; None if no example has any."""
+    if all(r is None for r in rows):
+        return None
+    longest = max(len(r) for r in rows if r is not None)
+    feats = torch.zeros(len(rows), longest, dim)
+    mask = torch.zeros(len(rows), longest, dtype=torch.bool)
+    for b, r in enumerate(rows):
+        if r is not None:
+            feats[b, : len(r)] = torch.from_numpy(np.asarray(r, np.float32))
+            mask[b, : len(r)] = True
+    return feats, mask
+
+
+def collate(items: list[Item], config: FusedConfig, *, with_labels: bool = True) -> dict[str, torch.Tensor]:
+    """Items -> the model's keyword arguments: input_ids/attention_mask (B, L), image_features/image_mask
+    (B, P, Dv)/(B, P), audio_features/audio_mask (B, T, Da)/(B, T), labels (B, S) padded with IGNORE_INDEX."""
+    B = len(items)
+    L = max(len(i.input_ids) for i in items)
+    input_ids = torch.full((B, L), config.pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros(B, L, dtype=torch.long)
+    for b, item in enumerate(items):
+        input_ids[b, : len(item.input_ids)] = torch.tensor(item.input_ids)
+        attention_mask[b, : len(item.input_ids)] = 1
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+    for name, rows, dim in (("image", [i.image for i in items], config.image_dim),
+                            ("audio", [i.audio for i in items], config.audio_dim)):
+        padded = _pad_features(rows, dim)
+        if padded is not None:
+            batch[f"{name}_features"], batch[f"{name}_mask"] = padded
+    if with_labels:
+        S = max(len(i.labels) for i in items)
+        labels = torch.full((B, S), IGNORE_INDEX, dtype=torch.long)
+        for b, item in enumerate(items):
+            labels[b, : len(item.labels)] = torch.tensor(item.labels)
+        batch["labels"] = labels
+    return batch
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    epochs: int = 10
+    batch_size: int = 8
+    grad_accum: int = 1  # optimiser step every this many batches
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    max_steps: int = 0  # 0 = no cap; otherwise stop after this many optimiser steps
+    checkpoint_every: int = 200  # optimiser steps; 0 = only at the end of each epoch
+    only_projectors: bool = False
+    seed: int = 0
+    eval_max_new_tokens: int = 48
+    progress: bool = True
+
+
+def trainable(model: FusedSeq2Seq, *, only_projectors: bool) -> list[torch.nn.Parameter]:
+    """Everything, or only the modality projectors, embeddings and memory start slot."""
+    for name, param in model.named_parameters():
+        param.requires_grad = not only_projectors or name.startswith(PROJECTOR_PARTS)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def train(model: FusedSeq2Seq, items: list[Item], *, options: TrainOptions, val_items: list[Item] = (),
+          tokenizer=None, out_dir: Path | None = None, resume: bool = False) -> list[dict]:
+    """Train in place; returns one dict of metrics per epoch. With `out_dir`: periodic checkpoints to
+    out_dir/checkpoint (resumable with `resume=True`) and the final model in out_dir."""
+    from tqdm.auto import tqdm
+
+    device = model.device
+    params = trainable(model, only_projectors=options.only_projectors)
+    optimiser = torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay)
+    batches_per_epoch = math.ceil(len(items) / options.batch_size)
+    total = options.epochs * math.ceil(batches_per_epoch / options.grad_accum)
+    if options.max_steps:
+        total = min(total, options.max_steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: _lr_factor(s, options.warmup_steps, total))
+    amp = device.type == "cuda"
+    amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
+    state = {"step": 0, "epoch": 0, "batch": 0, "history": []}
+    if resume and out_dir is not None and (out_dir / CHECKPOINT / STATE_FILE).exists():
+        state = _load_checkpoint(model, optimiser, schedule, scaler, out_dir / CHECKPOINT)
+        log.info("resumed from step %d (epoch %d, batch %d)", state["step"], state["epoch"] + 1, state["batch"])
+    torch.manual_seed(options.seed + state["step"])
+    done = False
+    for epoch in range(state["epoch"], options.epochs):
+        order = list(range(len(items)))
+        random.Random(options.seed + epoch).shuffle(order)  # the same order again after a resume
+        model.train()
+        bar = tqdm(range(state["batch"], batches_per_epoch), desc=f"epoch {epoch + 1}/{options.epochs}",
+                   disable=not options.progress, leave=False)
+        running = []
+        for b in bar:
+            batch = collate([items[i] for i in order[b * options.batch_size:(b + 1) * options.batch_size]],
+                            model.config)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+                loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+            scaler.scale(loss / options.grad_accum).backward()
+            running.append(loss.item())
+            if (b + 1) % options.grad_accum == 0 or b + 1 == batches_per_epoch:
+                scaler.unscale_(optimiser)
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                scaler.step(optimiser)
+                scaler.update()
+                optimiser.zero_grad(set_to_none=True)
+                schedule.step()
+                state["step"] += 1
+                bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}", step=state["step"])
+                if out_dir is not None and options.checkpoint_every and state["step"] % options.checkpoint_every == 0:
+                    _save_checkpoint(model, tokenizer, optimiser, schedule, scaler, out_dir / CHECKPOINT,
+                                     {**state, "epoch": epoch, "batch": b + 1})
+                if options.max_steps and state["step"] >= options.max_steps:
+                    done = True
+                    break
+        bar.close()
+        metrics = {"epoch": epoch + 1, "step": state["step"], "train_loss": round(float(np.mean(running)), 4)}
+        if val_items:
+            metrics |= evaluate(model, list(val_items), tokenizer=tokenizer, options=options)
+        state["history"].append(metrics)
+        log.info("epoch %d: %s", epoch + 1, json.dumps(metrics))
+        state["batch"] = 0
+        if out_dir is not None:
+            _save_checkpoint(model, tokenizer, optimiser, schedule, scaler, out_dir / CHECKPOINT,
+                             {**state, "epoch": epoch + 1, "batch": 0})
+        if done:
+            break
+    if out_dir is not None:
+        save_model(model, tokenizer, out_dir)
+        (out_dir / "metrics.json").write_text(json.dumps(state["history"], indent=1))
+    return state["history"]
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up, then cosine decay to 10%."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@torch.inference_mode()
+def evaluate(model: FusedSeq2Seq, items: list[Item], *, tokenizer, options: TrainOptions) -> dict:
+    """Validation loss; with a tokenizer also greedy replies scored by exact match and BLEU."""
+    was_training = model.training
+    model.eval()
+    losses, replies = [], []
+    for start in range(0, len(items), options.batch_size):
+        chunk = items[start:start + options.batch_size]
+        batch = {k: v.to(model.device) for k, v in collate(chunk, model.config).items()}
+        losses.append(float(model(**batch).loss) * len(chunk))
+        if tokenizer is not None:
+            replies += generate_replies(model, chunk, tokenizer, max_new_tokens=options.eval_max_new_tokens)
+    model.train(was_training)
+    metrics = {"val_loss": round(sum(losses) / len(items), 4)}
+    if tokenizer is not None:
+        import sacrebleu
+
+        references = [i.reply for i in items]
+        metrics["val_exact_match"] = round(float(np.mean([r.strip() == t.strip() for r, t in zip(
+            replies, references, strict=True)])), 4)
+        metrics["val_bleu"] = round(sacrebleu.corpus_bleu(replies, [references]).score, 2)
+    return metrics
+
+
+@torch.inference_mode()
+def generate_replies(model: FusedSeq2Seq, items: list[Item], tokenizer, *, max_new_tokens: int) -> list[str]:
+    """Greedy replies for a batch of items."""
+    batch = {k: v.to(model.device) for k, v in collate(items, model.config, with_labels=False).items()}
+    out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)  # (B, 1 + S)
+    return [t.strip() for t in tokenizer.batch_decode(out[:, 1:], skip_special_tokens=True)]
+
+
+def save_model(model: FusedSeq2Seq, tokenizer, directory: Path) -> None:
+    model.save_pretrained(directory)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
+
+
+def _save_checkpoint(model, tokenizer, optimiser, schedule, scaler, directory: Path, state: dict) -> None:
+    """Written to a side folder first and renamed, so a crash mid-save keeps the previous checkpoint."""
+    import shutil
+
+    partial = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    save_model(model, tokenizer, partial)
+    torch.save({"state": state, "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
+                "scaler": scaler.state_dict()}, partial / STATE_FILE)
+    shutil.rmtree(directory, ignore_errors=True)
+    partial.rename(directory)
+
+
+def _load_checkpoint(model, optimiser, schedule, scaler, directory: Path) -> dict:
+    from safetensors.torch import load_file
+
+    weights = load_file(str(directory / "model.safetensors"), device=str(model.device))
+    model.load_state_dict(weights, strict=False)  # tied copies are stored once
+    saved = torch.load(directory / STATE_FILE, map_location=model.device, weights_only=False)
+    optimiser.load_state_dict(saved["optimiser"])
+    schedule.load_state_dict(saved["schedule"])
+    scaler.load_state_dict(saved["scaler"])
+    return saved["state"]
+
+
+# --- `parley train` ------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", type=Path, help="training JSONL (see models/train.py for the format)")
+    parser.add_argument("--val", type=Path, help="validation JSONL (default: every 10th example of DATA)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder: serve it with fused:OUT")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    parser.add_argument("--init", help="start from this fused checkpoint instead of a new model")
+    parser.add_argument("--tokenizer", default="default",
+                        help="HF tokenizer folder or id; default: the packaged SmolLM2 tokenizer")
+    parser.add_argument("--speech-model", default="default", help="as PARLEY_SPEECH_MODEL (serve with the same)")
+    parser.add_argument("--vision-backbone", default="patches",
+                        help="'patches' (built in), a ViT/CLIP/SigLIP id or folder (serve with the same "
+                             "PARLEY_VISION_BACKBONE), or 'none'")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--text-layers", type=int, default=2)
+    parser.add_argument("--decoder-layers", type=int, default=4)
+    defaults = TrainOptions()
+    for name in ("epochs", "batch_size", "grad_accum", "lr", "max_steps", "checkpoint_every", "seed"):
+        value = getattr(defaults, name)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    parser.add_argument("--only-projectors", action="store_true", help="freeze the decoder too")
+
+
+def run(args: argparse.Namespace) -> None:
+    from transformers import AutoTokenizer
+
+    from models.registry import default_decoder, resolve_placement, resolve_source
+    from models.speech import load_speech_encoder
+    from models.vision import load_image_featuriser
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    placement = resolve_placement(args.device)
+    cache = Path.home() / ".cache" / "parley" / "models"
+    examples = read_jsonl(args.data)
+    val_examples = read_jsonl(args.val) if args.val else examples[::10]
+    if not args.val:
+        examples = [e for i, e in enumerate(examples) if i % 10] or examples
+    has_audio = any(e.audio for e in examples + val_examples)
+    has_image = any(e.images for e in examples + val_examples)
+    speech = load_speech_encoder(args.speech_model, placement=placement, offline=True, cache_dir=cache) \
+        if has_audio else None
+    vision = load_image_featuriser(args.vision_backbone, placement=placement, offline=True) \
+        if has_image and args.vision_backbone != "none" else None
+    if args.init or args.resume and (args.out / CHECKPOINT).exists():
+        source = args.init or str(args.out / CHECKPOINT)
+        model = FusedSeq2Seq.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(
+            resolve_source(args.tokenizer, default=lambda: default_decoder(cache)), local_files_only=True)
+        model = FusedSeq2Seq(new_config(tokenizer, d_model=args.d_model, n_heads=args.heads,
+                                        text_layers=args.text_layers, decoder_layers=args.decoder_layers,
+                                        image_dim=vision.feature_dim if vision else 0,
+                                        audio_dim=speech.feature_dim if speech else 0,
+                                        image_features=args.vision_backbone if vision else "",
+                                        audio_features=args.speech_model if speech else ""))
+    model.to(placement.device)
+    started = time.perf_counter()
+    items = featurise(examples, tokenizer, config=model.config, image_featuriser=vision, speech_encoder=speech)
+    val_items = featurise(val_examples, tokenizer, config=model.config, image_featuriser=vision,
+                          speech_encoder=speech)
+    log.info("featurised %d + %d examples in %.1f s; the model has %d parameters", len(items), len(val_items),
+             time.perf_counter() - started, sum(p.numel() for p in model.parameters()))
+    options = TrainOptions(**{name: getattr(args, name) for name in (
+        "epochs", "batch_size", "grad_accum", "lr", "max_steps", "checkpoint_every", "seed", "only_projectors")})
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    history = train(model, items, options=options, val_items=val_items, tokenizer=tokenizer, out_dir=args.out,
+                    resume=args.resume)
+    log.info("trained in %.1f s; final: %s; model in %s", time.perf_counter() - started,
+             json.dumps(history[-1] if history else {}), args.out)
+
+
+def new_config(tokenizer, **sizes) -> FusedConfig:
+    """A FusedConfig for `tokenizer`: its vocabulary and special tokens (pad falls back to end-of-text)."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has no end-of-sequence token")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos
+    return FusedConfig(vocab_size=len(tokenizer), pad_token_id=pad, eos_token_id=eos, bos_token_id=start,
+                       decoder_start_token_id=start, **sizes)
+
