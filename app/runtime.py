@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ from models.vision import load_vision_encoder
 log = logging.getLogger(__name__)
 
 FUSED = "fused:"  # PARLEY_DECODER=fused:<dir>
+# transformers sets torch's process-wide default dtype while it builds a model: two loads at once (two apps in
+# one process, as the replica tests run them) could build a float32 encoder's layers in the bfloat16 decoder's dtype.
+_LOADING = threading.Lock()
 
 
 class ModelLoader(NamedTuple):
@@ -149,7 +153,8 @@ class Runtime:
         log.info("loading %s model from %s on %s", name, loader.source, status.device)
         started = time.perf_counter()
         try:
-            model = loader.load()
+            with _LOADING:
+                model = loader.load()
         except Exception as exc:
             status.status, status.error = "failed", str(exc)
             log.error("loading %s model failed: %s", name, exc)
