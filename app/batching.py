@@ -87,12 +87,12 @@ class MicroBatcher(Generic[In, Out]):
             outputs = await asyncio.to_thread(self.predict_batch, [item for item, _ in pending])
             if len(outputs) != len(pending):
                 raise BatchMismatch(f"{self.name} returned {len(outputs)} outputs for {len(pending)} inputs")
+            self.on_batch(self.name, time.perf_counter() - started, len(pending))
         except Exception as exc:  # the whole batch fails together; each caller gets the error
             for _, future in pending:
                 if not future.done():
                     future.set_exception(exc)
             return
-        self.on_batch(self.name, time.perf_counter() - started, len(pending))
         for (_, future), output in zip(pending, outputs, strict=True):
             if not future.done():
                 future.set_result(output)
@@ -122,7 +122,10 @@ class _Sequence:
     finished: bool = field(default=False)
 
     def send(self, item: object) -> None:
-        self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+        try:
+            self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+        except RuntimeError:  # the caller's loop has closed (shutdown): nobody is left to tell
+            self.cancelled = True
 
 
 class ContinuousDecoder:

@@ -90,11 +90,14 @@ async def run_chat(pipeline: TurnPipeline, conversation: DecodedChat, target: Ch
             if message.turn is not None:
                 state = await pipeline.track(state, message.turn)
             history.append({"role": message.role, "text": message.text, "turn": state.turns})
+        # Folding runs no webhooks: a conversation handed over before this request was announced then,
+        # so the handoff webhook is not called again for it.
+        state.handoff_notified = state.handed_off
         result = await pipeline.respond(state, history, conversation.last)
         result.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 1)  # folding included
-    # Slot values are personal data: the log line is masked when it is created (app/redaction.py).
+    # Slot values are personal data (a product, an issue in the user's words): only their names are logged.
     log.info("chat completion: %s, action %s, intent %s, slots %s", "session turn" if target.session_id else
-             "stateless", result.action, result.state.intent, result.state.slots)
+             "stateless", result.action, result.state.intent, sorted(result.state.slots))
     return result
 
 

@@ -101,6 +101,8 @@ class OpenAIDecoder:
             raise DecoderUnavailable(f"remote decoder at {self.base_url} timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
             raise DecoderUnavailable(f"remote decoder at {self.base_url} is unreachable: {exc}") from exc
+        except httpx.HTTPError as exc:  # e.g. a body that does not decode as its Content-Encoding says
+            raise DecoderUnavailable(f"remote decoder at {self.base_url} sent an unreadable answer: {exc}") from exc
         except (json.JSONDecodeError, AttributeError, TypeError) as exc:
             raise DecoderUnavailable(f"remote decoder at {self.base_url} sent a malformed chunk: {exc}") from exc
 

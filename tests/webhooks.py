@@ -24,6 +24,7 @@ class Reply:
     json: object = None  # sent as JSON when `raw` is None
     raw: bytes | None = None
     stall_s: float = 0.0  # sleep before answering: a slow backend
+    encoding: str | None = None  # a Content-Encoding header to declare (whether or not the body is encoded so)
 
 
 @dataclass
@@ -86,6 +87,8 @@ def backend_server(secret: bytes) -> Iterator[Backend]:
             try:
                 self.send_response(reply.status)
                 self.send_header("Content-Type", "application/json")
+                if reply.encoding:
+                    self.send_header("Content-Encoding", reply.encoding)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

@@ -17,6 +17,7 @@ from app.api.turn_body import build_turn
 from app.config import Settings
 from app.errors import ApiError
 from app.media.image import decode_data_url_or_base64
+from app.media.text import clean_text
 from app.openai_serving import DecodedChat, PastMessage
 from app.pipeline import UserTurn
 from app.schemas_openai import AudioPart, ChatCompletionRequest, ChatMessage, ImagePart, TextPart
@@ -34,10 +35,11 @@ async def read_conversation(body: ChatCompletionRequest, settings: Settings, *, 
     if body.messages[-1].role != "user":
         raise ApiError(400, "invalid_request", "the last message must be the user's: it is the one answered",
                        param=f"messages.{len(body.messages) - 1}.role")
+    _check_media_budget(body.messages if with_past else body.messages[-1:], settings)
     past: list[PastMessage] = []
     for index, message in enumerate(body.messages[:-1] if with_past else []):
         if message.role == "assistant":
-            past.append(PastMessage("assistant", _plain_text(message, index)))
+            past.append(PastMessage("assistant", _plain_text(message, index, settings)))
         elif message.role == "user":
             turn = await _user_turn(message, index, settings)
             past.append(PastMessage("user", turn.text, turn))
@@ -50,8 +52,6 @@ async def _user_turn(message: ChatMessage, index: int, settings: Settings, *, re
     param = f"messages.{index}.content"
     try:
         texts, images, audios = await _parts(message, settings)
-        if len(audios) > 1:
-            raise ApiError(400, "invalid_request", "a message takes one input_audio part")
         if not (any(t.strip() for t in texts) or images or audios):
             raise ApiError(400, "empty_turn", f"message {index} carries nothing: send text, image_url or input_audio")
         audio = audios[0] if audios else None
@@ -66,8 +66,6 @@ async def _parts(message: ChatMessage, settings: Settings) -> tuple[list[str], l
     if message.content is None or isinstance(message.content, str):
         return [message.content or ""], [], []
     images = [part for part in message.content if isinstance(part, ImagePart)]
-    if len(images) > settings.max_images:  # before any base64 is decoded or URL fetched
-        raise ApiError(413, "too_many_images", f"{len(images)} images; a message takes at most {settings.max_images}")
     texts = [part.text for part in message.content if isinstance(part, TextPart)]
     image_bytes = [await _image_bytes(part.image_url.url, settings) for part in images]
     audio_bytes = [decode_data_url_or_base64(part.input_audio.data, max_bytes=settings.max_audio_bytes, kind="audio")
@@ -75,12 +73,30 @@ async def _parts(message: ChatMessage, settings: Settings) -> tuple[list[str], l
     return texts, image_bytes, audio_bytes
 
 
-def _plain_text(message: ChatMessage, index: int) -> str:
+def _check_media_budget(messages: list[ChatMessage], settings: Settings) -> None:
+    """A request is one turn: all its messages together carry at most a turn's media (checked before decoding)."""
+    parts = [part for m in messages if not (m.content is None or isinstance(m.content, str)) for part in m.content]
+    images = sum(isinstance(part, ImagePart) for part in parts)
+    clips = sum(isinstance(part, AudioPart) for part in parts)
+    if images > settings.max_images or clips > 1:
+        raise ApiError(413, "too_much_media", f"the messages carry {images} images and {clips} audio clips; a request "
+                       f"takes at most {settings.max_images} images and one clip in all. For a longer conversation "
+                       "with media, send one message per request with X-Session-Id", param="messages")
+
+
+def _plain_text(message: ChatMessage, index: int, settings: Settings) -> str:
+    param = f"messages.{index}.content"
     if message.content is None or isinstance(message.content, str):
-        return message.content or ""
-    if any(not isinstance(part, TextPart) for part in message.content):
-        raise ApiError(400, "invalid_request", "assistant messages carry text only", param=f"messages.{index}.content")
-    return "\n".join(part.text for part in message.content)
+        text = message.content or ""
+    elif any(not isinstance(part, TextPart) for part in message.content):
+        raise ApiError(400, "invalid_request", "assistant messages carry text only", param=param)
+    else:
+        text = "\n".join(part.text for part in message.content)
+    try:
+        return clean_text(text, max_chars=settings.max_text_chars)
+    except ApiError as exc:
+        exc.param = param
+        raise
 
 
 async def _image_bytes(url: str, settings: Settings) -> bytes:

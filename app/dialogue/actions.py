@@ -139,7 +139,7 @@ class WebhookClient:
             try:
                 async with asyncio.timeout(timeout_s):  # the whole attempt, however slowly bytes trickle in
                     status, raw = await _send(self._http, url, body, headers, timeout_s)
-            except (TimeoutError, httpx.TransportError) as exc:
+            except (TimeoutError, httpx.HTTPError) as exc:  # HTTPError: also bodies that fail to decode
                 reason = f"{type(exc).__name__} {exc}".strip()
             except _TooBig:
                 raise WebhookError(f"{url}: answer over {MAX_ANSWER_BYTES} bytes") from None

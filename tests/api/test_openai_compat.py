@@ -75,3 +75,33 @@ def test_openai_error_types_by_status(status, code, kind):
     assert json.loads(response.body) == {"error": {"message": "why", "type": kind, "param": "x", "code": code}}
     native = error_response(status, code, "why", path="/v1/sessions")
     assert json.loads(native.body) == {"error": {"code": code, "message": "why"}}
+
+
+def _image(url: str = "data:image/png;base64,iVBORw0KGgo=") -> dict:
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _clip() -> dict:
+    return {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+
+
+@pytest.mark.parametrize("messages", [
+    # five images over two user messages: more than one turn's worth (PARLEY_MAX_IMAGES is 4)
+    [{"role": "user", "content": [_image()] * 3}, {"role": "assistant", "content": "ok"},
+     {"role": "user", "content": [_image()] * 2}],
+    # two voice clips in one stateless request
+    [{"role": "user", "content": [_clip()]}, {"role": "assistant", "content": "ok"}, {"role": "user", "content": [_clip()]}],
+    [{"role": "user", "content": [_clip(), _clip()]}],
+])
+async def test_a_request_carries_at_most_one_turns_media_in_all(client, messages):
+    response = await client.post("/v1/chat/completions", json={"model": "parley", "messages": messages})
+    error = openai_error(response, 413, "too_much_media")
+    assert error["param"] == "messages" and "X-Session-Id" in error["message"]
+
+
+async def test_assistant_text_is_held_to_the_text_limit(client, api_settings):
+    messages = [{"role": "assistant", "content": "x" * (api_settings.max_text_chars + 1)},
+                {"role": "user", "content": "hi"}]
+    error = openai_error(await client.post("/v1/chat/completions", json={"model": "parley", "messages": messages}),
+                         413, "text_too_long")
+    assert error["param"] == "messages.0.content"

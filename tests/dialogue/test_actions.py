@@ -92,6 +92,13 @@ async def test_5xx_then_success_recovers(backend, client):
     assert result.ok and len(backend.requests("/flaky")) == 3
 
 
+async def test_a_body_that_does_not_decode_is_a_failure_not_a_crash(backend, client):
+    url = backend.script("/garbled", Reply(raw=b"not gzip at all", encoding="gzip"))
+    result = await client.call_action(action(url, retries=1), WHO, STATE, HISTORY)
+    assert not result.ok and result.slots == {}
+    assert len(backend.requests("/garbled")) == 2  # treated like a transport failure: retried, then given up
+
+
 async def test_client_errors_are_not_retried(backend, client):
     url = backend.script("/refused", Reply(400, {"error": "unknown order"}))
     result = await client.call_action(action(url), WHO, STATE, HISTORY)
