@@ -123,11 +123,11 @@ class TurnPipeline:
         timings: dict[str, float] = {}
         started = time.perf_counter()
         clock = _Stopwatch(timings)
-        if retry_key and (stored := await self._replay(tenant, session_id, retry_key)):
+        if retry_key and (stored := await self._replay(tenant, session_id, retry_key, turn)):
             return stored
         async with self.store.lock(tenant, session_id) as lock:
             # Checked again under the lock: a concurrent retry may have committed meanwhile.
-            if retry_key and (stored := await self._replay(tenant, session_id, retry_key)):
+            if retry_key and (stored := await self._replay(tenant, session_id, retry_key, turn)):
                 return stored
             clock.lap("lock")
             record = await self.store.get(tenant, session_id)
@@ -138,7 +138,9 @@ class TurnPipeline:
             clock.last = time.perf_counter()
             remembered = None
             if retry_key:
-                remembered = IdempotentReply(retry_key.key, retry_key.fingerprint, response.model_dump())
+                # Without the spoken reply (about a megabyte of WAV): a replay speaks the stored words again.
+                remembered = IdempotentReply(retry_key.key, retry_key.fingerprint,
+                                             response.model_dump(exclude={"reply_audio"}))
             await self.store.commit_turn(
                 lock, expected_turns=record.turns, state=response.state.model_dump(),
                 entries=_entries(turn, response), idempotency=remembered,
@@ -204,14 +206,19 @@ class TurnPipeline:
         clock.lap("track")
         return Understanding(state, analysis, decision, seen, heard, utterance)
 
-    async def _replay(self, tenant: str, session_id: str, retry_key: RetryKey) -> TurnResponse | None:
+    async def _replay(
+        self, tenant: str, session_id: str, retry_key: RetryKey, turn: UserTurn
+    ) -> TurnResponse | None:
         stored = await self.store.get_idempotent(tenant, session_id, retry_key.key)
         if stored is None:
             return None
         if stored.fingerprint != retry_key.fingerprint:
             raise ApiError(422, "idempotency_key_reused",
                            "this Idempotency-Key was used with a different request; use a new key for a new turn")
-        return TurnResponse.model_validate({**stored.response, "replayed": True})
+        response = TurnResponse.model_validate({**stored.response, "replayed": True})
+        if turn.reply_audio:  # the same key means the same request: it asked for the reply spoken
+            response.reply_audio = await self._speak(response.reply)
+        return response
 
     async def _act(
         self, who: Conversation, state: DialogueState, analysis: TurnAnalysis, decision: Decision, said: list[dict]
