@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from app.config import Settings
@@ -67,13 +68,25 @@ class ChatTarget:
     retry_key: RetryKey | None = None
 
 
+def decoder_name(setting: str) -> str:
+    """The decoder as clients may see it: its model name, never a server address or a local path.
+
+    "openai:http://gpu-box:8001/v1#qwen" -> "qwen"; "fused:/srv/ckpt" -> "fused:ckpt"; "/models/lm" -> "lm"."""
+    if setting.startswith("openai:"):
+        return setting.rpartition("#")[2]
+    scheme, _, rest = setting.rpartition(":") if setting.startswith("fused:") else ("", "", setting)
+    name = Path(rest).name if Path(rest).expanduser().exists() or rest.startswith(("/", ".", "~")) else rest
+    return f"{scheme}:{name}" if scheme else name
+
+
 def served_models(settings: Settings) -> ModelList:
-    return ModelList(data=[ModelCard(id=MODEL_ID, created=STARTED, parley={"decoder": settings.decoder})])
+    return ModelList(data=[ModelCard(id=MODEL_ID, created=STARTED,
+                                     parley={"decoder": decoder_name(settings.decoder)})])
 
 
 def check_model(model: str, settings: Settings) -> None:
-    """`model` must name what is served: "parley" or the configured decoder."""
-    if model not in (MODEL_ID, settings.decoder):
+    """`model` must name what is served: "parley" or the decoder's name (see decoder_name)."""
+    if model not in (MODEL_ID, decoder_name(settings.decoder)):
         raise ApiError(404, "model_not_found", f"model {model!r} is not served here; use {MODEL_ID!r} "
                        "(GET /v1/models lists the models)", param="model")
 

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from app.errors import error_response
+from app.openai_serving import decoder_name
 
 OPENAI_FIELDS = {"message", "type", "param", "code"}
 
@@ -105,3 +106,20 @@ async def test_assistant_text_is_held_to_the_text_limit(client, api_settings):
     error = openai_error(await client.post("/v1/chat/completions", json={"model": "parley", "messages": messages}),
                          413, "text_too_long")
     assert error["param"] == "messages.0.content"
+
+
+@pytest.mark.parametrize(("setting", "shown"), [
+    ("default", "default"),
+    ("HuggingFaceTB/SmolLM2-360M-Instruct", "HuggingFaceTB/SmolLM2-360M-Instruct"),
+    ("openai:http://gpu-box:8001/v1#qwen2.5", "qwen2.5"),
+    ("fused:/srv/checkpoints/run7", "fused:run7"),
+    ("/srv/models/my-lm", "my-lm"),
+])
+def test_clients_see_the_decoders_name_not_where_it_lives(setting, shown):
+    assert decoder_name(setting) == shown
+
+
+async def test_models_list_does_not_show_the_decoders_folder(client, api_settings):
+    listed = (await client.get("/v1/models")).json()
+    assert api_settings.decoder not in json.dumps(listed)  # the tiny test decoder lives in a temp folder
+    assert listed["data"][0]["parley"]["decoder"] == decoder_name(api_settings.decoder)
