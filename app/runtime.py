@@ -78,7 +78,6 @@ def load_decoder(settings: Settings, placement: Placement, metrics: Metrics) -> 
         return OpenAIDecoder.from_spec(settings.decoder, api_key=key)
     source = resolve_source(settings.decoder, default=lambda: default_decoder(settings.data_dir / "models"))
     model = CausalLMDecoder.load(source, placement=placement, offline=settings.hf_offline)
-    model.warm_up()
     return ContinuousDecoder(model, max_batch_size=settings.decoder_max_batch,
                              on_batch=metrics.observe_inference, on_depth=metrics.set_queue_depth)
 
