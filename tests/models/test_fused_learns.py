@@ -56,13 +56,7 @@ def log_mel(wav: bytes) -> np.ndarray:
     return FeatureExtractor()(clip).T.astype(np.float32)  # (T, 80)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """A model this small trains fastest on one thread (and a busy machine makes two much slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
