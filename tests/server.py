@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,6 +39,25 @@ def sync_client(redis_url: str) -> redis.Redis | redis.RedisCluster:
     if target.kind == "cluster":
         return redis.RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in target.nodes], ssl=target.ssl, **auth)
     return Sentinel(list(target.nodes)).master_for(target.service_name, db=target.db, **auth)
+
+
+def wait_until(
+    ready: Callable[[], bool], *, process: subprocess.Popen, timeout_s: float, what: str,
+    log: Path | None = None, interval_s: float = 0.05,
+) -> None:
+    """Poll `ready` until it is true; a probe that cannot connect yet counts as not ready. RuntimeError naming
+    `what` (with the tail of `log`) when `process` exits or `timeout_s` passes first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if ready():
+                return
+        except (httpx.TransportError, redis.RedisError):
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            tail = f":\n{log.read_text()[-2000:]}" if log is not None and log.exists() else ""
+            raise RuntimeError(f"{what} did not come up (exit code {process.poll()}, waited up to {timeout_s} s){tail}")
+        time.sleep(interval_s)
 
 
 def delete_prefix(redis_url: str, prefix: str) -> None:
@@ -153,18 +172,13 @@ class RedisProcess:
                    "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "no",
                    "--logfile", str(self.directory / "redis.log"), *self.extra_args]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
-            try:
-                with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5) as c:
-                    if c.ping():
-                        return
-            except redis.RedisError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(f"redis-server on port {self.port} not up after {timeout_s} s")
+
+        def answers() -> bool:
+            with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5) as c:
+                return bool(c.ping())
+
+        wait_until(answers, process=self.process, timeout_s=timeout_s, what=f"redis-server on port {self.port}",
+                   log=self.directory / "redis.log")
 
     def pause(self) -> None:
         self.process.send_signal(signal.SIGSTOP)
@@ -225,17 +239,12 @@ def redis_sentinel(directory: Path, service: str = "parley-master", timeout_s: f
         master.start()
         sentinel = subprocess.Popen(["redis-server", str(config), "--sentinel"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                with redis.Redis(port=sentinel_port, socket_timeout=0.5, decode_responses=True) as client:
-                    if client.sentinel_get_master_addr_by_name(service):
-                        break
-            except redis.RedisError:
-                pass
-            if sentinel.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"sentinel on port {sentinel_port} did not come up")
-            time.sleep(0.05)
+
+        def names_the_master() -> bool:
+            with redis.Redis(port=sentinel_port, socket_timeout=0.5, decode_responses=True) as client:
+                return bool(client.sentinel_get_master_addr_by_name(service))
+
+        wait_until(names_the_master, process=sentinel, timeout_s=timeout_s, what=f"sentinel on port {sentinel_port}")
         yield f"redis+sentinel://127.0.0.1:{sentinel_port}/{service}/0"
     finally:
         if sentinel is not None:

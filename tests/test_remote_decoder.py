@@ -5,7 +5,6 @@ the context Parley sent, and a remote that is down fails the turn with 503 and c
 import json
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from models.decoder import GenerationStats, ReplyContext
 from models.remote import DecoderUnavailable, OpenAIDecoder, parse_spec
 from tests.api.inprocess import in_process_client
 from tests.factories import tiny_causal_lm
-from tests.server import free_port, unique_prefix
+from tests.server import free_port, unique_prefix, wait_until
 
 MODEL = "tiny-chat"
 MESSAGES = [{"role": "system", "content": "You help customers."}, {"role": "user", "content": "my lamp broke"}]
@@ -33,17 +32,12 @@ class ChatServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.openai_server", "--model", str(model_dir), "--name", MODEL,
              "--port", str(self.port), "--log", str(self.log)], stdout=self.output, stderr=self.output)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{self.base}/models", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"test chat server did not start: {(log_dir / 'server.out').read_text()[-2000:]}")
-            time.sleep(0.2)
+        try:
+            wait_until(lambda: httpx.get(f"{self.base}/models", timeout=2).status_code == 200, process=self.process,
+                       timeout_s=120, what="test chat server", log=log_dir / "server.out", interval_s=0.2)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def requests(self) -> list[dict]:
         return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []

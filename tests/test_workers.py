@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.factories import tiny_causal_lm
-from tests.server import free_port, parley_test_server
+from tests.server import free_port, parley_test_server, wait_until
 
 CLIENTS = 4
 TURNS_PER_CLIENT = 3
@@ -97,16 +97,8 @@ def balancer(server, tmp_path_factory):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{base}/lb-healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"nginx did not start: {(directory / 'error.log').read_text()[-2000:]}")
-            time.sleep(0.1)
+        wait_until(lambda: httpx.get(f"{base}/lb-healthz", timeout=2).status_code == 200, process=process,
+                   timeout_s=20, what="nginx", log=directory / "error.log", interval_s=0.1)
         yield base
     finally:
         process.terminate()

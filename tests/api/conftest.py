@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from tests.factories import tiny_causal_lm
-from tests.api.inprocess import in_process_app
+from tests.api.inprocess import asgi_client, in_process_app
 from tests.server import unique_prefix
 
 
@@ -39,7 +39,7 @@ async def app(api_settings: Settings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://parley") as http:
+    async with asgi_client(app) as http:
         yield http
 
 

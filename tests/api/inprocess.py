@@ -27,6 +27,10 @@ async def in_process_app(settings: Settings) -> AsyncIterator[FastAPI]:
 @asynccontextmanager
 async def in_process_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client of an in-process app on `settings` (see in_process_app)."""
-    async with in_process_app(settings) as application:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://parley") as client:
-            yield client
+    async with in_process_app(settings) as application, asgi_client(application) as client:
+        yield client
+
+
+def asgi_client(application: FastAPI) -> httpx.AsyncClient:
+    """An HTTP client that talks to `application` in-process (no sockets); use it with `async with`."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://parley")

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.dialogue.domain import DEFAULT_DOMAIN_PATH, load_domain
 from app.runtime import _webhooks
-from tests.api.inprocess import in_process_app
+from tests.api.inprocess import asgi_client, in_process_app
 from tests.server import unique_prefix
 from tests.webhooks import Backend, Reply, backend_server
 
@@ -54,7 +54,7 @@ async def actions_app(api_settings: Settings, backend: Backend, tmp_path_factory
 
 @pytest.fixture
 async def http(actions_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=actions_app), base_url="http://parley") as client:
+    async with asgi_client(actions_app) as client:
         yield client
 
 

@@ -18,6 +18,7 @@ from app.config import Settings
 from app.main import create_app
 from models.fused import FusedSeq2Seq, encode_context
 from models.vision import PatchFeatures
+from tests.api.inprocess import asgi_client
 from tests.factories import tiny_fused
 from tests.samples import encoded, speech_wav
 from tests.server import delete_prefix, unique_prefix
@@ -51,8 +52,7 @@ async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.Asyn
     settings = settings.model_copy(update={"redis_prefix": unique_prefix()})
     app = create_app(settings)
     try:
-        async with LifespanManager(app, startup_timeout=120), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://parley") as client:
+        async with LifespanManager(app, startup_timeout=120), asgi_client(app) as client:
             yield app, client
     finally:
         delete_prefix(settings.redis_url, settings.redis_prefix)

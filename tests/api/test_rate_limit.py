@@ -10,6 +10,7 @@ from pydantic import SecretStr
 from app.main import create_app
 from app.ratelimit import RateLimiter
 from app.store import StoreUnavailable, connect
+from tests.api.inprocess import asgi_client
 from tests.server import delete_prefix, unique_prefix
 
 KEYS = {"a": "rl-key-a-55d1", "b": "rl-key-b-0e9a", "c": "rl-key-c-b7f3", "d": "rl-key-d-18c4", "e": "rl-key-e-6a02"}
@@ -32,7 +33,7 @@ async def replicas(api_settings) -> AsyncIterator[tuple[httpx.AsyncClient, httpx
         async with LifespanManager(apps[0], startup_timeout=120), LifespanManager(apps[1], startup_timeout=120):
             for app in apps:
                 await app.state.loading
-            clients = [httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://parley") for app in apps]
+            clients = [asgi_client(app) for app in apps]
             async with clients[0], clients[1]:
                 yield clients[0], clients[1]
     finally:

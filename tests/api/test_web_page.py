@@ -7,6 +7,7 @@ import pytest
 
 from app.config import Settings
 from app.main import create_app
+from tests.api.inprocess import asgi_client
 
 
 @pytest.fixture(params=["open", "keys"])
@@ -14,7 +15,7 @@ async def page_client(request: pytest.FixtureRequest, redis_url: str, tmp_path) 
     """The app without its lifespan: the page needs neither models nor Redis."""
     keys = "page-key:acme" if request.param == "keys" else None
     app = create_app(Settings(redis_url=redis_url, data_dir=tmp_path, api_keys=keys))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://parley") as http:
+    async with asgi_client(app) as http:
         yield http
 
 
