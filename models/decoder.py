@@ -21,6 +21,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from models.hf_cache import CACHE
 from models.registry import Placement, load_pretrained
 
 Messages = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": "..."}]
@@ -171,19 +172,19 @@ class CausalLMDecoder:
         ids = torch.tensor([[self.pad_id] * (length - len(p)) + p for p in prompts], device=device)  # (B, T)
         mask = torch.tensor([[0] * (length - len(p)) + [1] * len(p) for p in prompts], device=device)  # (B, T)
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): padding sits at position 0, masked out
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids, past_key_values=_cache(),
-                         use_cache=True, logits_to_keep=1)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=True,
+                         logits_to_keep=1, **{CACHE: _cache()})
         next_ids = out.logits[:, -1].argmax(-1)  # (B,)
         positions = torch.tensor([len(p) for p in prompts], device=device)  # (B,)
-        return DecodeBatch(out.past_key_values, mask, positions, next_ids)
+        return DecodeBatch(getattr(out, CACHE), mask, positions, next_ids)
 
     @torch.inference_mode()
     def step(self, batch: DecodeBatch) -> DecodeBatch:
         """Feed each row's newest token; the result's next_ids are the tokens after it."""
         mask = torch.cat([batch.mask, batch.mask.new_ones(batch.size, 1)], dim=1)  # (B, L + 1)
         out = self.model(input_ids=batch.next_ids[:, None], attention_mask=mask, position_ids=batch.positions[:, None],
-                         past_key_values=batch.cache, use_cache=True)
-        return DecodeBatch(out.past_key_values, mask, batch.positions + 1, out.logits[:, -1].argmax(-1))
+                         use_cache=True, **{CACHE: batch.cache})
+        return DecodeBatch(getattr(out, CACHE), mask, batch.positions + 1, out.logits[:, -1].argmax(-1))
 
     @staticmethod
     def merge(first: DecodeBatch, second: DecodeBatch) -> DecodeBatch:

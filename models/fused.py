@@ -29,6 +29,8 @@ from transformers import AutoConfig, AutoModelForSeq2SeqLM, GenerationMixin, Pre
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import ModelOutput, Seq2SeqLMOutput
 
+from models.hf_cache import CACHE
+
 TEXT, IMAGE, AUDIO = 0, 1, 2  # rows of the modality-type embedding
 IGNORE_INDEX = -100  # labels at padding; what cross_entropy skips
 
@@ -303,13 +305,16 @@ class FusedSeq2Seq(FusedPreTrainedModel, GenerationMixin):
         audio_mask: torch.Tensor | None = None,
         decoder_input_ids: torch.Tensor | None = None,
         encoder_outputs: FusedEncoderOutput | None = None,
+        cache: Cache | None = None,
         past_key_values: Cache | None = None,
         labels: torch.Tensor | None = None,
         use_cache: bool | None = None,
         **kwargs,  # generate()'s bookkeeping (cache_position, return_dict, ...); nothing here needs it
     ) -> Seq2SeqLMOutput:
         """Encoder inputs as in FusedEncoder.forward (or a ready `encoder_outputs`); decoder_input_ids (B, S);
-        labels (B, S) with IGNORE_INDEX at padding -> logits (B, S, V) and the mean token cross-entropy."""
+        labels (B, S) with IGNORE_INDEX at padding -> logits (B, S, V) and the mean token cross-entropy.
+        generate() passes the KV cache as `cache` (transformers >= 5.24) or `past_key_values` (before)."""
+        past = cache if cache is not None else past_key_values
         if encoder_outputs is None:
             encoder_outputs = self.encoder(input_ids, attention_mask, image_features=image_features,
                                            image_mask=image_mask, audio_features=audio_features, audio_mask=audio_mask)
@@ -317,17 +322,17 @@ class FusedSeq2Seq(FusedPreTrainedModel, GenerationMixin):
             if labels is None:
                 raise ValueError("give decoder_input_ids or labels")
             decoder_input_ids = self.shift_right(labels)
-        if use_cache and past_key_values is None:
-            past_key_values = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
-        cache = past_key_values if use_cache else None
+        if use_cache and past is None:
+            past = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+        cache = past if use_cache else None
         hidden = self.decoder(decoder_input_ids, encoder_outputs.last_hidden_state, encoder_outputs.attention_mask,
                               cache=cache)  # (B, S, D)
         logits = self.lm_head(hidden)  # (B, S, V)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
-        return Seq2SeqLMOutput(loss=loss, logits=logits, past_key_values=cache,
-                               encoder_last_hidden_state=encoder_outputs.last_hidden_state)
+        return Seq2SeqLMOutput(loss=loss, logits=logits, encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+                               **{CACHE: cache})
 
     def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
         """(B, S) labels -> (B, S) decoder inputs: the start token, then the labels but the last."""

@@ -21,6 +21,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from models.hf_cache import CACHE
+
 
 class Generator:
     def __init__(self, directory: str) -> None:
@@ -37,8 +39,8 @@ class Generator:
         past, generated, emitted = None, [], ""
         self.last_tokens = 0
         for _ in range(max_tokens):
-            out = self.model(input_ids=ids, past_key_values=past, use_cache=True)
-            past, next_id = out.past_key_values, int(out.logits[0, -1].argmax())
+            out = self.model(input_ids=ids, use_cache=True, **{CACHE: past})
+            past, next_id = getattr(out, CACHE), int(out.logits[0, -1].argmax())
             if next_id == self.tokenizer.eos_token_id:
                 break
             generated.append(next_id)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, TextIteratorStreamer
 
+from models.hf_cache import CACHE
 from models.fused import FusedConfig, FusedSeq2Seq, memory_size, pool_time, render_context
 from models.train import Item, collate, new_config, read_jsonl
 from tests.factories import tiny_tokenizer
@@ -80,6 +81,30 @@ def test_generate_with_cache_equals_without():
     cached, plain = model.generate(**kw, use_cache=True), model.generate(**kw, use_cache=False)
     assert cached.shape == (3, 13) and len(set(cached[0, 1:].tolist())) > 1  # not a constant reply
     assert torch.equal(cached, plain)
+
+
+def test_fresh_weights_vary_and_different_inputs_give_different_logits():
+    """The library's own init (no re-drawing as in tiny()): nothing constant, and the input matters."""
+    torch.manual_seed(0)
+    model = FusedSeq2Seq(FusedConfig(**CONFIG)).eval()
+    for name, p in model.named_parameters():
+        if p.dim() == 2 and name != "encoder.memory_start":
+            assert p.std() > 0.01, f"{name} was left constant by the init"
+    start = torch.tensor([[1]] * 3)
+    first, second = model(**inputs(0), decoder_input_ids=start).logits, model(**inputs(1), decoder_input_ids=start).logits
+    assert not torch.allclose(first, second)
+
+
+def test_a_cached_step_equals_the_full_forward():
+    """The cache goes in under the name this transformers' generate() uses, and is the one the step reads."""
+    model, batch = tiny(3), inputs(3)
+    full = model(**batch, decoder_input_ids=torch.tensor([[1, 5, 9]] * 3)).logits[:, -1]
+    encoder_outputs = model.get_encoder()(**batch)
+    first = model(encoder_outputs=encoder_outputs, decoder_input_ids=torch.tensor([[1, 5]] * 3), use_cache=True)
+    step = model(encoder_outputs=encoder_outputs, decoder_input_ids=torch.tensor([[9]] * 3), use_cache=True,
+                 **{CACHE: getattr(first, CACHE)})
+    assert getattr(first, CACHE).get_seq_length() == 3
+    assert torch.allclose(step.logits[:, -1], full, atol=1e-5)
 
 
 def test_save_load_round_trip_through_auto_classes(tmp_path):
