@@ -9,7 +9,7 @@ ENV PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu \
     PYTHONUNBUFFERED=1
 
 WORKDIR /srv/parley
-COPY pyproject.toml Makefile README.md ./
+COPY pyproject.toml requirements.lock Makefile README.md ./
 COPY app app
 COPY models models
 RUN make install PYTHON=python3 VENV=/opt/venv

