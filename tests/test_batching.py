@@ -1,4 +1,5 @@
 import asyncio
+import threading
 
 import pytest
 
@@ -102,8 +103,20 @@ async def collect(decoder: ContinuousDecoder, messages, max_new_tokens: int, sta
 
 
 async def test_sequences_join_a_running_batch_and_each_reply_is_what_it_would_be_alone(tiny_lm):
-    seen = Recorder()
-    decoder = ContinuousDecoder(tiny_lm, max_batch_size=8, on_batch=seen)
+    seen, others_waiting = Recorder(), threading.Event()
+
+    def hold_after_first_step(model: str, seconds: float, size: int) -> None:
+        # The decoder thread waits after the first reply's first step until the other three are queued, so
+        # they join a running batch however fast or loaded the machine is.
+        seen(model, seconds, size)
+        if len(seen.batches) == 1:
+            assert others_waiting.wait(30), "the other sequences never arrived"
+
+    def on_depth(model: str, depth: int) -> None:
+        if depth == len(CONVERSATIONS) - 1:
+            others_waiting.set()
+
+    decoder = ContinuousDecoder(tiny_lm, max_batch_size=8, on_batch=hold_after_first_step, on_depth=on_depth)
     try:
         first = decoder.stream(ReplyContext(CONVERSATIONS[0]), max_new_tokens=60)
         started = await anext(first)  # the first reply is being decoded when the others arrive
