@@ -19,6 +19,7 @@ from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
 from app.logs import install_request_ids, logging_config
 from app.metrics import Metrics
+from app.observability.tracing import TraceRequests, tracing_from_settings
 from app.observe import RequestObserver
 from app.ratelimit import RateLimiter
 from app.redaction import install_redaction
@@ -54,6 +55,9 @@ def create_app(settings: Settings | None = None, *, model_overrides: dict[str, M
     app.state.metrics = Metrics()
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(WorkerHeader)
+    app.state.tracing = tracing_from_settings(settings.tracing, version=app.version)
+    if app.state.tracing.enabled:  # off: no middleware, and every span in the code is a no-op span
+        app.add_middleware(TraceRequests, tracer=app.state.tracing.tracer)
     app.add_middleware(RequestObserver, metrics=app.state.metrics)  # added last: outermost, sees every answer
     install_error_handlers(app)
     # Authentication and rate limits run before a body is parsed or a model is asked for.
@@ -101,6 +105,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.close()
         if embedded is not None:
             embedded.close()
+        app.state.tracing.shutdown()
 
 
 def _configure_logging(settings: Settings) -> None:
