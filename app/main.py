@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from app.api import openai_compat, ops, sessions, turns, web
+from app.api import openai_compat, ops, sessions, transcriptions, turns, web
 from app.api.deps import get_tenant
 from app.api.errors_doc import errors
 from app.auth import auth_from_settings, open_mode_warning
@@ -38,7 +38,7 @@ server-sent events: `token` events, then one `done` event with the full response
 when the model's wording dropped or invented a fact, a `replace` event with the
 policy's wording comes before `done` (show it instead of the streamed tokens).
 Every error has the shape `{"error": {"code": "...", "message": "..."}}`, except on the OpenAI-compatible
-routes (`/v1/chat/completions`, `/v1/models`), which answer in OpenAI's shape
+routes (`/v1/chat/completions`, `/v1/models`, `/v1/audio/transcriptions`), which answer in OpenAI's shape
 `{"error": {"message": "...", "type": "...", "param": ..., "code": "..."}}` so that OpenAI clients understand them.
 """
 
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, *, model_overrides: dict[str, M
     for router in (sessions.router, turns.router):
         app.include_router(router, dependencies=[Depends(get_tenant)], responses=errors(401, 422, 429))
     app.include_router(openai_compat.router, dependencies=[Depends(get_tenant)])
+    app.include_router(transcriptions.router, dependencies=[Depends(get_tenant)])
     app.include_router(ops.router)
     app.include_router(web.router)  # the chat page: no key needed to load it, its API calls send one
     app.mount("/static", web.static_files(), name="static")
