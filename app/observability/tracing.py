@@ -7,13 +7,13 @@ A request's W3C `traceparent` header continues the caller's trace, and webhook c
 
 Each app has a tracer provider of its own (two apps in one process, as tests run them, trace apart): the
 request middleware puts the app's tracer in a context variable, and `span` opens spans with it. Where
-tracing is off there is no middleware, the variable keeps the API's no-op tracer, and a span costs a
-no-op span.
+tracing is off there is no middleware, the variable keeps the API's no-op tracer, and a span is a null
+context.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal
@@ -36,6 +36,9 @@ OTLP_MISSING = ("PARLEY_TRACING=otlp needs the OTLP exporter, which is not insta
 
 _W3C = TraceContextTextMapPropagator()  # traceparent/tracestate, whatever OTEL_PROPAGATORS says
 _NO_TRACING = trace.NoOpTracer()
+# What `span` gives where nothing traces: 0.6 us a span here, against 9 us for a no-op tracer's span (which still
+# makes the no-op span current).
+_NO_SPAN = nullcontext(trace.INVALID_SPAN)
 _current_tracer: ContextVar[Tracer] = ContextVar("parley_tracer", default=_NO_TRACING)  # noqa: B039 - stateless
 
 
@@ -83,7 +86,10 @@ def span(name: str, **attributes: AttributeValue) -> AbstractContextManager[Span
     """A span around a block, child of the current one, current inside the block (also in threads started
     with asyncio.to_thread and tasks created inside it: both copy the context). An exception leaving the
     block is recorded on the span and marks it as an error."""
-    return _current_tracer.get().start_as_current_span(name, attributes=attributes or None)
+    tracer = _current_tracer.get()
+    if tracer is _NO_TRACING:
+        return _NO_SPAN
+    return tracer.start_as_current_span(name, attributes=attributes or None)
 
 
 def trace_headers() -> dict[str, str]:
