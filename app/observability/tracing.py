@@ -13,6 +13,7 @@ context.
 
 from __future__ import annotations
 
+import importlib
 from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -62,10 +63,9 @@ class Tracing:
 def otlp_exporter_class() -> type[SpanExporter]:
     """The OTLP/HTTP span exporter class; ValueError naming the extra to install when it is missing."""
     try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        return importlib.import_module(OTLP_MODULE).OTLPSpanExporter
     except ImportError as exc:
         raise ValueError(OTLP_MISSING) from exc
-    return OTLPSpanExporter
 
 
 def tracing_from_settings(mode: TracingMode, *, version: str) -> Tracing:

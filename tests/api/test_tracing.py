@@ -136,6 +136,16 @@ async def test_voice_turn_span_tree(http, exporter):
     assert children(spans, "perceive") == ["encode.speech"]
 
 
+async def test_transcription_span_tree(http, exporter):
+    header, trace_id, _ = traceparent()
+    response = await http.post("/v1/audio/transcriptions", headers={"traceparent": header},
+                               files={"file": ("q.wav", speech_wav("hello"), "audio/wav")})
+    assert response.status_code == 200, response.text
+    assert tree(spans_of(exporter, trace_id)) == {"POST /v1/audio/transcriptions": None,
+                                                  "media.decode": "POST /v1/audio/transcriptions",
+                                                  "encode.speech": "POST /v1/audio/transcriptions"}
+
+
 async def test_the_callers_traceparent_is_continued(http, exporter):
     header, trace_id, caller_span = traceparent()
     response = await http.post("/v1/sessions", headers={"traceparent": header})
