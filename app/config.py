@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.auth import load_api_keys
+from app.observability.tracing import TracingMode, otlp_exporter_class
 from app.redis_url import parse_redis_url
 from models.remote import parse_spec
 
@@ -84,6 +85,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = Field("json", description="json: one JSON object per line")
 
+    # OpenTelemetry traces (app/observability/tracing.py); otlp sends to OTEL_EXPORTER_OTLP_ENDPOINT.
+    tracing: TracingMode = Field("off", description="off, console (spans on stdout) or otlp (needs the otlp extra)")
+
     @property
     def openai_image_host_set(self) -> frozenset[str]:
         return frozenset(host.strip().lower() for host in self.openai_image_hosts.split(",") if host.strip())
@@ -107,6 +111,13 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("PARLEY_HANDOFF_URL must be an http:// or https:// URL")
+        return value
+
+    @field_validator("tracing")
+    @classmethod
+    def _otlp_exporter_installed(cls, value: TracingMode) -> TracingMode:
+        if value == "otlp":
+            otlp_exporter_class()  # fail at start-up, naming the extra, rather than at the first span
         return value
 
     @field_validator("redis_url")

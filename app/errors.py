@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 BODY_PARSE_ERROR = "There was an error parsing the body"  # fastapi.routing's HTTPException(400) detail
 RETRY_AFTER_S = 2  # Redis outages seen in practice are restarts or failovers of a few seconds
-OPENAI_PATHS = ("/v1/chat/", "/v1/models")  # answered in OpenAI's error shape
+OPENAI_PATHS = ("/v1/chat/", "/v1/models", "/v1/audio/")  # answered in OpenAI's error shape
 # OpenAI's error `type` by status; anything else 4xx is an invalid request.
 OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
                 429: "rate_limit_error"}

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from app.api import openai_compat, ops, sessions, turns, web
+from app.api import openai_compat, ops, sessions, transcriptions, turns, web
 from app.api.deps import get_tenant
 from app.api.errors_doc import errors
 from app.auth import auth_from_settings, open_mode_warning
@@ -19,6 +19,7 @@ from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
 from app.logs import install_request_ids, logging_config
 from app.metrics import Metrics
+from app.observability.tracing import TraceRequests, tracing_from_settings
 from app.observe import RequestObserver
 from app.ratelimit import RateLimiter
 from app.redaction import install_redaction
@@ -37,7 +38,7 @@ server-sent events: `token` events, then one `done` event with the full response
 when the model's wording dropped or invented a fact, a `replace` event with the
 policy's wording comes before `done` (show it instead of the streamed tokens).
 Every error has the shape `{"error": {"code": "...", "message": "..."}}`, except on the OpenAI-compatible
-routes (`/v1/chat/completions`, `/v1/models`), which answer in OpenAI's shape
+routes (`/v1/chat/completions`, `/v1/models`, `/v1/audio/transcriptions`), which answer in OpenAI's shape
 `{"error": {"message": "...", "type": "...", "param": ..., "code": "..."}}` so that OpenAI clients understand them.
 """
 
@@ -54,12 +55,16 @@ def create_app(settings: Settings | None = None, *, model_overrides: dict[str, M
     app.state.metrics = Metrics()
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(WorkerHeader)
+    app.state.tracing = tracing_from_settings(settings.tracing, version=app.version)
+    if app.state.tracing.enabled:  # off: no middleware, and every span in the code is a no-op span
+        app.add_middleware(TraceRequests, tracer=app.state.tracing.tracer)
     app.add_middleware(RequestObserver, metrics=app.state.metrics)  # added last: outermost, sees every answer
     install_error_handlers(app)
     # Authentication and rate limits run before a body is parsed or a model is asked for.
     for router in (sessions.router, turns.router):
         app.include_router(router, dependencies=[Depends(get_tenant)], responses=errors(401, 422, 429))
     app.include_router(openai_compat.router, dependencies=[Depends(get_tenant)])
+    app.include_router(transcriptions.router, dependencies=[Depends(get_tenant)])
     app.include_router(ops.router)
     app.include_router(web.router)  # the chat page: no key needed to load it, its API calls send one
     app.mount("/static", web.static_files(), name="static")
@@ -101,6 +106,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.close()
         if embedded is not None:
             embedded.close()
+        app.state.tracing.shutdown()
 
 
 def _configure_logging(settings: Settings) -> None:

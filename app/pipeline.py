@@ -6,10 +6,14 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
+from opentelemetry import trace
+from opentelemetry.trace import Span
 from PIL.Image import Image
 
 from app.dialogue.actions import Conversation, WebhookClient
@@ -19,6 +23,7 @@ from app.dialogue.state import DialogueState, EvidenceNote
 from app.dialogue.tracker import DialogueTracker, Evidence, TurnAnalysis, TurnInput, record_action
 from app.errors import ApiError
 from app.batching import MicroBatcher
+from app.observability.tracing import span
 from app.schemas import ImageReading, ReplyAudio, TurnResponse, Usage
 from app.store import IdempotentReply, SessionRecord, SessionStore, utc_now
 from models.decoder import Decoder, GenerationStats, Messages, ReplyContext
@@ -34,6 +39,7 @@ SYSTEM_PROMPT = (
 )
 
 TokenSink = Callable[[str], None]
+T = TypeVar("T")
 NO_SESSION = Conversation()  # a stateless request: webhooks get no session id
 log = logging.getLogger(__name__)
 
@@ -117,33 +123,32 @@ class TurnPipeline:
         With a retry key, a turn already committed under that key is answered from the store
         instead of being run again.
         """
-        timings: dict[str, float] = {}
-        started = time.perf_counter()
-        clock = _Stopwatch(timings)
-        if retry_key and (stored := await self._replay(tenant, session_id, retry_key, turn)):
-            return stored
-        async with self.store.lock(tenant, session_id) as lock:
-            # Checked again under the lock: a concurrent retry may have committed meanwhile.
+        steps = _Steps()
+        with span("turn", **{"parley.session_id": session_id, "parley.tenant": tenant}):
             if retry_key and (stored := await self._replay(tenant, session_id, retry_key, turn)):
                 return stored
-            clock.lap("lock")
-            record = await self.store.get(tenant, session_id)
-            clock.lap("load")
-            response = await self.respond(DialogueState.model_validate(record.state), record.history, turn,
-                                          on_token=on_token, conversation=Conversation(session_id, tenant))
-            timings.update(response.timings_ms)
-            clock.last = time.perf_counter()
-            remembered = None
-            if retry_key:
-                # Without the spoken reply (about a megabyte of WAV): a replay speaks the stored words again.
-                remembered = IdempotentReply(retry_key.key, retry_key.fingerprint,
-                                             response.model_dump(exclude={"reply_audio"}))
-            await self.store.commit_turn(
-                lock, expected_turns=record.turns, state=response.state.model_dump(),
-                entries=_entries(turn, response), idempotency=remembered,
-            )
-            clock.lap("commit")
-        response.timings_ms = {**timings, "total": round((time.perf_counter() - started) * 1000, 1)}
+            async with AsyncExitStack() as held:
+                with steps.step("lock"):
+                    lock = await held.enter_async_context(self.store.lock(tenant, session_id))
+                    # Checked again under the lock: a concurrent retry may have committed meanwhile.
+                    stored = await self._replay(tenant, session_id, retry_key, turn) if retry_key else None
+                if stored:
+                    return stored
+                with steps.step("load"):
+                    record = await self.store.get(tenant, session_id)
+                response = await self._reply(DialogueState.model_validate(record.state), record.history, turn, steps,
+                                             on_token=on_token, conversation=Conversation(session_id, tenant))
+                remembered = None
+                if retry_key:
+                    # Without the spoken reply (about a megabyte of WAV): a replay speaks the stored words again.
+                    remembered = IdempotentReply(retry_key.key, retry_key.fingerprint,
+                                                 response.model_dump(exclude={"reply_audio"}))
+                with steps.step("commit"):
+                    await self.store.commit_turn(
+                        lock, expected_turns=record.turns, state=response.state.model_dump(),
+                        entries=_entries(turn, response), idempotency=remembered,
+                    )
+        response.timings_ms = {**steps.timings, "total": steps.since_start()}
         return response
 
     async def respond(
@@ -154,53 +159,66 @@ class TurnPipeline:
 
         Between the policy's decision and the reply, the webhook the decision needs is called (an
         action, or the handoff); `conversation` says whom it is about."""
+        steps = _Steps()
+        with span("turn"):
+            response = await self._reply(previous, history, turn, steps, on_token=on_token, conversation=conversation)
+        response.timings_ms = steps.timings
+        return response
+
+    async def _reply(
+        self, previous: DialogueState, history: list[dict], turn: UserTurn, steps: _Steps, *,
+        on_token: TokenSink | None, conversation: Conversation,
+    ) -> TurnResponse:
         if turn.reply_audio and self.voice is None:
             raise ApiError(422, "reply_audio_unavailable",
                            "spoken replies are off on this server (PARLEY_TTS=off, or no voice installed)")
-        timings: dict[str, float] = {}
-        started = time.perf_counter()
-        clock = _Stopwatch(timings)
-        understood = await self._understand(previous, turn, clock)
+        understood = await self._understand(previous, turn, steps)
         state, seen = understood.state, understood.seen
         said = [*history, {"role": "user", "text": understood.utterance, "turn": state.turns, "at": utc_now()}]
-        decision = await self._act(conversation, state, understood.analysis, understood.decision, said)
-        clock.lap("act")
+        decision = await self._act(conversation, state, understood.analysis, understood.decision, said, steps=steps)
         context = ReplyContext(
             reply_prompt(decision, state, history, understood.utterance),
             image_features=tuple(r.features for r in seen.readings if r.features is not None),
             audio_features=seen.transcript.features if seen.transcript else None,
         )
         stats = GenerationStats()
-        generated = await self._generate(context, on_token, stats, timings, started)
-        reply_ok = grounded(generated, decision, self.domain)
+        with steps.step("decode"):
+            generated = await self._generate(context, on_token, stats, steps)
+            reply_ok = grounded(generated, decision, self.domain)
         reply = generated.strip() if reply_ok else decision.draft
-        clock.lap("decode")
-        spoken = await self._speak(reply) if turn.reply_audio else None
-        clock.lap("speak")
+        spoken = None
+        if turn.reply_audio:
+            with steps.step("speak"):
+                spoken = await self._speak(reply)
+        trace.get_current_span().set_attributes({  # the turn's span
+            "parley.turn": state.turns, "parley.modalities": turn.modalities, "parley.action": decision.action,
+            "parley.grounded": reply_ok})
         return TurnResponse(
             turn=state.turns, reply=reply, action=decision.action,
             grounded=reply_ok, transcript=understood.heard or None,
-            images=[_public(r) for r in seen.readings], state=state, reply_audio=spoken, timings_ms=timings,
+            images=[_public(r) for r in seen.readings], state=state, reply_audio=spoken, timings_ms=steps.timings,
             usage=Usage(prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens),
         )
 
     async def track(self, previous: DialogueState, turn: UserTurn) -> DialogueState:
         """The state after `turn`, without writing a reply (to replay earlier turns of a conversation)."""
-        return (await self._understand(previous, turn, _Stopwatch({}))).state
+        return (await self._understand(previous, turn, _Steps())).state
 
-    async def _understand(self, previous: DialogueState, turn: UserTurn, clock: _Stopwatch) -> Understanding:
-        seen = await self._perceive(turn)
-        clock.lap("media")
+    async def _understand(self, previous: DialogueState, turn: UserTurn, steps: _Steps) -> Understanding:
+        seen = await self._perceive(turn, steps)
         heard = seen.transcript.text.strip() if seen.transcript else ""
         utterance = " ".join(part for part in (turn.text, heard) if part)
-        embedding = await self.encoders.text.submit(utterance) if utterance else None
-        clock.lap("encode")
-        evidence = _evidence(turn.text, seen)
-        state, analysis = self.tracker.update(previous, TurnInput(evidence, utterance, embedding))
-        state.evidence = (previous.evidence + _notes(state.turns, evidence))[-EVIDENCE_KEPT:]
-        decision = decide(state, analysis, self.domain)
-        state.requested_slot = decision.requested_slot
-        clock.lap("track")
+        embedding = None
+        if utterance:
+            with steps.step("encode.text", timing="encode"):
+                embedding = await self.encoders.text.submit(utterance)
+        with steps.step("track"):
+            evidence = _evidence(turn.text, seen)
+            state, analysis = self.tracker.update(previous, TurnInput(evidence, utterance, embedding))
+            state.evidence = (previous.evidence + _notes(state.turns, evidence))[-EVIDENCE_KEPT:]
+        with steps.step("policy", timing="track"):
+            decision = decide(state, analysis, self.domain)
+            state.requested_slot = decision.requested_slot
         return Understanding(state, analysis, decision, seen, heard, utterance)
 
     async def _replay(
@@ -218,7 +236,8 @@ class TurnPipeline:
         return response
 
     async def _act(
-        self, who: Conversation, state: DialogueState, analysis: TurnAnalysis, decision: Decision, said: list[dict]
+        self, who: Conversation, state: DialogueState, analysis: TurnAnalysis, decision: Decision, said: list[dict],
+        *, steps: _Steps,
     ) -> Decision:
         """Make the webhook call the turn needs, between the policy's decision and the reply: the action
         the decision asks for (its answer goes into the state and the reply), or, once per session, the
@@ -226,11 +245,13 @@ class TurnPipeline:
         if decision.call is not None:
             assert self.webhooks is not None  # a domain with actions needs the secret: checked at start-up (runtime)
             action = self.domain.actions[decision.call]
-            result = await self.webhooks.call_action(action, who, state, said)
+            with steps.step("action", timing="act", **{"parley.action": action.name}):
+                result = await self.webhooks.call_action(action, who, state, said)
             record_action(state, action.provides, result.slots)
             return decide(state, analysis, self.domain, result=result)
         if state.handed_off and not state.handoff_notified and self.webhooks and self.webhooks.handoff_url:
-            result = await self.webhooks.hand_over(who, state, said)
+            with steps.step("action", timing="act", **{"parley.action": "handoff"}):
+                result = await self.webhooks.hand_over(who, state, said)
             state.handoff_notified = result.ok
             return decide(state, analysis, self.domain, result=result)
         return decision
@@ -245,39 +266,68 @@ class TurnPipeline:
             return None
         return ReplyAudio(data=base64.b64encode(wav).decode("ascii"))
 
-    async def _perceive(self, turn: UserTurn) -> Perception:
+    async def _perceive(self, turn: UserTurn, steps: _Steps) -> Perception:
         """Speech and vision run side by side, each batched with other turns' media."""
-        async def nothing() -> None:  # a modality the turn did not bring
-            return None
-
-        speech = self.encoders.speech.submit(turn.audio) if turn.audio is not None else nothing()
-        transcript, readings = await asyncio.gather(speech, self.encoders.vision.map(list(turn.images)))
+        if turn.audio is None and not turn.images:
+            return Perception(transcript=None, readings=[])
+        speech = _ready(None) if turn.audio is None else _traced("encode.speech", self.encoders.speech.submit(turn.audio))
+        vision = _ready([]) if not turn.images else _traced(
+            "encode.vision", self.encoders.vision.map(list(turn.images)), **{"parley.images": len(turn.images)})
+        with steps.step("perceive", timing="media"):
+            transcript, readings = await asyncio.gather(speech, vision)
         return Perception(transcript=transcript, readings=readings)
 
     async def _generate(
-        self, context: ReplyContext, on_token: TokenSink | None, stats: GenerationStats, timings: dict[str, float],
-        started: float,
+        self, context: ReplyContext, on_token: TokenSink | None, stats: GenerationStats, steps: _Steps,
     ) -> str:
-        """The decoder's reply; records when its first piece arrived (ms since the turn's start)."""
+        """The decoder's reply; marks when its first piece arrived."""
         pieces = []
         async for piece in self.decoder.stream(context, max_new_tokens=self.max_new_tokens, stats=stats):
             if not pieces:
-                timings["first_token"] = round((time.perf_counter() - started) * 1000, 1)
+                steps.mark("first_token")
             pieces.append(piece)
             if on_token is not None:
                 on_token(piece)
         return "".join(pieces)
 
 
-class _Stopwatch:
-    def __init__(self, timings: dict[str, float]) -> None:
-        self.timings = timings
-        self.last = time.perf_counter()
+class _Steps:
+    """Times the steps of one turn and traces each as a span: one mechanism, so that a reply's
+    `timings_ms` and its trace tell the same story."""
 
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.timings[name] = round((now - self.last) * 1000, 1)
-        self.last = now
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}  # ms per step; first_token: ms from the turn's start
+        self.started = time.perf_counter()
+
+    @contextmanager
+    def step(self, name: str, *, timing: str | None = None, **attributes: str | int) -> Iterator[Span]:
+        """A span `name` around the block, whose time adds to timings[`timing`] (default: `name`)."""
+        began = time.perf_counter()
+        try:
+            with span(name, **attributes) as current:
+                yield current
+        finally:
+            key = timing or name
+            self.timings[key] = round(self.timings.get(key, 0.0) + (time.perf_counter() - began) * 1000, 1)
+
+    def mark(self, name: str) -> None:
+        """A moment of the turn: ms since its start in the timings, an event on the current span."""
+        self.timings[name] = self.since_start()
+        trace.get_current_span().add_event(name)
+
+    def since_start(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 1)
+
+
+async def _ready(value: T) -> T:
+    """`value`, awaitable: what a modality the turn did not bring gives."""
+    return value
+
+
+async def _traced(name: str, work: Awaitable[T], **attributes: str | int) -> T:
+    """`work` awaited in a span of its own (an encoder running beside another)."""
+    with span(name, **attributes):
+        return await work
 
 
 def _evidence(text: str, seen: Perception) -> tuple[Evidence, ...]:

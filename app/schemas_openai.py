@@ -1,4 +1,5 @@
-"""OpenAI-compatible chat protocol: the wire models of /v1/chat/completions and /v1/models. Pydantic only.
+"""OpenAI-compatible protocol: the wire models of /v1/chat/completions, /v1/models and /v1/audio/transcriptions.
+Pydantic only.
 
 Fields OpenAI defines that Parley does not use (temperature, max_tokens, tools...) are accepted and ignored,
 so that existing clients work unchanged; what Parley adds sits in one `parley` object.
@@ -177,6 +178,24 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+# Speech to text: /v1/audio/transcriptions (the request is a form: app/api/transcriptions.py) ------------------
+
+
+class Transcription(BaseModel):
+    """response_format=json"""
+
+    text: str = Field(examples=["My order number is 4512."])
+
+
+class TranscriptionVerbose(BaseModel):
+    """response_format=verbose_json (without segments: the speech encoder transcribes a clip as a whole)"""
+
+    task: Literal["transcribe"] = "transcribe"
+    language: str = Field(examples=["english"])
+    duration: float = Field(description="seconds of audio", examples=[2.4])
+    text: str = Field(examples=["My order number is 4512."])
 
 
 # Errors -----------------------------------------------------------------------------------------------------

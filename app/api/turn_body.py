@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import json
+from contextlib import nullcontext
 from urllib.parse import unquote_to_bytes
 
 from fastapi import Request
@@ -15,6 +16,7 @@ from app.errors import ApiError, validation_message
 from app.media.audio import decode_audio
 from app.media.image import decode_data_url_or_base64, decode_image
 from app.media.text import clean_text
+from app.observability.tracing import span
 from app.pipeline import UserTurn
 from app.schemas import TurnRequest
 
@@ -58,13 +60,15 @@ def _decode(
     text: str, images: list[bytes], audio: bytes | None, settings: Settings, *, reply_audio: bool
 ) -> UserTurn:
     """Decode media off the event loop; any bad item refuses the whole turn before it starts."""
-    decoded = tuple(
-        decode_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels) for data in images
-    )
-    clip = None
-    if audio is not None:
-        clip = decode_audio(audio, max_seconds=settings.max_audio_seconds, max_bytes=settings.max_audio_bytes,
-                            sample_rate=SAMPLE_RATE)
+    media = images or audio is not None  # text alone has nothing to decode: no span
+    with span("media.decode", **{"parley.images": len(images), "parley.audio": audio is not None}) if media \
+            else nullcontext():
+        decoded = tuple(decode_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+                        for data in images)
+        clip = None
+        if audio is not None:
+            clip = decode_audio(audio, max_seconds=settings.max_audio_seconds, max_bytes=settings.max_audio_bytes,
+                                sample_rate=SAMPLE_RATE)
     return UserTurn(text=text, images=decoded, audio=clip, reply_audio=reply_audio,
                     fingerprint=_fingerprint(text, images, audio, reply_audio=reply_audio))
 

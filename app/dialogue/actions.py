@@ -2,7 +2,8 @@
 
 The only part of app/dialogue that speaks HTTP; the policy and tracker stay pure and see an
 `ActionResult`. Every request is a JSON POST signed with HMAC-SHA256 over "<timestamp>.<body>"
-(headers below), so a receiver can check it came from Parley and refuse replays of old requests.
+(headers below), so a receiver can check it came from Parley and refuse replays of old requests; with
+tracing on, a W3C `traceparent` header names the turn's action span as the parent of the receiver's work.
 Connect errors, timeouts and 5xx are retried with exponential backoff; a 4xx is not (asking again
 will not help). An answer that is too big, not a JSON object or not string-valued counts as a
 failure: whatever a backend does, the turn still gets a reply.
@@ -26,6 +27,7 @@ import httpx
 from app.dialogue.domain import ActionSpec
 from app.dialogue.policy import ActionResult
 from app.dialogue.state import DialogueState
+from app.observability.tracing import trace_headers
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +135,8 @@ class WebhookClient:
                 await asyncio.sleep(delay + random.uniform(0, delay))
             timestamp = str(int(time.time()))  # fresh on every attempt: a retry is a new, current request
             headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: timestamp,
-                       SIGNATURE_HEADER: sign(self.secret, timestamp, body), DELIVERY_HEADER: delivery}
+                       SIGNATURE_HEADER: sign(self.secret, timestamp, body), DELIVERY_HEADER: delivery,
+                       **trace_headers()}  # W3C traceparent: the backend's work joins the turn's trace
             if self._http is None:
                 self._http = httpx.AsyncClient(follow_redirects=False, trust_env=False)
             try:

@@ -48,7 +48,7 @@ async def test_every_v1_operation_documents_its_errors_in_its_own_shape(document
             continue
         errors = {int(status): response for status, response in operation["responses"].items() if status[0] in "45"}
         assert {401, 429} <= set(errors), f"{label} does not document authentication and rate-limit errors"
-        shape = OPENAI_ERROR if path.startswith(("/v1/chat", "/v1/models")) else NATIVE_ERROR
+        shape = OPENAI_ERROR if path.startswith(("/v1/chat", "/v1/models", "/v1/audio")) else NATIVE_ERROR
         for status, response in errors.items():
             assert response["description"], f"{label} {status} has no description"
             assert response["content"]["application/json"]["schema"]["$ref"] == shape, f"{label} {status}"
