@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.auth import load_api_keys
+from app.client_address import Network, parse_networks
 from app.redis_url import parse_redis_url
 from models.remote import parse_spec
 
@@ -66,9 +67,17 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(None, description="comma-separated key:tenant pairs")
     api_keys_file: Path | None = Field(None, description="lines sha256hex:tenant; printf %s KEY | sha256sum")
 
-    # Rate limits per tenant, counted in Redis (shared by replicas); 0 = off.
-    rate_limit_per_min: int = Field(600, ge=0, description="requests per minute on all /v1 endpoints")
-    turn_rate_limit_per_min: int = Field(120, ge=0, description="turns per minute (POST .../turns)")
+    # Rate limits (app/ratelimit.py), counted in Redis (shared by replicas); each N per minute with bursts up
+    # to N; 0 = off. Per tenant, and per end user within the tenant: well below the tenant's, so that one noisy
+    # customer of a public page (open mode: all are tenant "default") is refused, not everyone.
+    rate_limit_per_min: int = Field(12_000, ge=0, le=1_000_000, description="requests per tenant (all of /v1)")
+    turn_rate_limit_per_min: int = Field(3000, ge=0, le=1_000_000, description="turns per tenant (POST .../turns, "
+                                                                               "chat completions)")
+    client_rate_limit_per_min: int = Field(1200, ge=0, le=1_000_000, description="requests per client address")
+    client_turn_rate_limit_per_min: int = Field(300, ge=0, le=1_000_000, description="turns per client address")
+    session_turn_rate_limit_per_min: int = Field(60, ge=0, le=1_000_000, description="turns per session")
+    trusted_proxies: str = Field("", description="comma-separated CIDRs of proxies whose X-Forwarded-For names "
+                                                 "the client address; empty = the socket peer is the client")
 
     # Webhooks (actions bound to intents in the domain YAML; the handoff to a person).
     action_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key that signs every webhook request")
@@ -83,6 +92,10 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = Field("json", description="json: one JSON object per line")
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.trusted_proxies)
 
     @property
     def openai_image_host_set(self) -> frozenset[str]:
@@ -107,6 +120,12 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("PARLEY_HANDOFF_URL must be an http:// or https:// URL")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        parse_networks(value)  # a typo fails at start-up, not silently trusting nobody (or everybody)
         return value
 
     @field_validator("redis_url")

@@ -19,6 +19,13 @@ from redis.sentinel import Sentinel
 from app.redis_url import parse_redis_url
 
 
+# Every rate limit off, for tests that put load on a server on purpose (app/ratelimit.py has tests of its own).
+NO_RATE_LIMITS = {
+    "PARLEY_RATE_LIMIT_PER_MIN": "0", "PARLEY_TURN_RATE_LIMIT_PER_MIN": "0", "PARLEY_CLIENT_RATE_LIMIT_PER_MIN": "0",
+    "PARLEY_CLIENT_TURN_RATE_LIMIT_PER_MIN": "0", "PARLEY_SESSION_TURN_RATE_LIMIT_PER_MIN": "0",
+}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
