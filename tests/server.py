@@ -187,6 +187,12 @@ class RedisProcess:
         wait_until(answers, process=self.process, timeout_s=timeout_s, what=f"redis-server on port {self.port}",
                    log=self.directory / "redis.log")
 
+    def shutdown(self) -> None:
+        """A clean stop, as `docker compose stop` gives: SHUTDOWN (Redis writes and fsyncs its AOF first)."""
+        with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5) as client:
+            client.shutdown()
+        self.process.wait(timeout=10)
+
     def pause(self) -> None:
         self.process.send_signal(signal.SIGSTOP)
 
