@@ -51,8 +51,8 @@ def test_redis_keeps_sessions_across_restarts_in_an_append_only_file_on_a_named_
     """tests/api/test_durable_sessions.py restarts a redis-server started with these very flags."""
     redis = COMPOSE["services"]["redis"]
     binary, *flags = redis["command"]
-    options = dict(zip(flags[::2], flags[1::2]))
     assert binary == "redis-server" and len(flags) % 2 == 0
+    options = dict(zip(flags[::2], flags[1::2], strict=True))
     assert options["--appendonly"] == "yes" and options["--appendfsync"] == "everysec"
     volume, target = redis["volumes"][0].split(":")
     assert target == "/data" and volume in COMPOSE["volumes"]  # named (declared), not a bind mount
