@@ -54,7 +54,10 @@ def _serve(args: argparse.Namespace) -> None:
     log_config = logging_config(settings.log_format, args.log_level)
     try:
         uvicorn.run("app.main:create_app", factory=True, host=args.host, port=args.port,
-                    log_level=args.log_level, workers=args.workers, log_config=log_config, access_log=False)
+                    log_level=args.log_level, workers=args.workers, log_config=log_config, access_log=False,
+                    # uvicorn would take X-Forwarded-For from any 127.0.0.1 peer as the client address; Parley
+                    # decides that itself from PARLEY_TRUSTED_PROXIES (app/client_address.py).
+                    proxy_headers=False)
     finally:
         if embedded is not None:
             embedded.close()

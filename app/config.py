@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.auth import load_api_keys
 from app.observability.tracing import TracingMode, otlp_exporter_class
+from app.client_address import Network, parse_networks
 from app.redis_url import parse_redis_url
 from models.remote import parse_spec
 
@@ -67,9 +68,17 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(None, description="comma-separated key:tenant pairs")
     api_keys_file: Path | None = Field(None, description="lines sha256hex:tenant; printf %s KEY | sha256sum")
 
-    # Rate limits per tenant, counted in Redis (shared by replicas); 0 = off.
-    rate_limit_per_min: int = Field(600, ge=0, description="requests per minute on all /v1 endpoints")
-    turn_rate_limit_per_min: int = Field(120, ge=0, description="turns per minute (POST .../turns)")
+    # Rate limits (app/ratelimit.py), counted in Redis (shared by replicas); each N per minute with bursts up
+    # to N; 0 = off. Per tenant, and per end user within the tenant: well below the tenant's, so that one noisy
+    # customer of a public page (open mode: all are tenant "default") is refused, not everyone.
+    rate_limit_per_min: int = Field(12_000, ge=0, le=1_000_000, description="requests per tenant (all of /v1)")
+    turn_rate_limit_per_min: int = Field(3000, ge=0, le=1_000_000, description="turns per tenant (POST .../turns, "
+                                                                               "chat completions)")
+    client_rate_limit_per_min: int = Field(1200, ge=0, le=1_000_000, description="requests per client address")
+    client_turn_rate_limit_per_min: int = Field(300, ge=0, le=1_000_000, description="turns per client address")
+    session_turn_rate_limit_per_min: int = Field(60, ge=0, le=1_000_000, description="turns per session")
+    trusted_proxies: str = Field("", description="comma-separated CIDRs of proxies whose X-Forwarded-For names "
+                                                 "the client address; empty = the socket peer is the client")
 
     # Webhooks (actions bound to intents in the domain YAML; the handoff to a person).
     action_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key that signs every webhook request")
@@ -87,6 +96,10 @@ class Settings(BaseSettings):
 
     # OpenTelemetry traces (app/observability/tracing.py); otlp sends to OTEL_EXPORTER_OTLP_ENDPOINT.
     tracing: TracingMode = Field("off", description="off, console (spans on stdout) or otlp (needs the otlp extra)")
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.trusted_proxies)
 
     @property
     def openai_image_host_set(self) -> frozenset[str]:
@@ -118,6 +131,12 @@ class Settings(BaseSettings):
     def _otlp_exporter_installed(cls, value: TracingMode) -> TracingMode:
         if value == "otlp":
             otlp_exporter_class()  # fail at start-up, naming the extra, rather than at the first span
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        parse_networks(value)  # a typo fails at start-up, not silently trusting nobody (or everybody)
         return value
 
     @field_validator("redis_url")

@@ -21,7 +21,7 @@ from app.logs import install_request_ids, logging_config
 from app.metrics import Metrics
 from app.observability.tracing import TraceRequests, tracing_from_settings
 from app.observe import RequestObserver
-from app.ratelimit import RateLimiter
+from app.ratelimit import RateLimiter, limits_from_settings
 from app.redaction import install_redaction
 from app.runtime import ModelLoader, Runtime
 from app.store import EmbeddedRedis, RedisSessionStore, connect
@@ -84,9 +84,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = embedded.url
         log.info("PARLEY_REDIS_URL is not set: started an embedded Redis at %s", url)
     redis = connect(url, socket_timeout_s=settings.redis_timeout_s)
-    app.state.rate_limiter = RateLimiter(redis, prefix=settings.redis_prefix, limits={
-        "req": settings.rate_limit_per_min, "turn": settings.turn_rate_limit_per_min,
-    })
+    app.state.rate_limiter = RateLimiter(redis, prefix=settings.redis_prefix, limits=limits_from_settings(settings))
     store = RedisSessionStore(
         redis,
         prefix=settings.redis_prefix, ttl_s=settings.session_ttl_s, history_max=settings.history_max,

@@ -307,7 +307,10 @@ def main() -> None:
 
     prefix = f"parley-bench-{uuid.uuid4().hex}"
     env = {"PARLEY_REDIS_URL": REDIS_URL, "PARLEY_REDIS_PREFIX": prefix, "PARLEY_DEVICE": args.device,
-           "PARLEY_RATE_LIMIT_PER_MIN": "0", "PARLEY_TURN_RATE_LIMIT_PER_MIN": "0", "PARLEY_LOG_LEVEL": "WARNING"}
+           "PARLEY_RATE_LIMIT_PER_MIN": "0", "PARLEY_TURN_RATE_LIMIT_PER_MIN": "0", "PARLEY_LOG_LEVEL": "WARNING",
+           # one client address drives every session: the per-client and per-session limits would refuse it
+           "PARLEY_CLIENT_RATE_LIMIT_PER_MIN": "0", "PARLEY_CLIENT_TURN_RATE_LIMIT_PER_MIN": "0",
+           "PARLEY_SESSION_TURN_RATE_LIMIT_PER_MIN": "0"}
     try:
         with tempfile.TemporaryDirectory() as tmp, \
                 parley_server(env, log_path=Path(tmp) / "server.log", ready_timeout_s=600) as base:

@@ -19,6 +19,13 @@ from redis.sentinel import Sentinel
 from app.redis_url import parse_redis_url
 
 
+# Every rate limit off, for tests that put load on a server on purpose (app/ratelimit.py has tests of its own).
+NO_RATE_LIMITS = {
+    "PARLEY_RATE_LIMIT_PER_MIN": "0", "PARLEY_TURN_RATE_LIMIT_PER_MIN": "0", "PARLEY_CLIENT_RATE_LIMIT_PER_MIN": "0",
+    "PARLEY_CLIENT_TURN_RATE_LIMIT_PER_MIN": "0", "PARLEY_SESSION_TURN_RATE_LIMIT_PER_MIN": "0",
+}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -179,6 +186,12 @@ class RedisProcess:
 
         wait_until(answers, process=self.process, timeout_s=timeout_s, what=f"redis-server on port {self.port}",
                    log=self.directory / "redis.log")
+
+    def shutdown(self) -> None:
+        """A clean stop, as `docker compose stop` gives: SHUTDOWN (Redis writes and fsyncs its AOF first)."""
+        with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5) as client:
+            client.shutdown()
+        self.process.wait(timeout=10)
 
     def pause(self) -> None:
         self.process.send_signal(signal.SIGSTOP)

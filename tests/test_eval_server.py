@@ -8,7 +8,7 @@ from app.cli import main
 from models.vision import PatchFeatures
 from tests.factories import tiny_fused
 from tests.samples import document, encoded, speech_wav
-from tests.server import parley_test_server
+from tests.server import NO_RATE_LIMITS, parley_test_server
 
 
 @pytest.mark.slow
@@ -29,7 +29,7 @@ def test_eval_drives_a_server_and_writes_both_reports(redis_url, tmp_path):
     data = tmp_path / "data" / "set.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     env = {"PARLEY_DECODER": f"fused:{checkpoint}", "PARLEY_VISION_BACKBONE": "patches",
-           "PARLEY_RATE_LIMIT_PER_MIN": "0", "PARLEY_TURN_RATE_LIMIT_PER_MIN": "0"}
+           **NO_RATE_LIMITS}
     with parley_test_server(redis_url, log_dir=tmp_path, env=env) as base:
         main(["eval", str(data), "--base-url", base, "--out", str(tmp_path / "report"), "--note", "tiny model"])
     result = json.loads((tmp_path / "report.json").read_text())

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.ratelimit import RateLimiter
+from app.ratelimit import Limit, RateLimiter
 from app.store import IdempotentReply, RedisSessionStore, close_client, connect
 from tests.api.inprocess import in_process_client
 from tests.factories import tiny_causal_lm
@@ -43,12 +43,21 @@ async def test_keys_of_a_session_share_one_slot_and_sessions_spread(redis_cluste
 
 
 async def test_rate_limiter_counts_on_a_cluster(redis_cluster_url):
+    """One script checks several limits of a request at once: their keys share the tenant's hash tag."""
     client, prefix = connect(redis_cluster_url), unique_prefix()
-    limiter = RateLimiter(client, prefix=prefix, limits={"turn": 2})
+    limiter = RateLimiter(client, prefix=prefix, limits=(Limit("tenant", "turns", 3), Limit("session", "turns", 2),
+                                                         Limit("client", "requests", 10)))
     try:
-        verdicts = [await limiter.hit(tenant, "turn") for tenant in (TENANT, TENANT, TENANT, "globex")]
-        assert [v.remaining for v in verdicts] == [1, 0, -1, 1]
-        assert not verdicts[2].allowed and 1 <= verdicts[2].reset_s <= 60
+        verdicts = [await limiter.check(tenant=tenant, client="192.0.2.1", session=sid, turn=True)
+                    for tenant, sid in ((TENANT, "s1"), (TENANT, "s1"), (TENANT, "s1"), (TENANT, "s2"),
+                                        (TENANT, "s3"), ("globex", "s1"))]
+        assert [(v.allowed, v.limit.scope) for v in verdicts] == [
+            (True, "session"), (True, "session"), (False, "session"), (True, "tenant"), (False, "tenant"),
+            (True, "session")]
+        assert 1 <= verdicts[4].retry_after_s <= 20
+        # A refused request wrote nothing: acme's tenant, client, s1 and s2 limits and globex's three.
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=500)]
+        assert len(keys) == 7 and len({await client.cluster_keyslot(k) for k in keys if TENANT in k}) == 1
     finally:
         await close_client(client)
         delete_prefix(redis_cluster_url, prefix)

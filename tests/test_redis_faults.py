@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.factories import tiny_causal_lm
-from tests.server import RedisProcess, parley_server, unique_prefix
+from tests.server import NO_RATE_LIMITS, RedisProcess, parley_server, unique_prefix
 
 MAX_RESPONSE_S = 5.0  # no request may take longer, outage or not
 LOAD_CLIENTS = 4
@@ -36,7 +36,7 @@ def parley(redis_server, tmp_path_factory):
         "PARLEY_DATA_DIR": str(tmp_path_factory.mktemp("data")),
         # A turn cut off mid-commit leaves its lock behind until lock_ttl: keep that short, and the wait bounded.
         "PARLEY_LOCK_TTL_MS": "4000", "PARLEY_LOCK_WAIT_MS": "1500",
-        "PARLEY_RATE_LIMIT_PER_MIN": "100000", "PARLEY_TURN_RATE_LIMIT_PER_MIN": "100000",
+        **NO_RATE_LIMITS,
     }
     with parley_server(env, log_path=tmp_path_factory.mktemp("log") / "server.log") as base:
         yield base

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.factories import tiny_causal_lm
-from tests.server import parley_replicas
+from tests.server import NO_RATE_LIMITS, parley_replicas
 
 SESSIONS = 8
 CLIENTS_PER_SESSION = 4
@@ -25,8 +25,8 @@ def replicas(redis_url, tmp_path_factory):
         "PARLEY_DECODER": str(decoder), "PARLEY_DECODER_MAX_NEW_TOKENS": "4",
         "PARLEY_DATA_DIR": str(tmp_path_factory.mktemp("data")),
         "PARLEY_LOCK_WAIT_MS": "30000",  # turns of one session queue rather than fail
-        # 128 turns in seconds would trip the default per-tenant turn rate limit (429s are still accepted below).
-        "PARLEY_RATE_LIMIT_PER_MIN": "100000", "PARLEY_TURN_RATE_LIMIT_PER_MIN": "100000",
+        # 128 turns in seconds from one address would trip the default rate limits (429s are still accepted below).
+        **NO_RATE_LIMITS,
     }
     with parley_replicas(redis_url, 2, log_dir=tmp_path_factory.mktemp("log"), env=env) as bases:
         yield bases

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.factories import tiny_causal_lm
-from tests.server import free_port, parley_test_server, wait_until
+from tests.server import NO_RATE_LIMITS, free_port, parley_test_server, wait_until
 
 CLIENTS = 4
 TURNS_PER_CLIENT = 3
@@ -26,7 +26,7 @@ def server(redis_url, tmp_path_factory):
         "PARLEY_DECODER": str(tiny_causal_lm(tmp_path_factory.mktemp("decoder"))),
         "PARLEY_DECODER_MAX_NEW_TOKENS": "4", "PARLEY_DATA_DIR": str(tmp_path_factory.mktemp("data")),
         "PARLEY_TORCH_THREADS": "1", "PARLEY_LOCK_WAIT_MS": "30000",
-        "PARLEY_RATE_LIMIT_PER_MIN": "100000", "PARLEY_TURN_RATE_LIMIT_PER_MIN": "100000",
+        **NO_RATE_LIMITS,
     }
     with parley_test_server(redis_url, log_dir=tmp_path_factory.mktemp("log"), env=env,
                             args=("--workers", "2")) as base:

@@ -5,14 +5,14 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 
 from app.auth import DEFAULT_TENANT, ApiKeys
+from app.client_address import client_key
 from app.config import Settings
 from app.errors import ApiError
 from app.metrics import Metrics
 from app.pipeline import TurnPipeline
 from app.ratelimit import RateLimiter
 from app.runtime import Runtime
-from app.store import SessionStore
-
+from app.store import _SESSION_ID, SessionStore  # the store's own id rule: ids it could never have issued
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -46,10 +46,10 @@ UNAUTHORIZED = "missing or invalid API key: send the header 'Authorization: Bear
 
 
 async def get_tenant(request: Request, response: Response) -> str:
-    """Authenticate the request (open mode: tenant "default"), then count it against the tenant's limits.
+    """Authenticate the request (open mode: tenant "default"), then count it against the rate limits.
 
     Every /v1 route depends on this (TenantDep); FastAPI runs it once per request. Over a limit
-    -> 429 rate_limited; the X-RateLimit-* headers of the tightest bucket go on the answer.
+    -> 429 rate_limited naming the limit; the X-RateLimit-* headers of the limit with least room go on the answer.
     """
     keys = get_auth(request)
     if keys.open:
@@ -60,25 +60,26 @@ async def get_tenant(request: Request, response: Response) -> str:
         if found is None:
             raise ApiError(401, "unauthorized", UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
         tenant = found
-    limiter = get_rate_limiter(request)
-    buckets = ["req"]
-    path = request.url.path.rstrip("/")
-    if request.method == "POST" and (path.endswith("/turns") or path == "/v1/chat/completions"):  # both run a turn
-        buckets.append("turn")
-    shown = None
-    for bucket in buckets:
-        verdict = await limiter.hit(tenant, bucket)
-        if verdict is None:
-            continue
-        if not verdict.allowed:
-            what = "turns" if bucket == "turn" else "requests"
-            raise ApiError(429, "rate_limited", f"over {verdict.limit} {what} per minute; retry after "
-                           f"{verdict.reset_s} s", headers={"Retry-After": str(verdict.reset_s), **verdict.headers()})
-        if shown is None or verdict.remaining < shown.remaining:
-            shown = verdict
-    if shown is not None:
-        response.headers.update(shown.headers())
+    await _count_request(request, response, tenant)
     return tenant
+
+
+async def _count_request(request: Request, response: Response, tenant: str) -> None:
+    path = request.url.path.rstrip("/")
+    turn = request.method == "POST" and (path.endswith("/turns") or path == "/v1/chat/completions")  # both run one
+    session = (request.path_params.get("session_id") or request.headers.get("x-session-id")) if turn else None
+    client = client_key(request.client.host if request.client else None, request.headers.getlist("x-forwarded-for"),
+                        trusted=get_settings(request).trusted_proxy_networks)
+    verdict = await get_rate_limiter(request).check(
+        tenant=tenant, client=client, turn=turn,
+        session=session if session is not None and _SESSION_ID.match(session) else None)  # others answer 404
+    if verdict is None:
+        return
+    if not verdict.allowed:
+        raise ApiError(429, "rate_limited", f"rate limit reached: {verdict.limit.describe()}; retry after "
+                       f"{verdict.retry_after_s} s", headers={"Retry-After": str(verdict.retry_after_s),
+                                                              **verdict.headers()})
+    response.headers.update(verdict.headers())
 
 
 def get_metrics(request: Request) -> Metrics:

@@ -28,6 +28,7 @@ def api_settings(redis_url: str, tiny_decoder: str, tmp_path_factory: pytest.Tem
         decoder_max_new_tokens=8, data_dir=tmp_path_factory.mktemp("data"), max_body_bytes=3_000_000,
         max_text_chars=2000, lock_wait_ms=2000,
         rate_limit_per_min=0, turn_rate_limit_per_min=0,  # limits have tests of their own
+        client_rate_limit_per_min=0, client_turn_rate_limit_per_min=0, session_turn_rate_limit_per_min=0,
     )
 
 

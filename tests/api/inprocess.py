@@ -31,6 +31,8 @@ async def in_process_client(settings: Settings) -> AsyncIterator[httpx.AsyncClie
         yield client
 
 
-def asgi_client(application: FastAPI) -> httpx.AsyncClient:
-    """An HTTP client that talks to `application` in-process (no sockets); use it with `async with`."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://parley")
+def asgi_client(application: FastAPI, *, peer: str = "127.0.0.1") -> httpx.AsyncClient:
+    """An HTTP client that talks to `application` in-process (no sockets); use it with `async with`.
+    `peer`: the address the app sees the requests come from (the socket peer a server would report)."""
+    transport = httpx.ASGITransport(app=application, client=(peer, 50000))
+    return httpx.AsyncClient(transport=transport, base_url="http://parley")
