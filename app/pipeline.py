@@ -16,12 +16,14 @@ from app.dialogue.actions import Conversation, WebhookClient
 from app.dialogue.domain import Domain
 from app.dialogue.policy import Decision, decide, grounded
 from app.dialogue.state import DialogueState, EvidenceNote
+from app.dialogue.tools import ToolCall, ToolOffer, ToolResult, ToolUnsatisfiable, choose_tool, tool_answer
 from app.dialogue.tracker import DialogueTracker, Evidence, TurnAnalysis, TurnInput, record_action
 from app.errors import ApiError
 from app.batching import MicroBatcher
-from app.schemas import ImageReading, ReplyAudio, TurnResponse, Usage
+from app.reply import DEFAULT_REPLY, ReplyOptions, TurnResult, WrittenReply, clip
+from app.schemas import ImageReading, ReplyAudio, Usage
 from app.store import IdempotentReply, SessionRecord, SessionStore, utc_now
-from models.decoder import Decoder, GenerationStats, Messages, ReplyContext
+from models.decoder import Decoder, GenerationStats, Messages, ReplyContext, Sampling
 from models.speech import Transcript
 from models.tts import SpeechSynthesizer
 from models.vision import ImageReading as VisionReading
@@ -47,10 +49,12 @@ class UserTurn:
     audio: np.ndarray | None = None  # (N,) float32 mono at the speech encoder's rate
     fingerprint: str = ""  # hash of what was sent (text and media bytes), whatever the encoding
     reply_audio: bool = False  # speak the reply too
+    tool_results: tuple[ToolResult, ...] = ()  # a client's answers to the tool call the previous reply made
 
     @property
     def modalities(self) -> list[str]:
-        present = {"text": bool(self.text), "image": bool(self.images), "audio": self.audio is not None}
+        present = {"text": bool(self.text), "image": bool(self.images), "audio": self.audio is not None,
+                   "tool": bool(self.tool_results)}
         return [name for name, here in present.items() if here]
 
 
@@ -110,8 +114,8 @@ class TurnPipeline:
 
     async def run_turn(
         self, tenant: str, session_id: str, turn: UserTurn, *, on_token: TokenSink | None = None,
-        retry_key: RetryKey | None = None,
-    ) -> TurnResponse:
+        retry_key: RetryKey | None = None, options: ReplyOptions = DEFAULT_REPLY, tools: ToolOffer | None = None,
+    ) -> TurnResult:
         """Run one turn under the session's lock; commit state and history only if all of it succeeds.
 
         With a retry key, a turn already committed under that key is answered from the store
@@ -130,14 +134,14 @@ class TurnPipeline:
             record = await self.store.get(tenant, session_id)
             clock.lap("load")
             response = await self.respond(DialogueState.model_validate(record.state), record.history, turn,
-                                          on_token=on_token, conversation=Conversation(session_id, tenant))
+                                          on_token=on_token, conversation=Conversation(session_id, tenant),
+                                          options=options, tools=tools)
             timings.update(response.timings_ms)
             clock.last = time.perf_counter()
             remembered = None
             if retry_key:
                 # Without the spoken reply (about a megabyte of WAV): a replay speaks the stored words again.
-                remembered = IdempotentReply(retry_key.key, retry_key.fingerprint,
-                                             response.model_dump(exclude={"reply_audio"}))
+                remembered = IdempotentReply(retry_key.key, retry_key.fingerprint, response.record())
             await self.store.commit_turn(
                 lock, expected_turns=record.turns, state=response.state.model_dump(),
                 entries=_entries(turn, response), idempotency=remembered,
@@ -148,12 +152,15 @@ class TurnPipeline:
 
     async def respond(
         self, previous: DialogueState, history: list[dict], turn: UserTurn, *, on_token: TokenSink | None = None,
-        conversation: Conversation = NO_SESSION,
-    ) -> TurnResponse:
-        """Understand the turn and write the reply; touches no store (the caller commits, or not).
+        conversation: Conversation = NO_SESSION, options: ReplyOptions = DEFAULT_REPLY, tools: ToolOffer | None = None,
+    ) -> TurnResult:
+        """Understand the turn and write the reply (options.n of them); touches no store (the caller commits,
+        or not).
 
         Between the policy's decision and the reply, the webhook the decision needs is called (an
-        action, or the handoff); `conversation` says whom it is about."""
+        action, or the handoff); `conversation` says whom it is about. When the client offers `tools` and one
+        can be filled from the state, the turn ends in that tool call instead: no webhook, no reply. The
+        turn's tool results (its answers to such a call) are stated as a webhook's answer is."""
         if turn.reply_audio and self.voice is None:
             raise ApiError(422, "reply_audio_unavailable",
                            "spoken replies are off on this server (PARLEY_TTS=off, or no voice installed)")
@@ -163,26 +170,68 @@ class TurnPipeline:
         understood = await self._understand(previous, turn, clock)
         state, seen = understood.state, understood.seen
         said = [*history, {"role": "user", "text": understood.utterance, "turn": state.turns, "at": utc_now()}]
-        decision = await self._act(conversation, state, understood.analysis, understood.decision, said)
+        outcome = {"turn": state.turns, "transcript": understood.heard or None, "state": state,
+                   "images": [_public(r) for r in seen.readings], "timings_ms": timings}
+        if not turn.tool_results and (call := self._tool_call(state, understood.decision, tools)) is not None:
+            return TurnResult(**outcome, reply="", action="tool_call", grounded=True, tool_call=call)
+        if turn.tool_results:  # the client ran the call the previous reply made: its answer is this turn's
+            decision = self._tool_answered(state, understood.analysis, turn.tool_results)
+        else:
+            decision = await self._act(conversation, state, understood.analysis, understood.decision, said)
         clock.lap("act")
         context = ReplyContext(
             reply_prompt(decision, state, history, understood.utterance),
             image_features=tuple(r.features for r in seen.readings if r.features is not None),
             audio_features=seen.transcript.features if seen.transcript else None,
         )
-        stats = GenerationStats()
-        generated = await self._generate(context, on_token, stats, timings, started)
-        reply_ok = grounded(generated, decision, self.domain)
-        reply = generated.strip() if reply_ok else decision.draft
+        stats = [GenerationStats() for _ in range(options.n)]
+        sink = on_token if options.n == 1 else None  # n replies cannot share one token stream
+        written = await asyncio.gather(*(
+            self._write(context, decision, options, index, stats=stats[index], on_token=sink, timings=timings,
+                        started=started) for index in range(options.n)))
         clock.lap("decode")
-        spoken = await self._speak(reply) if turn.reply_audio else None
+        first = written[0]
+        spoken = await self._speak(first.text) if turn.reply_audio else None
         clock.lap("speak")
-        return TurnResponse(
-            turn=state.turns, reply=reply, action=decision.action,
-            grounded=reply_ok, transcript=understood.heard or None,
-            images=[_public(r) for r in seen.readings], state=state, reply_audio=spoken, timings_ms=timings,
-            usage=Usage(prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens),
+        return TurnResult(
+            **outcome, reply=first.text, action=decision.action, grounded=first.grounded, reply_audio=spoken,
+            usage=Usage(prompt_tokens=stats[0].prompt_tokens, completion_tokens=sum(w.completion_tokens for w in written)),
+            choices=list(written),
         )
+
+    def _tool_call(self, state: DialogueState, decision: Decision, tools: ToolOffer | None) -> ToolCall | None:
+        """The call a client's tool makes in place of this turn's reply, or None. The intent is complete
+        when the policy would now say its response or call its webhook."""
+        try:
+            return choose_tool(state, self.domain, tools, complete=decision.action in ("respond", "call_action"))
+        except ToolUnsatisfiable as exc:
+            raise ApiError(400, "tool_unsatisfiable", str(exc), param="tool_choice") from exc
+
+    def _tool_answered(self, state: DialogueState, analysis: TurnAnalysis, results: tuple[ToolResult, ...]) -> Decision:
+        """The client's tool output into the state and the decision, as an action webhook's answer goes."""
+        intent = self.domain.intents[state.intent] if state.intent else None
+        provides = self.domain.actions[intent.action].provides if intent and intent.action else ()
+        answer = tool_answer(results, provides)
+        if answer.ok:
+            record_action(state, provides, answer.slots)
+        return decide(state, analysis, self.domain, result=answer)
+
+    async def _write(
+        self, context: ReplyContext, decision: Decision, options: ReplyOptions, index: int, *,
+        stats: GenerationStats, on_token: TokenSink | None, timings: dict[str, float], started: float,
+    ) -> WrittenReply:
+        """One reply: the decoder's, or the policy's draft when the decoder's drops a fact; then clipped to the
+        client's stop sequences and max_tokens. The decoder writes one token past max_tokens, so that a reply
+        that runs over is seen to (finish_reason "length")."""
+        budget = self.max_new_tokens if options.max_tokens is None else min(self.max_new_tokens, options.max_tokens + 1)
+        generated = await self._generate(context, on_token, stats, timings, started, budget=budget,
+                                          sampling=options.sampling(index))
+        reply_ok = grounded(generated, decision, self.domain)
+        text, finish = clip(generated.strip() if reply_ok else decision.draft, options,
+                            getattr(self.decoder, "tokenizer", None))
+        produced = stats.completion_tokens if options.max_tokens is None else min(stats.completion_tokens,
+                                                                                  options.max_tokens)
+        return WrittenReply(text=text, grounded=reply_ok, finish_reason=finish, completion_tokens=produced)
 
     async def track(self, previous: DialogueState, turn: UserTurn) -> DialogueState:
         """The state after `turn`, without writing a reply (to replay earlier turns of a conversation)."""
@@ -205,14 +254,14 @@ class TurnPipeline:
 
     async def _replay(
         self, tenant: str, session_id: str, retry_key: RetryKey, turn: UserTurn
-    ) -> TurnResponse | None:
+    ) -> TurnResult | None:
         stored = await self.store.get_idempotent(tenant, session_id, retry_key.key)
         if stored is None:
             return None
         if stored.fingerprint != retry_key.fingerprint:
             raise ApiError(422, "idempotency_key_reused",
                            "this Idempotency-Key was used with a different request; use a new key for a new turn")
-        response = TurnResponse.model_validate({**stored.response, "replayed": True})
+        response = TurnResult.model_validate({**stored.response, "replayed": True})
         if turn.reply_audio:  # the same key means the same request: it asked for the reply spoken
             response.reply_audio = await self._speak(response.reply)
         return response
@@ -256,12 +305,12 @@ class TurnPipeline:
 
     async def _generate(
         self, context: ReplyContext, on_token: TokenSink | None, stats: GenerationStats, timings: dict[str, float],
-        started: float,
+        started: float, *, budget: int, sampling: Sampling,
     ) -> str:
         """The decoder's reply; records when its first piece arrived (ms since the turn's start)."""
         pieces = []
-        async for piece in self.decoder.stream(context, max_new_tokens=self.max_new_tokens, stats=stats):
-            if not pieces:
+        async for piece in self.decoder.stream(context, max_new_tokens=budget, stats=stats, sampling=sampling):
+            if not pieces and "first_token" not in timings:
                 timings["first_token"] = round((time.perf_counter() - started) * 1000, 1)
             pieces.append(piece)
             if on_token is not None:
@@ -311,7 +360,7 @@ def reply_prompt(decision: Decision, state: DialogueState, history: list[dict], 
     return messages
 
 
-def _entries(turn: UserTurn, response: TurnResponse) -> list[dict]:
+def _entries(turn: UserTurn, response: TurnResult) -> list[dict]:
     at = utc_now()
     user = {"role": "user", "text": turn.text, "turn": response.turn, "modalities": turn.modalities, "at": at}
     if response.transcript:
