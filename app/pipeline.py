@@ -227,8 +227,10 @@ class TurnPipeline:
         generated = await self._generate(context, on_token, stats, timings, started, budget=budget,
                                           sampling=options.sampling(index))
         reply_ok = grounded(generated, decision, self.domain)
-        text, finish = clip(generated.strip() if reply_ok else decision.draft, options,
-                            getattr(self.decoder, "tokenizer", None))
+        text, cut = clip(generated.strip() if reply_ok else decision.draft, options,
+                         getattr(self.decoder, "tokenizer", None))
+        ran_out = reply_ok and stats.completion_tokens >= budget  # the decoder's reply, stopped by the budget
+        finish = cut or ("length" if ran_out else "stop")
         produced = stats.completion_tokens if options.max_tokens is None else min(stats.completion_tokens,
                                                                                   options.max_tokens)
         return WrittenReply(text=text, grounded=reply_ok, finish_reason=finish, completion_tokens=produced)

@@ -69,21 +69,22 @@ class TurnResult(TurnResponse):
                                              completion_tokens=self.usage.completion_tokens)]
 
 
-def clip(text: str, options: ReplyOptions, tokenizer: Any | None) -> tuple[str, FinishReason]:
-    """The reply cut at its first stop sequence, then to max_tokens: ("...", "length") when that cut it.
+def clip(text: str, options: ReplyOptions, tokenizer: Any | None) -> tuple[str, FinishReason | None]:
+    """The reply cut at its first stop sequence ("stop"), else to max_tokens ("length"); None: not cut.
 
     Tokens are the decoder's own tokenizer's (`tokenizer`, a transformers tokenizer) where it has one; a remote
     decoder's tokenizer is not known here, so for it max_tokens counts words."""
     cuts = [index for index in (text.find(stop) for stop in options.stop if stop) if index >= 0]
     if cuts:
-        text = text[:min(cuts)]
+        return text[:min(cuts)], "stop"
     if options.max_tokens is None:
-        return text, "stop"
+        return text, None
     if tokenizer is None:
         words = WORD.findall(text)
-        return ("".join(words[:options.max_tokens]).rstrip(), "length") if len(words) > options.max_tokens \
-            else (text, "stop")
+        if len(words) <= options.max_tokens:
+            return text, None
+        return "".join(words[:options.max_tokens]).rstrip(), "length"
     ids = tokenizer.encode(text, add_special_tokens=False)
     if len(ids) <= options.max_tokens:
-        return text, "stop"
+        return text, None
     return tokenizer.decode(ids[:options.max_tokens], skip_special_tokens=True).rstrip(), "length"
