@@ -9,7 +9,7 @@ What Parley adds to a response sits in one `parley` object.
 import logging
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.dialogue.state import DialogueState
 
@@ -144,13 +144,20 @@ class ChatCompletionRequest(_Lenient):
     top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling, with temperature > 0")
     n: int | None = Field(None, ge=1, le=MAX_CHOICES, description="replies to write; more than 1 only without "
                           "X-Session-Id (a session commits one reply per turn)")
-    stop: str | Annotated[list[str], Field(max_length=MAX_STOP_SEQUENCES)] | None = Field(None, description=f"up to {MAX_STOP_SEQUENCES} sequences; the reply ends "
+    stop: str | list[str] | None = Field(None, description=f"up to {MAX_STOP_SEQUENCES} sequences; the reply ends "
                                          "before the first one")
     seed: int | None = Field(None, description="with temperature > 0: the same seed, the same reply")
     response_format: ResponseFormat | None = Field(None, description='only {"type": "text"}')
     tools: list[ToolDefinition] | None = Field(None, description="functions the client can run; one is called "
                                                "when the dialogue state fills its arguments")
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _few_stop_sequences(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(stop, list) and len(stop) > MAX_STOP_SEQUENCES:
+            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences")
+        return stop
 
     @model_validator(mode="before")
     @classmethod

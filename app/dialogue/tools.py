@@ -171,7 +171,7 @@ def _flat(answer: dict[str, Any], prefix: str = "") -> dict[str, str]:
             continue
         if isinstance(value, list):
             value = ", ".join(_text(item) for item in value)
-        text = " ".join("".join(ch for ch in _text(value) if ch.isprintable()).split())[:MAX_VALUE_CHARS]
+        text = "".join(ch for ch in " ".join(_text(value).split()) if ch.isprintable())[:MAX_VALUE_CHARS]
         if text and value is not None:
             flat[name] = text
     return flat
