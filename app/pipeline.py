@@ -227,8 +227,8 @@ class TurnPipeline:
         generated = await self._generate(context, on_token, stats, timings, started, budget=budget,
                                           sampling=options.sampling(index))
         reply_ok = grounded(generated, decision, self.domain)
-        text, cut = clip(generated.strip() if reply_ok else decision.draft, options,
-                         getattr(self.decoder, "tokenizer", None))
+        tokenizer = getattr(self.decoder, "tokenizer", None)  # local decoders have one; a remote one has none
+        text, cut = clip(generated.strip() if reply_ok else decision.draft, options, tokenizer)
         ran_out = reply_ok and stats.completion_tokens >= budget  # the decoder's reply, stopped by the budget
         finish = cut or ("length" if ran_out else "stop")
         produced = stats.completion_tokens if options.max_tokens is None else min(stats.completion_tokens,
