@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from models.decoder import CausalLMDecoder, DecodeBatch, GenerationStats, ReplyContext, TextStream
+from models.decoder import (GREEDY, CausalLMDecoder, DecodeBatch, GenerationStats, ReplyContext, RowSampler, Sampling,
+                            TextStream, row_sampler)
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ class _Sequence:
     out: asyncio.Queue  # str pieces, then _END or an exception
     text: TextStream
     stats: GenerationStats
+    sampler: RowSampler | None = None  # None: greedy
     produced: int = 0
     cancelled: bool = False  # set by the caller's side when it stops listening
     finished: bool = field(default=False)
@@ -148,12 +150,18 @@ class ContinuousDecoder:
         self._thread = threading.Thread(target=self._run, name="decoder", daemon=True)
         self._thread.start()
 
+    @property
+    def tokenizer(self):  # noqa: ANN201 - a transformers tokenizer: replies are counted in its tokens
+        return self.model.tokenizer
+
     async def stream(
-        self, context: ReplyContext, *, max_new_tokens: int, stats: GenerationStats | None = None
+        self, context: ReplyContext, *, max_new_tokens: int, stats: GenerationStats | None = None,
+        sampling: Sampling = GREEDY,
     ) -> AsyncIterator[str]:
         prompt = await asyncio.to_thread(self.model.prompt_ids, context.messages)
         sequence = _Sequence(prompt, max_new_tokens, asyncio.get_running_loop(), asyncio.Queue(),
-                             self.model.text_stream(), stats if stats is not None else GenerationStats())
+                             self.model.text_stream(), stats if stats is not None else GenerationStats(),
+                             row_sampler(sampling, self.model.placement.device))
         sequence.stats.prompt_tokens = len(prompt)
         self._inbox.put(sequence)
         self.on_depth("decoder", self._inbox.qsize())
@@ -189,11 +197,11 @@ class ContinuousDecoder:
                 started = time.perf_counter()
                 if arrivals:  # a prefill is this round's step; the running rows wait for it
                     rows += arrivals
-                    fresh = self.model.prefill([s.prompt for s in arrivals])
+                    fresh = self.model.prefill([s.prompt for s in arrivals], [s.sampler for s in arrivals])
                     batch = fresh if batch is None else self.model.merge(batch, fresh)
                     self._deliver(arrivals, fresh.next_ids.tolist())
                 else:
-                    batch = self.model.step(batch)
+                    batch = self.model.step(batch, [s.sampler for s in rows])
                     self._deliver(rows, batch.next_ids.tolist())
                 self.on_batch("decoder", time.perf_counter() - started, len(rows))
             except Exception as exc:  # a failed step fails every sequence in it

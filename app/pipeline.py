@@ -20,13 +20,15 @@ from app.dialogue.actions import Conversation, WebhookClient
 from app.dialogue.domain import Domain
 from app.dialogue.policy import Decision, decide, grounded
 from app.dialogue.state import DialogueState, EvidenceNote
+from app.dialogue.tools import ToolCall, ToolOffer, ToolResult, ToolUnsatisfiable, choose_tool, tool_answer
 from app.dialogue.tracker import DialogueTracker, Evidence, TurnAnalysis, TurnInput, record_action
 from app.errors import ApiError
 from app.batching import MicroBatcher
 from app.observability.tracing import span
-from app.schemas import ImageReading, ReplyAudio, TurnResponse, Usage
+from app.reply import DEFAULT_REPLY, ReplyOptions, TurnResult, WrittenReply, clip
+from app.schemas import ImageReading, ReplyAudio, Usage
 from app.store import IdempotentReply, SessionRecord, SessionStore, utc_now
-from models.decoder import Decoder, GenerationStats, Messages, ReplyContext
+from models.decoder import Decoder, GenerationStats, Messages, ReplyContext, Sampling
 from models.speech import Transcript
 from models.tts import SpeechSynthesizer
 from models.vision import ImageReading as VisionReading
@@ -53,10 +55,12 @@ class UserTurn:
     audio: np.ndarray | None = None  # (N,) float32 mono at the speech encoder's rate
     fingerprint: str = ""  # hash of what was sent (text and media bytes), whatever the encoding
     reply_audio: bool = False  # speak the reply too
+    tool_results: tuple[ToolResult, ...] = ()  # a client's answers to the tool call the previous reply made
 
     @property
     def modalities(self) -> list[str]:
-        present = {"text": bool(self.text), "image": bool(self.images), "audio": self.audio is not None}
+        present = {"text": bool(self.text), "image": bool(self.images), "audio": self.audio is not None,
+                   "tool": bool(self.tool_results)}
         return [name for name, here in present.items() if here]
 
 
@@ -116,8 +120,8 @@ class TurnPipeline:
 
     async def run_turn(
         self, tenant: str, session_id: str, turn: UserTurn, *, on_token: TokenSink | None = None,
-        retry_key: RetryKey | None = None,
-    ) -> TurnResponse:
+        retry_key: RetryKey | None = None, options: ReplyOptions = DEFAULT_REPLY, tools: ToolOffer | None = None,
+    ) -> TurnResult:
         """Run one turn under the session's lock; commit state and history only if all of it succeeds.
 
         With a retry key, a turn already committed under that key is answered from the store
@@ -137,12 +141,12 @@ class TurnPipeline:
                 with steps.step("load"):
                     record = await self.store.get(tenant, session_id)
                 response = await self._reply(DialogueState.model_validate(record.state), record.history, turn, steps,
-                                             on_token=on_token, conversation=Conversation(session_id, tenant))
+                                             on_token=on_token, conversation=Conversation(session_id, tenant),
+                                             options=options, tools=tools)
                 remembered = None
                 if retry_key:
                     # Without the spoken reply (about a megabyte of WAV): a replay speaks the stored words again.
-                    remembered = IdempotentReply(retry_key.key, retry_key.fingerprint,
-                                                 response.model_dump(exclude={"reply_audio"}))
+                    remembered = IdempotentReply(retry_key.key, retry_key.fingerprint, response.record())
                 with steps.step("commit"):
                     await self.store.commit_turn(
                         lock, expected_turns=record.turns, state=response.state.model_dump(),
@@ -153,52 +157,101 @@ class TurnPipeline:
 
     async def respond(
         self, previous: DialogueState, history: list[dict], turn: UserTurn, *, on_token: TokenSink | None = None,
-        conversation: Conversation = NO_SESSION,
-    ) -> TurnResponse:
-        """Understand the turn and write the reply; touches no store (the caller commits, or not).
+        conversation: Conversation = NO_SESSION, options: ReplyOptions = DEFAULT_REPLY, tools: ToolOffer | None = None,
+    ) -> TurnResult:
+        """Understand the turn and write the reply (options.n of them); touches no store (the caller commits,
+        or not).
 
         Between the policy's decision and the reply, the webhook the decision needs is called (an
-        action, or the handoff); `conversation` says whom it is about."""
+        action, or the handoff); `conversation` says whom it is about. When the client offers `tools` and one
+        can be filled from the state, the turn ends in that tool call instead: no webhook, no reply. The
+        turn's tool results (its answers to such a call) are stated as a webhook's answer is."""
         steps = _Steps()
         with span("turn"):
-            response = await self._reply(previous, history, turn, steps, on_token=on_token, conversation=conversation)
+            response = await self._reply(previous, history, turn, steps, on_token=on_token, conversation=conversation,
+                                         options=options, tools=tools)
         response.timings_ms = steps.timings
         return response
 
     async def _reply(
         self, previous: DialogueState, history: list[dict], turn: UserTurn, steps: _Steps, *,
-        on_token: TokenSink | None, conversation: Conversation,
-    ) -> TurnResponse:
+        on_token: TokenSink | None, conversation: Conversation, options: ReplyOptions, tools: ToolOffer | None,
+    ) -> TurnResult:
         if turn.reply_audio and self.voice is None:
             raise ApiError(422, "reply_audio_unavailable",
                            "spoken replies are off on this server (PARLEY_TTS=off, or no voice installed)")
         understood = await self._understand(previous, turn, steps)
         state, seen = understood.state, understood.seen
         said = [*history, {"role": "user", "text": understood.utterance, "turn": state.turns, "at": utc_now()}]
-        decision = await self._act(conversation, state, understood.analysis, understood.decision, said, steps=steps)
+        outcome = {"turn": state.turns, "transcript": understood.heard or None, "state": state,
+                   "images": [_public(r) for r in seen.readings], "timings_ms": steps.timings}
+        if not turn.tool_results and (call := self._tool_call(state, understood.decision, tools)) is not None:
+            return TurnResult(**outcome, reply="", action="tool_call", grounded=True, tool_call=call)
+        if turn.tool_results:  # the client ran the call the previous reply made: its answer is this turn's
+            decision = self._tool_answered(state, understood.analysis, turn.tool_results)
+        else:
+            decision = await self._act(conversation, state, understood.analysis, understood.decision, said,
+                                       steps=steps)
         context = ReplyContext(
             reply_prompt(decision, state, history, understood.utterance),
             image_features=tuple(r.features for r in seen.readings if r.features is not None),
             audio_features=seen.transcript.features if seen.transcript else None,
         )
-        stats = GenerationStats()
+        stats = [GenerationStats() for _ in range(options.n)]
+        sink = on_token if options.n == 1 else None  # n replies cannot share one token stream
         with steps.step("decode"):
-            generated = await self._generate(context, on_token, stats, steps)
-            reply_ok = grounded(generated, decision, self.domain)
-        reply = generated.strip() if reply_ok else decision.draft
+            written = await asyncio.gather(*(
+                self._write(context, decision, options, index, stats=stats[index], on_token=sink, steps=steps)
+                for index in range(options.n)))
+        first = written[0]
         spoken = None
         if turn.reply_audio:
             with steps.step("speak"):
-                spoken = await self._speak(reply)
+                spoken = await self._speak(first.text)
         trace.get_current_span().set_attributes({  # the turn's span
             "parley.turn": state.turns, "parley.modalities": turn.modalities, "parley.action": decision.action,
-            "parley.grounded": reply_ok})
-        return TurnResponse(
-            turn=state.turns, reply=reply, action=decision.action,
-            grounded=reply_ok, transcript=understood.heard or None,
-            images=[_public(r) for r in seen.readings], state=state, reply_audio=spoken, timings_ms=steps.timings,
-            usage=Usage(prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens),
+            "parley.grounded": first.grounded})
+        return TurnResult(
+            **outcome, reply=first.text, action=decision.action, grounded=first.grounded, reply_audio=spoken,
+            usage=Usage(prompt_tokens=stats[0].prompt_tokens, completion_tokens=sum(w.completion_tokens for w in written)),
+            choices=list(written),
         )
+
+    def _tool_call(self, state: DialogueState, decision: Decision, tools: ToolOffer | None) -> ToolCall | None:
+        """The call a client's tool makes in place of this turn's reply, or None. The intent is complete
+        when the policy would now say its response or call its webhook."""
+        try:
+            return choose_tool(state, self.domain, tools, complete=decision.action in ("respond", "call_action"))
+        except ToolUnsatisfiable as exc:
+            raise ApiError(400, "tool_unsatisfiable", str(exc), param="tool_choice") from exc
+
+    def _tool_answered(self, state: DialogueState, analysis: TurnAnalysis, results: tuple[ToolResult, ...]) -> Decision:
+        """The client's tool output into the state and the decision, as an action webhook's answer goes."""
+        intent = self.domain.intents[state.intent] if state.intent else None
+        provides = self.domain.actions[intent.action].provides if intent and intent.action else ()
+        answer = tool_answer(results, provides)
+        if answer.ok:
+            record_action(state, provides, answer.slots)
+        return decide(state, analysis, self.domain, result=answer)
+
+    async def _write(
+        self, context: ReplyContext, decision: Decision, options: ReplyOptions, index: int, *,
+        stats: GenerationStats, on_token: TokenSink | None, steps: _Steps,
+    ) -> WrittenReply:
+        """One reply: the decoder's, or the policy's draft when the decoder's drops a fact; then clipped to the
+        client's stop sequences and max_tokens. The decoder writes one token past max_tokens, so that a reply
+        that runs over is seen to (finish_reason "length")."""
+        budget = self.max_new_tokens if options.max_tokens is None else min(self.max_new_tokens, options.max_tokens + 1)
+        generated = await self._generate(context, on_token, stats, steps, budget=budget,
+                                          sampling=options.sampling(index))
+        reply_ok = grounded(generated, decision, self.domain)
+        tokenizer = getattr(self.decoder, "tokenizer", None)  # local decoders have one; a remote one has none
+        text, cut = clip(generated.strip() if reply_ok else decision.draft, options, tokenizer)
+        ran_out = reply_ok and stats.completion_tokens >= budget  # the decoder's reply, stopped by the budget
+        finish = cut or ("length" if ran_out else "stop")
+        produced = stats.completion_tokens if options.max_tokens is None else min(stats.completion_tokens,
+                                                                                  options.max_tokens)
+        return WrittenReply(text=text, grounded=reply_ok, finish_reason=finish, completion_tokens=produced)
 
     async def track(self, previous: DialogueState, turn: UserTurn) -> DialogueState:
         """The state after `turn`, without writing a reply (to replay earlier turns of a conversation)."""
@@ -223,14 +276,14 @@ class TurnPipeline:
 
     async def _replay(
         self, tenant: str, session_id: str, retry_key: RetryKey, turn: UserTurn
-    ) -> TurnResponse | None:
+    ) -> TurnResult | None:
         stored = await self.store.get_idempotent(tenant, session_id, retry_key.key)
         if stored is None:
             return None
         if stored.fingerprint != retry_key.fingerprint:
             raise ApiError(422, "idempotency_key_reused",
                            "this Idempotency-Key was used with a different request; use a new key for a new turn")
-        response = TurnResponse.model_validate({**stored.response, "replayed": True})
+        response = TurnResult.model_validate({**stored.response, "replayed": True})
         if turn.reply_audio:  # the same key means the same request: it asked for the reply spoken
             response.reply_audio = await self._speak(response.reply)
         return response
@@ -278,12 +331,13 @@ class TurnPipeline:
         return Perception(transcript=transcript, readings=readings)
 
     async def _generate(
-        self, context: ReplyContext, on_token: TokenSink | None, stats: GenerationStats, steps: _Steps,
+        self, context: ReplyContext, on_token: TokenSink | None, stats: GenerationStats, steps: _Steps, *,
+        budget: int, sampling: Sampling,
     ) -> str:
-        """The decoder's reply; marks when its first piece arrived."""
+        """The decoder's reply; marks when the turn's first piece arrived."""
         pieces = []
-        async for piece in self.decoder.stream(context, max_new_tokens=self.max_new_tokens, stats=stats):
-            if not pieces:
+        async for piece in self.decoder.stream(context, max_new_tokens=budget, stats=stats, sampling=sampling):
+            if not pieces and "first_token" not in steps.timings:
                 steps.mark("first_token")
             pieces.append(piece)
             if on_token is not None:
@@ -361,7 +415,7 @@ def reply_prompt(decision: Decision, state: DialogueState, history: list[dict], 
     return messages
 
 
-def _entries(turn: UserTurn, response: TurnResponse) -> list[dict]:
+def _entries(turn: UserTurn, response: TurnResult) -> list[dict]:
     at = utc_now()
     user = {"role": "user", "text": turn.text, "turn": response.turn, "modalities": turn.modalities, "at": at}
     if response.transcript:

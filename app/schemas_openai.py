@@ -1,17 +1,25 @@
 """OpenAI-compatible protocol: the wire models of /v1/chat/completions, /v1/models and /v1/audio/transcriptions.
 Pydantic only.
 
-Fields OpenAI defines that Parley does not use (temperature, max_tokens, tools...) are accepted and ignored,
-so that existing clients work unchanged; what Parley adds sits in one `parley` object.
+The parameters Parley honours are typed and range-checked here (a wrong type or range is a 400 in OpenAI's
+error shape, naming the parameter); parameters OpenAI defines that Parley does not use (logprobs, user,
+parallel_tool_calls...) and unknown ones are ignored as OpenAI ignores them, and their names logged at debug.
+What Parley adds to a response sits in one `parley` object.
 """
 
+import logging
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.dialogue.state import DialogueState
 
 MODEL_ID = "parley"  # always accepted as `model`, besides the configured decoder's id
+MAX_CHOICES = 8  # `n`: each choice is a decoded reply; more would hold the decoder for one request
+MAX_STOP_SEQUENCES = 4  # as OpenAI
+TOOL_NAME = r"^[A-Za-z0-9_-]{1,64}$"  # OpenAI's rule for function names
+
+log = logging.getLogger(__name__)
 
 
 class _Lenient(BaseModel):
@@ -49,10 +57,49 @@ class AudioPart(_Lenient):
 ContentPart = Annotated[TextPart | ImagePart | AudioPart, Field(discriminator="type")]
 
 
+class FunctionCall(_Lenient):
+    name: str
+    arguments: str = Field(description="the arguments as a JSON object, in a string")
+
+
+class ToolCallMessage(_Lenient):
+    """A tool call as an assistant message carries it (a previous response's `tool_calls`, sent back)."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(_Lenient):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCallMessage] | None = Field(None, description="assistant messages: the calls it made")
+    tool_call_id: str | None = Field(None, description="tool messages: the call this is the output of")
+
+
+class FunctionDefinition(_Lenient):
+    name: str = Field(pattern=TOOL_NAME)
+    description: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict, description="a JSON schema of the arguments object")
+
+
+class ToolDefinition(_Lenient):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(_Lenient):
+    name: str = Field(pattern=TOOL_NAME)
+
+
+class NamedToolChoice(_Lenient):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class ResponseFormat(_Lenient):
+    type: Literal["text", "json_object", "json_schema"]
 
 
 class StreamOptions(_Lenient):
@@ -84,12 +131,41 @@ class ChatCompletionRequest(_Lenient):
     )
 
     model: str = Field(description=f'"{MODEL_ID}" or the id GET /v1/models lists')
-    messages: list[ChatMessage] = Field(min_length=1, description="the conversation; the last user message is answered")
+    messages: list[ChatMessage] = Field(min_length=1, description="the conversation; the last user message is "
+                                        "answered, or the tool messages that answer the last assistant tool_calls")
     stream: bool = False
     stream_options: StreamOptions | None = None
     modalities: list[Literal["text", "audio"]] | None = Field(
         None, description='["text", "audio"]: the reply is also spoken, in `message.audio` (WAV, base64)')
     audio: AudioOptions | None = None
+    max_tokens: int | None = Field(None, ge=1, description="the reply is cut to this many tokens (finish_reason "
+                                   '"length"); deprecated by OpenAI for max_completion_tokens, same meaning')
+    max_completion_tokens: int | None = Field(None, ge=1, description="as max_tokens; the smaller one wins")
+    temperature: float | None = Field(None, ge=0, le=2, description="0 (default): greedy; above: sampled")
+    top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling, with temperature > 0")
+    n: int | None = Field(None, ge=1, le=MAX_CHOICES, description="replies to write; more than 1 only without "
+                          "X-Session-Id (a session commits one reply per turn)")
+    stop: str | list[str] | None = Field(None, description=f"up to {MAX_STOP_SEQUENCES} sequences; the reply ends "
+                                         "before the first one")
+    seed: int | None = Field(None, description="with temperature > 0: the same seed, the same reply")
+    response_format: ResponseFormat | None = Field(None, description='only {"type": "text"}')
+    tools: list[ToolDefinition] | None = Field(None, description="functions the client can run; one is called "
+                                               "when the dialogue state fills its arguments")
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _few_stop_sequences(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(stop, list) and len(stop) > MAX_STOP_SEQUENCES:
+            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences")
+        return stop
+
+    @model_validator(mode="before")
+    @classmethod
+    def _log_ignored(cls, data: Any) -> Any:
+        if isinstance(data, dict) and (ignored := sorted(set(data) - set(cls.model_fields))):
+            log.debug("chat completion parameters ignored: %s", ", ".join(map(str, ignored)))
+        return data
 
 
 # Responses --------------------------------------------------------------------------------------------------
@@ -121,16 +197,32 @@ class SpokenReply(BaseModel):
     transcript: str = Field(examples=["Your order number is A7Q-4412."])
 
 
+class ToolCallFunction(BaseModel):
+    name: str = Field(examples=["lookup_order"])
+    arguments: str = Field(examples=['{"order_id": "A7Q-4412"}'], description="JSON of the arguments object")
+
+
+class ToolCallOut(BaseModel):
+    id: str = Field(examples=["call_5f0c9a1e2b3d4c5e6f7a8b9c"])
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str = Field(examples=["Your order number is A7Q-4412."])
+    content: str | None = Field(examples=["Your order number is A7Q-4412."], description="null with tool_calls")
+    tool_calls: list[ToolCallOut] | None = Field(None, description="the call the client should make and answer "
+                                                 "with a `tool` message")
     audio: SpokenReply | None = Field(None, description='with modalities ["text", "audio"]')
 
 
 class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
-    finish_reason: Literal["stop", "length"] = "stop"
+    finish_reason: FinishReason = "stop"
 
 
 class ChatCompletion(BaseModel):
@@ -143,16 +235,21 @@ class ChatCompletion(BaseModel):
     parley: ParleyExtras
 
 
+class ToolCallDelta(ToolCallOut):
+    index: int = 0
+
+
 class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
     audio: SpokenReply | None = None
 
 
 class ChunkChoice(BaseModel):
     index: int = 0
     delta: Delta
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: FinishReason | None = None
 
 
 class ChatCompletionChunk(BaseModel):

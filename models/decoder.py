@@ -1,4 +1,4 @@
-"""Reply generation with a causal LM, one greedy step at a time over a batch of sequences.
+"""Reply generation with a causal LM, one step at a time over a batch of sequences.
 
 The model knows nothing of requests or scheduling. It turns chat messages into
 prompt ids, prefills a batch of prompts, advances a batch by one token, and
@@ -8,6 +8,9 @@ step, so replies of different sessions are decoded together.
 Batches are left-padded: every row's cache ends at the same column, and the
 attention mask (B, L) marks the padding. Each row keeps its own position ids,
 so a sequence decodes to the same tokens alone or in any batch.
+
+Each row picks its next token its own way: greedy (argmax) unless its RowSampler says to sample, with its
+own temperature, top-p and random generator, so a seeded row samples the same tokens in any batch.
 """
 
 from __future__ import annotations
@@ -38,6 +41,61 @@ class ReplyContext:
     audio_features: np.ndarray | None = None  # (T, Da) speech encoder states
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How a reply picks its tokens. temperature 0 is greedy (argmax), whatever top_p and seed say."""
+
+    temperature: float = 0.0  # logits are divided by it before the softmax
+    top_p: float = 1.0  # nucleus: sample among the most likely tokens whose probabilities add up to top_p
+    seed: int | None = None  # None: a fresh random seed per reply
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+
+GREEDY = Sampling()
+
+
+@dataclass
+class RowSampler:
+    """One row's sampling settings and its own random generator (on the model's device)."""
+
+    sampling: Sampling
+    generator: torch.Generator
+
+
+def row_sampler(sampling: Sampling, device: torch.device | str) -> RowSampler | None:
+    """None for a greedy row; otherwise a sampler whose generator starts from the seed (or a random one)."""
+    if sampling.greedy:
+        return None
+    generator = torch.Generator(device=device)
+    if sampling.seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(sampling.seed)
+    return RowSampler(sampling, generator)
+
+
+def pick_tokens(logits: torch.Tensor, samplers: list[RowSampler | None] | None = None) -> torch.Tensor:
+    """(B, V) logits -> (B,) token ids: argmax for greedy rows (None), a draw for sampling rows.
+
+    Greedy rows take exactly the argmax the all-greedy path takes, so they decode token for token as before."""
+    chosen = logits.argmax(-1)  # (B,)
+    for row, sampler in enumerate(samplers or ()):
+        if sampler is None:
+            continue
+        scaled = logits[row].float() / sampler.sampling.temperature  # (V,)
+        probs = torch.softmax(scaled, dim=-1)
+        if sampler.sampling.top_p < 1.0:
+            ordered, order = probs.sort(descending=True)  # (V,), (V,)
+            before = ordered.cumsum(-1) - ordered  # (V,) probability mass of the tokens ranked above each
+            ordered[before >= sampler.sampling.top_p] = 0  # the most likely token always stays (before = 0)
+            probs = torch.zeros_like(probs).scatter_(0, order, ordered)
+        chosen[row] = torch.multinomial(probs, 1, generator=sampler.generator)[0]
+    return chosen
+
+
 @dataclass
 class GenerationStats:
     """Filled in by a decoder while it streams."""
@@ -50,7 +108,8 @@ class Decoder(Protocol):
     wants_features: bool  # True: the pipeline asks the encoders for hidden states, not only text
 
     def stream(
-        self, context: ReplyContext, *, max_new_tokens: int, stats: GenerationStats | None = None
+        self, context: ReplyContext, *, max_new_tokens: int, stats: GenerationStats | None = None,
+        sampling: Sampling = GREEDY,
     ) -> AsyncIterator[str]: ...
 
     async def aclose(self) -> None: ...
@@ -164,8 +223,9 @@ class CausalLMDecoder:
         return TextStream(self.tokenizer)
 
     @torch.inference_mode()
-    def prefill(self, prompts: list[list[int]]) -> DecodeBatch:
-        """Run the prompts; the batch's next_ids are each prompt's first reply token."""
+    def prefill(self, prompts: list[list[int]], samplers: list[RowSampler | None] | None = None) -> DecodeBatch:
+        """Run the prompts; the batch's next_ids are each prompt's first reply token (samplers: one per
+        prompt, None for greedy; no list: all greedy)."""
         assert prompts and all(prompts), "prefill takes one or more non-empty prompts"
         length = max(len(p) for p in prompts)
         device = self.placement.device
@@ -174,17 +234,17 @@ class CausalLMDecoder:
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): padding sits at position 0, masked out
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=True,
                          logits_to_keep=1, **{CACHE: _cache()})
-        next_ids = out.logits[:, -1].argmax(-1)  # (B,)
+        next_ids = pick_tokens(out.logits[:, -1], samplers)  # (B,)
         positions = torch.tensor([len(p) for p in prompts], device=device)  # (B,)
         return DecodeBatch(getattr(out, CACHE), mask, positions, next_ids)
 
     @torch.inference_mode()
-    def step(self, batch: DecodeBatch) -> DecodeBatch:
-        """Feed each row's newest token; the result's next_ids are the tokens after it."""
+    def step(self, batch: DecodeBatch, samplers: list[RowSampler | None] | None = None) -> DecodeBatch:
+        """Feed each row's newest token; the result's next_ids are the tokens after it (samplers as in prefill)."""
         mask = torch.cat([batch.mask, batch.mask.new_ones(batch.size, 1)], dim=1)  # (B, L + 1)
         out = self.model(input_ids=batch.next_ids[:, None], attention_mask=mask, position_ids=batch.positions[:, None],
                          use_cache=True, **{CACHE: batch.cache})
-        return DecodeBatch(getattr(out, CACHE), mask, batch.positions + 1, out.logits[:, -1].argmax(-1))
+        return DecodeBatch(getattr(out, CACHE), mask, batch.positions + 1, pick_tokens(out.logits[:, -1], samplers))
 
     @staticmethod
     def merge(first: DecodeBatch, second: DecodeBatch) -> DecodeBatch:

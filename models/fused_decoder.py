@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from models.decoder import GenerationStats, ReplyContext, TextStream
+from models.decoder import GREEDY, GenerationStats, ReplyContext, RowSampler, Sampling, TextStream, pick_tokens, row_sampler
 from models.fused import FusedSeq2Seq, encode_context, render_context
 from models.registry import Placement
 
@@ -81,9 +81,12 @@ class FusedSeq2SeqDecoder:
         return batch
 
     async def stream(
-        self, context: ReplyContext, *, max_new_tokens: int, stats: GenerationStats | None = None
+        self, context: ReplyContext, *, max_new_tokens: int, stats: GenerationStats | None = None,
+        sampling: Sampling = GREEDY,
     ) -> AsyncIterator[str]:
         stats = stats if stats is not None else GenerationStats()
+        sampler = row_sampler(sampling, self.placement.device)
+        processors = LogitsProcessorList([_Sampled(sampler)] if sampler is not None else [])
         batch = self.inputs(context)
         stats.prompt_tokens = int(batch["input_ids"].shape[1])
         queue: asyncio.Queue = asyncio.Queue()
@@ -95,6 +98,7 @@ class FusedSeq2SeqDecoder:
             try:
                 with torch.inference_mode():
                     self.model.generate(**batch, max_new_tokens=budget, do_sample=False, streamer=streamer,
+                                        logits_processor=processors,
                                         stopping_criteria=StoppingCriteriaList([_Cancelled(cancelled)]))
             except Exception as exc:  # handed to the caller, who raises it
                 streamer.send(exc)
@@ -146,3 +150,16 @@ class _Cancelled(StoppingCriteria):
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class _Sampled(LogitsProcessor):
+    """Sampling with the reply's own generator (generate()'s do_sample draws from the global one): the drawn
+    token keeps its score and every other is masked, so generate()'s greedy pick takes the draw."""
+
+    def __init__(self, sampler: RowSampler) -> None:
+        self.sampler = sampler
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        chosen = pick_tokens(scores, [self.sampler] * scores.shape[0])  # (B,)
+        masked = torch.full_like(scores, float("-inf"))  # (B, V)
+        return masked.scatter_(1, chosen[:, None], scores.gather(1, chosen[:, None]))

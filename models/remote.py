@@ -5,8 +5,8 @@ Ollama...) streaming the reply to the fused text context.
 
 The base URL is what the server's OpenAI clients use (it ends in /v1 for all of those above); the
 part after '#' is the model name it serves. Only the text prompt goes over the wire (no encoder
-features: `wants_features = False`). Greedy (temperature 0) like the local decoder, so a reply
-depends on the context alone.
+features: `wants_features = False`). Greedy (temperature 0) like the local decoder unless the turn asks
+for sampling: then its temperature, top_p and seed are sent as they are.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 if TYPE_CHECKING:
-    from models.decoder import GenerationStats, ReplyContext
+    from models.decoder import GenerationStats, ReplyContext, Sampling
 
 CONNECT_TIMEOUT_S = 3.0  # a server that does not accept within this is down
 READ_TIMEOUT_S = 60.0  # longest wait for the first chunk (prompt processing) or between two chunks
@@ -64,13 +64,17 @@ class OpenAIDecoder:
             return [entry["id"] for entry in response.json().get("data", [])]
 
     async def stream(self, context: ReplyContext, *, max_new_tokens: int,
-                     stats: GenerationStats | None = None) -> AsyncIterator[str]:
+                     stats: GenerationStats | None = None, sampling: Sampling | None = None) -> AsyncIterator[str]:
         """The reply's text pieces as the server streams them (SSE chunks of chat.completion.chunk)."""
         body = {
             "model": self.model, "messages": list(context.messages), "max_tokens": max_new_tokens,
             "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True},  # token counts in the last chunk, where supported
         }
+        if sampling is not None and not sampling.greedy:
+            body.update(temperature=sampling.temperature, top_p=sampling.top_p)
+            if sampling.seed is not None:
+                body["seed"] = sampling.seed
         async with self._errors(), self._client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
             await _check(response)
             async for line in response.aiter_lines():

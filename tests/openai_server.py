@@ -5,7 +5,8 @@
 It serves GET /v1/models and POST /v1/chat/completions (streamed as SSE or not) by running a real
 causal LM (e.g. tests/factories.py tiny_causal_lm) with plain transformers, greedy, and appends one
 JSON line per completion to --log: the messages it got and the text it generated, so a test can
-compare what Parley shows with what this server produced.
+compare what Parley shows with what this server produced (and the sampling parameters it was sent, which
+it logs but does not apply).
 """
 
 import argparse
@@ -58,6 +59,7 @@ def create_app(generator: Generator, name: str, log_path: str) -> FastAPI:
     def record(body: dict, pieces: list[str]) -> None:
         with open(log_path, "a") as log:
             log.write(json.dumps({"messages": body["messages"], "max_tokens": body.get("max_tokens"),
+                                  "sampling": {key: body.get(key) for key in ("temperature", "top_p", "seed")},
                                   "stream": bool(body.get("stream")), "pieces": pieces,
                                   "reply": "".join(pieces)}) + "\n")
 

@@ -4,7 +4,7 @@ import threading
 import pytest
 
 from app.batching import BatchMismatch, ContinuousDecoder, MicroBatcher
-from models.decoder import CausalLMDecoder, GenerationStats, ReplyContext
+from models.decoder import GREEDY, CausalLMDecoder, GenerationStats, ReplyContext, Sampling
 from models.registry import resolve_placement
 from tests.factories import tiny_causal_lm
 
@@ -166,3 +166,22 @@ async def test_a_caller_that_stops_listening_leaves_the_batch(tiny_lm):
         await decoder.aclose()
     assert reply == alone(tiny_lm, CONVERSATIONS[0], 40)
     assert seen.batches[-1][1] == 1  # the abandoned sequence no longer takes a row
+
+
+async def test_each_sequence_samples_with_its_own_settings_and_greedy_ones_are_unchanged(tiny_lm):
+    decoder = ContinuousDecoder(tiny_lm, max_batch_size=8)
+
+    async def reply(messages, sampling: Sampling) -> str:
+        return "".join([p async for p in decoder.stream(ReplyContext(messages), max_new_tokens=12, sampling=sampling)])
+
+    hot = Sampling(temperature=1.5, seed=21)
+    try:
+        together = await asyncio.gather(reply(CONVERSATIONS[0], GREEDY), reply(CONVERSATIONS[1], hot),
+                                        reply(CONVERSATIONS[2], GREEDY))
+        again = await reply(CONVERSATIONS[1], hot)
+        other_seeds = [await reply(CONVERSATIONS[1], Sampling(temperature=1.5, seed=seed)) for seed in (22, 23)]
+    finally:
+        await decoder.aclose()
+    assert together[0] == alone(tiny_lm, CONVERSATIONS[0], 12) and together[2] == alone(tiny_lm, CONVERSATIONS[2], 12)
+    assert again == together[1]  # the seed repeats the reply, alone or in a batch
+    assert any(text != together[1] for text in other_seeds)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-from models.decoder import GenerationStats, ReplyContext
+from models.decoder import GenerationStats, ReplyContext, Sampling
 from models.remote import DecoderUnavailable, OpenAIDecoder, parse_spec
 from tests.api.inprocess import in_process_client
 from tests.factories import tiny_causal_lm
@@ -82,6 +82,18 @@ async def test_stream_is_what_the_server_generated(chat_server: ChatServer):
     body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 6}
     plain = httpx.post(f"{chat_server.base}/chat/completions", json=body, timeout=30).json()
     assert plain["choices"][0]["message"]["content"] == "".join(pieces)
+
+
+async def test_sampling_is_sent_only_when_a_reply_asks_for_it(chat_server: ChatServer):
+    decoder = OpenAIDecoder(chat_server.base, MODEL)
+    try:
+        for sampling in (None, Sampling(temperature=0), Sampling(temperature=0.8, top_p=0.9, seed=3)):
+            [p async for p in decoder.stream(ReplyContext(messages=MESSAGES), max_new_tokens=2, sampling=sampling)]
+    finally:
+        await decoder.aclose()
+    assert [logged["sampling"] for logged in chat_server.requests()[-3:]] == [
+        {"temperature": 0, "top_p": None, "seed": None}, {"temperature": 0, "top_p": None, "seed": None},
+        {"temperature": 0.8, "top_p": 0.9, "seed": 3}]
 
 
 async def test_unknown_model_and_closed_port_are_decoder_unavailable(chat_server: ChatServer):

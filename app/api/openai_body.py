@@ -2,13 +2,20 @@
 decoders as a native turn (app/api/turn_body.py, app/media/), assistant messages become history.
 
 Content parts: `text`, `image_url` (data: URLs; http(s) only from hosts in PARLEY_OPENAI_IMAGE_HOSTS, fetched with
-a size and time limit) and `input_audio` (base64 wav/mp3). System, developer and tool messages are not used: the
+a size and time limit) and `input_audio` (base64 wav/mp3). System and developer messages are not used: the
 policy and its own system prompt decide what is said.
+
+A request ending in `tool` messages answers the tool_calls of the assistant message before them: those outputs
+are the turn's (stateless: together with the user message that led to the call; with a session, that message
+is already a committed turn, so the outputs are a turn of their own). Earlier tool messages were stated in
+the replies after them and are not read again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 from urllib.parse import urlsplit
 
 import httpx
@@ -18,6 +25,7 @@ from app.config import Settings
 from app.errors import ApiError
 from app.media.image import decode_data_url_or_base64
 from app.media.text import clean_text
+from app.dialogue.tools import ToolResult
 from app.openai_serving import DecodedChat, PastMessage
 from app.pipeline import UserTurn
 from app.schemas_openai import AudioPart, ChatCompletionRequest, ChatMessage, ImagePart, TextPart
@@ -32,20 +40,53 @@ async def read_conversation(body: ChatCompletionRequest, settings: Settings, *, 
     if len(body.messages) > settings.history_max:  # each earlier user message costs a tracking pass
         raise ApiError(413, "too_many_messages", f"{len(body.messages)} messages; a conversation sent here may have "
                        f"at most {settings.history_max} (the history a session keeps)", param="messages")
-    if body.messages[-1].role != "user":
-        raise ApiError(400, "invalid_request", "the last message must be the user's: it is the one answered",
-                       param=f"messages.{len(body.messages) - 1}.role")
-    _check_media_budget(body.messages if with_past else body.messages[-1:], settings)
+    results, answered = _tool_results(body.messages, settings)
+    spoken = "audio" in (body.modalities or [])
+    if results and not with_past:  # the session holds the user message that led to the call
+        return DecodedChat((), _tool_turn(results, reply_audio=spoken))
+    if answered is None:
+        raise ApiError(400, "invalid_request", "the last message must be the user's (it is the one answered) or "
+                       "tool messages answering the assistant's tool_calls", param=f"messages.{len(body.messages) - 1}.role")
+    _check_media_budget(body.messages[:answered + 1] if with_past else body.messages[answered:answered + 1], settings)
     past: list[PastMessage] = []
-    for index, message in enumerate(body.messages[:-1] if with_past else []):
+    for index, message in enumerate(body.messages[:answered] if with_past else []):
         if message.role == "assistant":
             past.append(PastMessage("assistant", _plain_text(message, index, settings)))
         elif message.role == "user":
             turn = await _user_turn(message, index, settings)
             past.append(PastMessage("user", turn.text, turn))
-    spoken = "audio" in (body.modalities or [])
-    last = await _user_turn(body.messages[-1], len(body.messages) - 1, settings, reply_audio=spoken)
-    return DecodedChat(tuple(past), last)
+    last = await _user_turn(body.messages[answered], answered, settings, reply_audio=spoken)
+    return DecodedChat(tuple(past), dataclasses.replace(last, tool_results=results))
+
+
+def _tool_results(messages: list[ChatMessage], settings: Settings) -> tuple[tuple[ToolResult, ...], int | None]:
+    """(the trailing tool messages' outputs, the index of the user message answered): ((), last index) for a
+    request ending in a user message; None as the index when no user message is being answered."""
+    end = len(messages)
+    while end and messages[end - 1].role == "tool":
+        end -= 1
+    if end == len(messages):
+        return (), end - 1 if messages[-1].role == "user" else None
+    caller = end - 1
+    if caller < 0 or messages[caller].role != "assistant" or not messages[caller].tool_calls:
+        raise ApiError(400, "invalid_request", "tool messages must follow the assistant message whose tool_calls "
+                       "they answer", param=f"messages.{end}.role")
+    calls = {call.id for call in messages[caller].tool_calls}
+    results = []
+    for index in range(end, len(messages)):
+        message = messages[index]
+        if message.tool_call_id not in calls:
+            raise ApiError(400, "invalid_request", f"tool_call_id {message.tool_call_id!r} answers none of the "
+                           f"tool_calls of message {caller}", param=f"messages.{index}.tool_call_id")
+        results.append(ToolResult(message.tool_call_id, _plain_text(message, index, settings)))
+    users = [index for index in range(caller) if messages[index].role == "user"]
+    return tuple(results), users[-1] if users else None
+
+
+def _tool_turn(results: tuple[ToolResult, ...], *, reply_audio: bool) -> UserTurn:
+    """Tool outputs as a session turn with nothing typed; its fingerprint (for Idempotency-Key) is the outputs'."""
+    digest = hashlib.sha256(repr([(r.call_id, r.content) for r in results]).encode()).hexdigest()
+    return UserTurn("", fingerprint=f"tool:{digest}", reply_audio=reply_audio, tool_results=results)
 
 
 async def _user_turn(message: ChatMessage, index: int, settings: Settings, *, reply_audio: bool = False) -> UserTurn:
@@ -89,7 +130,7 @@ def _plain_text(message: ChatMessage, index: int, settings: Settings) -> str:
     if message.content is None or isinstance(message.content, str):
         text = message.content or ""
     elif any(not isinstance(part, TextPart) for part in message.content):
-        raise ApiError(400, "invalid_request", "assistant messages carry text only", param=param)
+        raise ApiError(400, "invalid_request", f"{message.role} messages carry text only", param=param)
     else:
         text = "\n".join(part.text for part in message.content)
     try:

@@ -11,7 +11,8 @@ from fastapi.responses import StreamingResponse
 from app.api.deps import MetricsDep, PipelineDep, SettingsDep, TenantDep
 from app.api.errors_doc import openai_errors
 from app.api.openai_body import read_conversation
-from app.openai_serving import ChatTarget, check_model, run_chat, served_models, to_chunks, to_completion
+from app.openai_serving import (ChatTarget, check_model, reply_options, run_chat, served_models, to_chunks,
+                                to_completion, tool_offer)
 from app.pipeline import RetryKey
 from app.schemas_openai import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ModelList
 
@@ -65,12 +66,14 @@ async def chat_completions(
     )] = None,
 ) -> ChatCompletion | StreamingResponse:
     """Messages with `text`, `image_url` (data: URLs) and `input_audio` (base64 wav/mp3) content parts.
-    The reply comes with the tracked dialogue state in `parley`."""
+    The reply comes with the tracked dialogue state in `parley`; with `tools`, a turn whose state fills a
+    tool's arguments answers with that tool call (finish_reason "tool_calls")."""
     check_model(body.model, settings)
+    options, tools = reply_options(body, stateful=session_id is not None), tool_offer(body)
     conversation = await read_conversation(body, settings, with_past=session_id is None)
     retry_key = RetryKey(idempotency_key, conversation.last.fingerprint) if idempotency_key else None
     target = ChatTarget(tenant, session_id, retry_key)
-    result = await run_chat(pipeline, conversation, target)
+    result = await run_chat(pipeline, conversation, target, options=options, tools=tools)
     if not result.replayed:
         metrics.observe_turn(conversation.last.modalities, result.timings_ms["total"] / 1000)
     if not body.stream:

@@ -7,6 +7,7 @@ a message naming the intent or slot, not as a KeyError in the middle of a turn.
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class IntentSpec:
     response: str  # str.format template over required slots, said once they are filled
     keeps_active: bool  # meta intents (inform, ask_recall) leave the active task intent alone
     action: str | None = None  # webhook called once the required slots are filled; a key of Domain.actions
+    tool: str | None = None  # the client tool (OpenAI `tools`) that serves this intent, when a request offers it
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,10 @@ def _parse_intent(
     provided = actions[action].provides if action is not None else ()
     response = _required_text(spec, "response", f"intent '{name}'")
     _check_placeholders(name, response, required, slots, provided)
+    tool = spec.get("tool")
+    if tool is not None and not (isinstance(tool, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", tool)):
+        raise DomainError(f"intent '{name}': tool {tool!r} is not a function name (letters, digits, _ and -, "
+                          "at most 64, as OpenAI's tools are named)")
     return IntentSpec(
         name=name,
         examples=examples,
@@ -233,6 +239,7 @@ def _parse_intent(
         response=response,
         keeps_active=bool(spec.get("keeps_active", False)),
         action=action,
+        tool=tool,
     )
 
 

@@ -68,11 +68,10 @@ def decide(
     if missing:
         slot = domain.slots[missing[0]]
         return Decision("ask_slot", slot.prompt, facts, names_one_of=slot.mentions, requested_slot=slot.name)
-    if intent.action is not None:
-        if result is None:
-            return Decision("call_action", domain.action_failed_response, facts, call=intent.action)
-        if not result.ok:
-            return Decision("action_unavailable", domain.action_failed_response, facts, names_one_of=UNAVAILABLE_WORDS)
+    if intent.action is not None and result is None:
+        return Decision("call_action", domain.action_failed_response, facts, call=intent.action)
+    if result is not None and not result.ok:  # a webhook, or a client's tool (app/dialogue/tools.py), failed
+        return Decision("action_unavailable", domain.action_failed_response, facts, names_one_of=UNAVAILABLE_WORDS)
     used = {name: _spoken(state.slots[name]) for name in _placeholders(intent.response)}
     draft = intent.response.format(**used)
     told = dict(result.facts) if result is not None else {}

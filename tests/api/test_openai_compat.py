@@ -123,3 +123,44 @@ async def test_models_list_does_not_show_the_decoders_folder(client, api_setting
     listed = (await client.get("/v1/models")).json()
     assert api_settings.decoder not in json.dumps(listed)  # the tiny test decoder lives in a temp folder
     assert listed["data"][0]["parley"]["decoder"] == decoder_name(api_settings.decoder)
+
+
+async def ask(client, text: str, **parameters) -> dict:
+    response = await client.post("/v1/chat/completions", json={
+        "model": "parley", "messages": [{"role": "user", "content": text}], **parameters})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_the_policys_draft_is_clipped_as_a_model_reply_would_be(client):
+    # The tiny decoder's words never pass the fact check, so each reply here is the policy's draft.
+    full = await ask(client, "My lamp arrived broken, order A7Q-4412")
+    draft = full["choices"][0]["message"]["content"]
+    assert not full["parley"]["grounded"] and full["choices"][0]["finish_reason"] == "stop"
+    cut = await ask(client, "My lamp arrived broken, order A7Q-4412", max_tokens=3)
+    assert cut["choices"][0]["finish_reason"] == "length"
+    assert draft.startswith(cut["choices"][0]["message"]["content"]) and len(cut["choices"][0]["message"]["content"]) < 20
+    stopped = await ask(client, "My lamp arrived broken, order A7Q-4412", stop="A7Q")
+    assert stopped["choices"][0] == {**full["choices"][0], "message": {
+        **full["choices"][0]["message"], "content": draft[:draft.index("A7Q")]}}
+
+
+async def test_n_choices_each_get_an_index_and_share_one_state(client):
+    completion = await ask(client, "hello", n=2, temperature=0.7, seed=1)
+    assert [choice["index"] for choice in completion["choices"]] == [0, 1]
+    assert completion["parley"]["state"]["turns"] == 1
+
+
+@pytest.mark.parametrize(("parameters", "param", "code"), [
+    ({"n": 2, "stream": True, "response_format": {"type": "json_schema"}}, "response_format",
+     "unsupported_response_format"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "invalid_request"),
+    ({"tool_choice": "required"}, "tool_choice", "invalid_request"),
+    ({"tools": [{"type": "function", "function": {"name": "has space"}}]}, "tools.0.function.name",
+     "invalid_request"),
+])
+async def test_parameters_not_served_or_malformed_are_400(client, parameters, param, code):
+    response = await client.post("/v1/chat/completions", json={
+        "model": "parley", "messages": [{"role": "user", "content": "hi"}], **parameters})
+    error = openai_error(response, 400, code)
+    assert error["param"] == param

@@ -162,6 +162,11 @@ def _break(path: list[str], value):
             id="empty-response",
         ),
         pytest.param(
+            _break(["intents", "order_status", "tool"], "look up order"),
+            r"intent 'order_status': tool 'look up order' is not a function name",
+            id="tool-not-a-function-name",
+        ),
+        pytest.param(
             _break(["slots", "order_id"], "order number"),
             r"slot 'order_id': expected a mapping",
             id="slot-not-a-mapping",
@@ -241,3 +246,8 @@ def test_readme_action_example_loads(tmp_path):
     domain = load_domain(write_domain(tmp_path, raw))
     assert domain.intents["order_status"].action == "order_lookup"
     assert domain.actions["order_lookup"].provides == ("order_status", "delivery_date")
+
+
+def test_packaged_intents_bind_client_tools(packaged):
+    assert packaged.intents["order_status"].tool == "lookup_order"
+    assert packaged.intents["greeting"].tool is None

@@ -1,6 +1,6 @@
 import torch
 
-from models.decoder import CausalLMDecoder
+from models.decoder import GREEDY, CausalLMDecoder, Sampling, pick_tokens, row_sampler
 from models.registry import resolve_placement
 from tests.factories import tiny_causal_lm
 
@@ -109,3 +109,43 @@ def test_int8_placement_quantises_linear_layers_and_still_batches_exactly(tmp_pa
     short, long = decoder.prompt_ids(MESSAGES), decoder.prompt_ids(OTHER)
     together = run(decoder, decoder.prefill([short, long]), 6)
     assert together == [run(decoder, decoder.prefill([p]), 6)[0] for p in (short, long)]
+
+
+def sampled(decoder: CausalLMDecoder, prompts, samplings, steps: int) -> list[list[int]]:
+    """`steps` tokens per prompt, decoded in one batch, each row picking with its own sampling."""
+    samplers = [row_sampler(sampling, "cpu") for sampling in samplings]
+    batch = decoder.prefill(prompts, samplers)
+    tokens = [[t] for t in batch.next_ids.tolist()]
+    for _ in range(steps - 1):
+        batch = decoder.step(batch, samplers)
+        for row, t in zip(tokens, batch.next_ids.tolist(), strict=True):
+            row.append(t)
+    return tokens
+
+
+def test_a_seeded_row_samples_the_same_tokens_alone_or_beside_others_and_greedy_rows_stay_greedy(tmp_path):
+    decoder = load(tmp_path)
+    short, long = decoder.prompt_ids(MESSAGES), decoder.prompt_ids(OTHER)
+    hot = Sampling(temperature=1.5, seed=11)
+    [alone] = sampled(decoder, [long], [hot], 12)
+    greedy_row, hot_row = sampled(decoder, [short, long], [GREEDY, hot], 12)
+    assert hot_row == alone  # its own generator: the neighbours draw nothing from it
+    assert greedy_row == greedy(decoder, MESSAGES, 12)  # token for token as the all-greedy path
+    assert alone != greedy(decoder, OTHER, 12)  # at temperature 1.5 a random tiny LM does not follow its argmax
+    others = [sampled(decoder, [long], [Sampling(temperature=1.5, seed=seed)], 12)[0] for seed in (12, 13)]
+    assert any(tokens != alone for tokens in others)
+
+
+def test_temperature_zero_is_greedy_and_a_tiny_top_p_keeps_only_the_likeliest_token(tmp_path):
+    decoder = load(tmp_path)
+    prompt = decoder.prompt_ids(OTHER)
+    assert row_sampler(Sampling(temperature=0, seed=3), "cpu") is None
+    [nucleus] = sampled(decoder, [prompt], [Sampling(temperature=2.0, top_p=1e-6, seed=5)], 10)
+    assert nucleus == greedy(decoder, OTHER, 10)
+
+
+def test_pick_tokens_draws_only_inside_the_nucleus():
+    logits = torch.tensor([[4.0, 3.0, 0.0, -1.0]])  # probabilities ~ 0.72, 0.26, 0.01, 0.004
+    sampler = row_sampler(Sampling(temperature=1.0, top_p=0.9, seed=0), "cpu")
+    drawn = {int(pick_tokens(logits, [sampler])[0]) for _ in range(200)}
+    assert drawn == {0, 1}  # the two likeliest tokens make up the first 90%; the rest are never drawn

@@ -223,3 +223,22 @@ async def test_serving_decoder_streams_what_generate_writes(tmp_path):
         async for _ in stream:
             break
     assert stats.completion_tokens < 200
+
+
+async def test_serving_decoder_samples_with_the_replys_own_seed(tmp_path):
+    from models.decoder import ReplyContext, Sampling
+
+    decoder = _decoder(tmp_path)
+    context = ReplyContext([{"role": "system", "content": "facts"}, {"role": "user", "content": "hello how can i help"}])
+
+    async def reply(sampling: Sampling | None = None) -> str:
+        options = {"sampling": sampling} if sampling else {}
+        return "".join([p async for p in decoder.stream(context, max_new_tokens=12, **options)])
+
+    greedy = await reply()
+    assert await reply(Sampling(temperature=0, seed=4)) == greedy
+    hot = await reply(Sampling(temperature=1.5, seed=4))
+    torch.manual_seed(99)  # the global generator plays no part
+    assert await reply(Sampling(temperature=1.5, seed=4)) == hot
+    others = {await reply(Sampling(temperature=1.5, seed=seed)) for seed in (5, 6)}
+    assert others != {hot}  # another seed, another reply
