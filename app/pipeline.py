@@ -14,6 +14,7 @@ from PIL.Image import Image
 
 from app.dialogue.actions import Conversation, WebhookClient
 from app.dialogue.domain import Domain
+from app.dialogue.knowledge import NOTHING, Found, KnowledgeBase, passages
 from app.dialogue.policy import Decision, decide, grounded
 from app.dialogue.state import DialogueState, EvidenceNote
 from app.dialogue.tracker import DialogueTracker, Evidence, TurnAnalysis, TurnInput, record_action
@@ -86,6 +87,7 @@ class Understanding:
     state: DialogueState
     analysis: TurnAnalysis
     decision: Decision
+    found: Found  # what the knowledge base has for the turn
     seen: Perception
     heard: str  # the voice clip's transcript ("" without one)
     utterance: str  # what the user typed and said
@@ -95,6 +97,7 @@ class TurnPipeline:
     def __init__(
         self, store: SessionStore, tracker: DialogueTracker, *, encoders: Encoders, decoder: Decoder,
         max_new_tokens: int, webhooks: WebhookClient | None = None, voice: SpeechSynthesizer | None = None,
+        knowledge: KnowledgeBase | None = None,
     ) -> None:
         self.store = store
         self.tracker = tracker
@@ -104,6 +107,7 @@ class TurnPipeline:
         self.max_new_tokens = max_new_tokens
         self.webhooks = webhooks
         self.voice = voice
+        self.knowledge = knowledge
 
     async def create_session(self, tenant: str, metadata: dict) -> SessionRecord:
         return await self.store.create(tenant=tenant, state=DialogueState().model_dump(), metadata=metadata)
@@ -163,7 +167,8 @@ class TurnPipeline:
         understood = await self._understand(previous, turn, clock)
         state, seen = understood.state, understood.seen
         said = [*history, {"role": "user", "text": understood.utterance, "turn": state.turns, "at": utc_now()}]
-        decision = await self._act(conversation, state, understood.analysis, understood.decision, said)
+        decision = await self._act(conversation, state, understood.analysis, understood.decision, said,
+                                   found=understood.found)
         clock.lap("act")
         context = ReplyContext(
             reply_prompt(decision, state, history, understood.utterance),
@@ -198,10 +203,11 @@ class TurnPipeline:
         evidence = _evidence(turn.text, seen)
         state, analysis = self.tracker.update(previous, TurnInput(evidence, utterance, embedding))
         state.evidence = (previous.evidence + _notes(state.turns, evidence))[-EVIDENCE_KEPT:]
-        decision = decide(state, analysis, self.domain)
+        found = self.knowledge.lookup(utterance, embedding, passages(utterance, state)) if self.knowledge else NOTHING
+        decision = decide(state, analysis, self.domain, found=found)
         state.requested_slot = decision.requested_slot
         clock.lap("track")
-        return Understanding(state, analysis, decision, seen, heard, utterance)
+        return Understanding(state, analysis, decision, found, seen, heard, utterance)
 
     async def _replay(
         self, tenant: str, session_id: str, retry_key: RetryKey, turn: UserTurn
@@ -218,7 +224,8 @@ class TurnPipeline:
         return response
 
     async def _act(
-        self, who: Conversation, state: DialogueState, analysis: TurnAnalysis, decision: Decision, said: list[dict]
+        self, who: Conversation, state: DialogueState, analysis: TurnAnalysis, decision: Decision, said: list[dict],
+        *, found: Found,
     ) -> Decision:
         """Make the webhook call the turn needs, between the policy's decision and the reply: the action
         the decision asks for (its answer goes into the state and the reply), or, once per session, the
@@ -228,11 +235,11 @@ class TurnPipeline:
             action = self.domain.actions[decision.call]
             result = await self.webhooks.call_action(action, who, state, said)
             record_action(state, action.provides, result.slots)
-            return decide(state, analysis, self.domain, result=result)
+            return decide(state, analysis, self.domain, result=result, found=found)
         if state.handed_off and not state.handoff_notified and self.webhooks and self.webhooks.handoff_url:
             result = await self.webhooks.hand_over(who, state, said)
             state.handoff_notified = result.ok
-            return decide(state, analysis, self.domain, result=result)
+            return decide(state, analysis, self.domain, result=result, found=found)
         return decision
 
     async def _speak(self, reply: str) -> ReplyAudio | None:
