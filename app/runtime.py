@@ -14,6 +14,7 @@ import torch
 
 from app.batching import ContinuousDecoder, MicroBatcher
 from app.config import Settings
+from app.dialogue.acceptance import check_wording
 from app.dialogue.actions import HANDOFF_RETRIES, HANDOFF_TIMEOUT_S, WebhookClient, worst_case_s
 from app.dialogue.domain import Domain, load_domain
 from app.dialogue.knowledge import KnowledgeBase, knowledge_path, load_knowledge
@@ -101,6 +102,7 @@ class Runtime:
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         domain = load_domain(settings.domain_path)
+        check_wording(domain)
         knowledge_file = knowledge_path(settings.domain_path)
         entries = load_knowledge(knowledge_file) if knowledge_file is not None else ()  # a bad file fails before models load
         loaders = model_loaders(settings, self.metrics) | self.overrides

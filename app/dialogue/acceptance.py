@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from app.dialogue.domain import Domain, DomainError
+
 ASSISTANT_NAME = "Parley"
 
 # Actions a customer could believe were carried out: a ticket, an email, a refund...
@@ -68,3 +70,22 @@ def objection(reply: str, *, acted: bool) -> str | None:
     if _NAME.search(_SELF_INTRODUCTION.sub(" ", text)):
         return f"says the assistant's name ({ASSISTANT_NAME}) other than to introduce itself"
     return None
+
+
+def check_wording(domain: Domain) -> None:
+    """Fail at start-up on a domain whose own wording a customer must not read: a response that claims an
+    action its intent binds no webhook for ("I've emailed you"), a refusal, a condolence."""
+    texts = {f"intent '{name}'": (spec.response.format_map(_Placeholder()), spec.action is not None)
+             for name, spec in domain.intents.items()}
+    texts |= {key: (getattr(domain, key), False) for key in
+              ("fallback_response", "handoff_response", "handed_off_response", "handoff_failed_response",
+               "action_failed_response")}
+    for where, (text, acted) in texts.items():
+        if (why := objection(text, acted=acted)) is not None:
+            raise DomainError(f"{domain.name}: {where}: the response {why}; bind the intent to an action webhook "
+                              "that does it, or say what happens next or what the customer can do")
+
+
+class _Placeholder(dict):
+    def __missing__(self, key: str) -> str:
+        return "x"
