@@ -3,7 +3,8 @@
 A domain ships one beside its file (customer_service.yaml -> customer_service.kb.yaml, .kb.yml
 or .kb.md) or names it with `knowledge: <path>` at its top level. Entries are embedded once at
 start-up with the server's sentence encoder. A question then finds, in this order:
-  1. the entry of a code the turn brought: typed, spoken or read off a photo (E-203);
+  1. the entry of a code the turn brought: read off a photo (any spelling), or typed or spoken as the
+     entry lists it or after an error word ("E-203", "error e203");
   2. nothing, when the turn named a code that no entry knows (never a neighbour's fix);
   3. the entry of a code an earlier photo or clip showed, when the question is about an error;
   4. the entry nearest the question by cosine similarity, when it is near enough.
@@ -39,11 +40,12 @@ ERROR_QUESTIONS = (
     "what does this message mean and what should I do?",
     "what does it mean?",
 )
+ERROR_WORD = r"\b(?:error|err|fault|code)(?:\s+code)?\s*[:#]?\s*"
 # A code someone names: "error E-999", "fault code 42", "Error 0x80070005".
-NAMED_CODE = re.compile(
-    r"\b(?:error|err|fault|code)(?:\s+code)?\s*[:#]?\s*(0x[0-9a-f]{4,8}|[a-z]{1,3}[-\u2013]?\d{1,4}|\d{2,4})\b", re.I
-)
-SEPARATOR = r"[\s\-\u2013_.]?"  # OCR and people write E-203, E203, E 203, E–203
+NAMED_CODE = re.compile(ERROR_WORD + r"(0x[0-9a-f]{4,8}|[a-z]{1,3}[-\u2013]?\d{1,4}|\d{2,4})\b", re.I)
+# Screens and people write E-203, E203, E 203, E–203. Read off a photo any spelling counts; typed or said,
+# only one the entry lists or one after an error word: "my Galaxy S20" is a phone, not the speaker's S-20.
+SEPARATOR = r"[\s\-\u2013_.]?"
 # What a shipping screenshot or label shows (until the tracker's own slots read these).
 WEEKDAY = r"(?:mon|tues|wednes|thurs|fri|satur|sun)day"
 MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
@@ -105,9 +107,12 @@ class KnowledgeBase:
         self.embeddings = vectors[: len(texts)]  # (R, D), unit rows
         self.error_questions = vectors[len(texts) :]  # (Q, D)
         self.by_code = {_key(code): (entry, entry.codes[0]) for entry in self.entries for code in entry.codes}
+        self.as_listed = {_listed(code) for entry in self.entries for code in entry.codes}
         spelled = sorted({code for entry in self.entries for code in entry.codes}, key=len, reverse=True)
         alternatives = "|".join(SEPARATOR.join(map(re.escape, re.findall(r"[A-Za-z]+|\d+", c))) for c in spelled)
-        self.code_pattern = re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])", re.I) if spelled else None
+        self.code_pattern = re.compile(
+            rf"(?<![A-Za-z0-9])(?P<named>{ERROR_WORD})?(?P<code>{alternatives})(?![A-Za-z0-9])", re.I
+        ) if spelled else None
 
     def lookup(self, question: str, embedding: np.ndarray | None, passages: Sequence[Passage]) -> Found:
         """`embedding`: (D,) unit vector of `question` (None when nothing was said); `passages`: newest first."""
@@ -129,11 +134,12 @@ class KnowledgeBase:
         return Found(entry, score) if score >= MIN_ANSWER_SCORE else Found(None, score)
 
     def _code_in(self, passage: Passage) -> Found | None:
-        match = self.code_pattern.search(passage.text) if self.code_pattern else None
-        if match is None:
-            return None
-        entry, code = self.by_code[_key(match.group())]
-        return Found(entry, 1.0, code=code, seen_in=passage.modality, current=passage.current)
+        for match in self.code_pattern.finditer(passage.text) if self.code_pattern else ():
+            written = match.group("code")
+            if passage.modality == "image" or match.group("named") or _listed(written) in self.as_listed:
+                entry, code = self.by_code[_key(written)]
+                return Found(entry, 1.0, code=code, seen_in=passage.modality, current=passage.current)
+        return None
 
 
 def passages(utterance: str, state: DialogueState, *, typed_modality: str = "text") -> list[Passage]:
@@ -243,3 +249,8 @@ def _markdown_sections(text: str) -> list[dict[str, Any]]:
 def _key(code: str) -> str:
     """E-203, e203 and "E 203" are one code."""
     return re.sub(r"[^A-Z0-9]", "", code.upper())
+
+
+def _listed(code: str) -> str:
+    """A spelling as an entry lists it: e-203 and E–203 are E-203, but E203 is not."""
+    return code.upper().replace("\u2013", "-")

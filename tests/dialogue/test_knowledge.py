@@ -101,11 +101,21 @@ def test_one_code_in_two_entries_fails(tmp_path):
         load_knowledge(path)
 
 
-@pytest.mark.parametrize("written", ["E-203", "e203", "E 203", "E\u2013203"])
-def test_a_typed_code_picks_its_entry_however_it_is_written(kb, encoder, written):
+@pytest.mark.parametrize("written", ["E-203", "e-203", "E\u2013203", "error e203", "Error code: E 203"])
+def test_a_typed_code_picks_its_entry_as_listed_or_after_an_error_word(kb, encoder, written):
     found = ask(kb, encoder, f"what does {written} mean?")
     assert found.entry.codes == ("E-203",) and found.code == "E-203" and found.score == 1.0
     assert found.seen_in == "text" and found.current
+
+
+def test_a_typed_name_that_only_looks_like_a_code_is_not_one(kb, encoder):
+    found = ask(kb, encoder, "my Galaxy S20 won't charge")  # the speaker's S-20, spelled as a phone
+    assert found.code is None and found.score < 1.0
+
+
+@pytest.mark.parametrize("shown", ["E203 PRINTER OFFLINE", "E 203", "e_203"])
+def test_any_spelling_of_a_code_on_a_photo_counts(kb, encoder, shown):
+    assert ask(kb, encoder, "", (1, "image", shown)).code == "E-203"
 
 
 def test_a_code_on_this_turns_photo_picks_its_entry(kb, encoder):
