@@ -40,7 +40,8 @@ ERROR_QUESTIONS = (
     "what does this message mean and what should I do?",
     "what does it mean?",
 )
-ERROR_WORD = r"\b(?:error|err|fault|code)(?:\s+code)?\s*[:#]?\s*"
+_NOT_AN_ERROR = "".join(f"(?<!{word} )" for word in ("post", "zip", "postal", "promo", "discount", "voucher"))
+ERROR_WORD = rf"\b(?:error|err|fault|{_NOT_AN_ERROR}code)(?:\s+code)?\s*[:#]?\s*"
 # A code someone names: "error E-999", "fault code 42", "Error 0x80070005".
 NAMED_CODE = re.compile(ERROR_WORD + r"(0x[0-9a-f]{4,8}|[a-z]{1,3}[-\u2013]?\d{1,4}|\d{2,4})\b", re.I)
 # Screens and people write E-203, E203, E 203, E–203. Read off a photo any spelling counts; typed or said,
@@ -127,7 +128,8 @@ class KnowledgeBase:
         similarities = self.embeddings @ embedding  # (R,)
         best = int(np.argmax(similarities))
         entry, score = self.entries[self.rows[best]], float(similarities[best])
-        if float((self.error_questions @ embedding).max()) >= ERROR_QUESTION_SCORE or (entry.codes and score >= MIN_ANSWER_SCORE):
+        about_error = float((self.error_questions @ embedding).max()) >= ERROR_QUESTION_SCORE
+        if about_error or (entry.codes and score >= MIN_ANSWER_SCORE):
             for passage in passages:
                 if hit := self._code_in(passage):
                     return hit
@@ -142,10 +144,10 @@ class KnowledgeBase:
         return None
 
 
-def passages(utterance: str, state: DialogueState, *, typed_modality: str = "text") -> list[Passage]:
+def passages(utterance: str, state: DialogueState) -> list[Passage]:
     """What a turn can be answered from, newest first: its own words, then the evidence notes
     (this turn's photos and clips first: the pipeline has already added them to the state)."""
-    found = [Passage(utterance, typed_modality, current=True)] if utterance else []
+    found = [Passage(utterance, "text", current=True)] if utterance else []
     found += [Passage(note.text, note.modality, current=note.turn == state.turns) for note in reversed(state.evidence)]
     return found
 

@@ -135,8 +135,9 @@ def test_a_code_no_entry_knows_finds_nothing(kb, encoder):
     assert found.entry is None and found.unknown_code == "E-999"
 
 
-def test_order_ids_are_not_codes(kb, encoder):
-    found = ask(kb, encoder, "my order number is ZT-3309", (1, "image", "Order No: A7Q-4412 Total: $37.50"))
+@pytest.mark.parametrize("said", ["my order number is ZT-3309", "do you deliver to post code 90210?"])
+def test_order_ids_and_post_codes_are_not_error_codes(kb, encoder, said):
+    found = ask(kb, encoder, said, (1, "image", "Order No: A7Q-4412 Total: $37.50"))
     assert found.code is None and found.unknown_code is None
 
 
