@@ -25,6 +25,14 @@ HANDOFF_WORDS = ("agent", "person", "human", "colleague", "team")
 # A reply about a backend being down must still say so, in whatever words.
 UNAVAILABLE_WORDS = ("can't reach", "cannot reach", "couldn't reach", "unavailable", "down", "try again", "retry")
 REPEATS_ALLOWED = 2  # a word 4-gram said three times is a model stuck in a loop
+# A reply to a decision that pins no fact (a greeting, an off-topic answer) must still say what the draft
+# says: at least this share of the draft's content words, compared by their first STEM letters.
+GIST_SHARE = 0.5
+STEM = 5  # "contacting" and "contact", "thanks" and "thank" meet
+FUNCTION_WORDS = frozenset(
+    "about also been could from have into just more most only should some such than that then them there they "
+    "this very were what when which will with would your".split()
+)
 
 # Slot types whose values a reply could get wrong in a way that matters.
 CHECKED_TYPES = ("order_id", "email", "phone", "amount")
@@ -207,6 +215,8 @@ def grounded(reply: str, decision: Decision, domain: Domain) -> bool:
         return False
     if objection(reply, acted=decision.acted) is not None:
         return False
+    if not decision.required and not decision.names_one_of and not _keeps_gist(text, _squash(decision.draft)):
+        return False
     if decision.names_one_of and not any(_squash(m) in text for m in decision.names_one_of):
         return False
     # Blank out the known values; any checked value still found was invented.
@@ -223,6 +233,16 @@ def _plain_text(text: str) -> bool:
         return False
     ordinary = sum(ch.isascii() or ch.isalpha() for ch in text)
     return ordinary / len(text) >= 0.9
+
+
+def _keeps_gist(text: str, draft: str) -> bool:
+    """Most of the draft's content words are in the reply (the model did not write about something else)."""
+    wanted = _stems(draft)
+    return not wanted or len(wanted & _stems(text)) >= GIST_SHARE * len(wanted)
+
+
+def _stems(text: str) -> set[str]:
+    return {word[:STEM] for word in re.findall(r"[a-z]+", text) if len(word) >= 4 and word not in FUNCTION_WORDS}
 
 
 def _repetitive(text: str) -> bool:

@@ -276,3 +276,14 @@ def test_a_domain_whose_wording_claims_what_no_webhook_does_fails_at_start_up():
         claims.intents["billing"], action="order_lookup")}))  # bound to a webhook: it may say so
     with pytest.raises(DomainError, match="fallback_response: the response refuses"):
         check_wording(dataclasses.replace(DOMAIN, fallback_response="Sorry, I can't help with that."))
+
+
+def test_a_reply_to_a_decision_that_pins_no_fact_must_still_say_what_the_draft_says():
+    goodbye = decide(state(intent="goodbye"), QUIET, DOMAIN)
+    assert not goodbye.required and not goodbye.names_one_of
+    assert grounded("Thank you for contacting us, and have a great day!", goodbye, DOMAIN)
+    # What a small model wrote in a real conversation: the previous answer again, and a "joke".
+    assert not grounded("E-203 means the printer is offline: check the cable and restart it.", goodbye, DOMAIN)
+    off = decide(state(), TurnAnalysis(act="off_topic", act_score=0.7, asked_slots=(), filled=()), DOMAIN)
+    assert not grounded("A: \"What's the most important thing you can do to help me?\"", off, DOMAIN)
+    assert grounded(off.draft, off, DOMAIN)
