@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from string import Formatter
 
 from app.dialogue.acceptance import objection
@@ -37,8 +36,9 @@ FUNCTION_WORDS = frozenset(
 # Slot types whose values a reply could get wrong in a way that matters.
 CHECKED_TYPES = ("order_id", "email", "phone", "amount")
 
-# Meta intents the policy answers itself; a domain words them in their `response`, else these are said.
-KNOWLEDGE_ACT = "ask_knowledge"  # said when the knowledge base has no answer
+# Meta intents the policy answers itself. A domain words the replies in their `response` (ask_knowledge's is
+# said when no entry answers the question); a domain without them gets these.
+KNOWLEDGE_ACT = "ask_knowledge"
 OFF_TOPIC_ACT = "off_topic"
 UNKNOWN_QUESTION_RESPONSE = (
     "I don't know that one, I'm afraid. If you'd like, ask for a person and a member of our support team will "
