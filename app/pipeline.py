@@ -18,6 +18,7 @@ from PIL.Image import Image
 
 from app.dialogue.actions import Conversation, WebhookClient
 from app.dialogue.domain import Domain
+from app.dialogue.knowledge import NOTHING, Found, KnowledgeBase, passages
 from app.dialogue.policy import Decision, decide, grounded
 from app.dialogue.state import DialogueState, EvidenceNote
 from app.dialogue.tools import ToolCall, ToolOffer, ToolResult, ToolUnsatisfiable, choose_tool, tool_answer
@@ -96,6 +97,7 @@ class Understanding:
     state: DialogueState
     analysis: TurnAnalysis
     decision: Decision
+    found: Found  # what the knowledge base has for the turn
     seen: Perception
     heard: str  # the voice clip's transcript ("" without one)
     utterance: str  # what the user typed and said
@@ -105,6 +107,7 @@ class TurnPipeline:
     def __init__(
         self, store: SessionStore, tracker: DialogueTracker, *, encoders: Encoders, decoder: Decoder,
         max_new_tokens: int, webhooks: WebhookClient | None = None, voice: SpeechSynthesizer | None = None,
+        knowledge: KnowledgeBase | None = None,
     ) -> None:
         self.store = store
         self.tracker = tracker
@@ -114,6 +117,7 @@ class TurnPipeline:
         self.max_new_tokens = max_new_tokens
         self.webhooks = webhooks
         self.voice = voice
+        self.knowledge = knowledge
 
     async def create_session(self, tenant: str, metadata: dict) -> SessionRecord:
         return await self.store.create(tenant=tenant, state=DialogueState().model_dump(), metadata=metadata)
@@ -191,7 +195,7 @@ class TurnPipeline:
             decision = self._tool_answered(state, understood.analysis, turn.tool_results)
         else:
             decision = await self._act(conversation, state, understood.analysis, understood.decision, said,
-                                       steps=steps)
+                                       steps=steps, found=understood.found)
         context = ReplyContext(
             reply_prompt(decision, state, history, understood.utterance),
             image_features=tuple(r.features for r in seen.readings if r.features is not None),
@@ -270,9 +274,10 @@ class TurnPipeline:
             state, analysis = self.tracker.update(previous, TurnInput(evidence, utterance, embedding))
             state.evidence = (previous.evidence + _notes(state.turns, evidence))[-EVIDENCE_KEPT:]
         with steps.step("policy", timing="track"):
-            decision = decide(state, analysis, self.domain)
+            found = self.knowledge.lookup(utterance, embedding, passages(utterance, state)) if self.knowledge else NOTHING
+            decision = decide(state, analysis, self.domain, found=found)
             state.requested_slot = decision.requested_slot
-        return Understanding(state, analysis, decision, seen, heard, utterance)
+        return Understanding(state, analysis, decision, found, seen, heard, utterance)
 
     async def _replay(
         self, tenant: str, session_id: str, retry_key: RetryKey, turn: UserTurn
@@ -290,7 +295,7 @@ class TurnPipeline:
 
     async def _act(
         self, who: Conversation, state: DialogueState, analysis: TurnAnalysis, decision: Decision, said: list[dict],
-        *, steps: _Steps,
+        *, steps: _Steps, found: Found,
     ) -> Decision:
         """Make the webhook call the turn needs, between the policy's decision and the reply: the action
         the decision asks for (its answer goes into the state and the reply), or, once per session, the
@@ -301,12 +306,12 @@ class TurnPipeline:
             with steps.step("action", timing="act", **{"parley.action": action.name}):
                 result = await self.webhooks.call_action(action, who, state, said)
             record_action(state, action.provides, result.slots)
-            return decide(state, analysis, self.domain, result=result)
+            return decide(state, analysis, self.domain, result=result, found=found)
         if state.handed_off and not state.handoff_notified and self.webhooks and self.webhooks.handoff_url:
             with steps.step("action", timing="act", **{"parley.action": "handoff"}):
                 result = await self.webhooks.hand_over(who, state, said)
             state.handoff_notified = result.ok
-            return decide(state, analysis, self.domain, result=result)
+            return decide(state, analysis, self.domain, result=result, found=found)
         return decision
 
     async def _speak(self, reply: str) -> ReplyAudio | None:

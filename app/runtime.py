@@ -14,8 +14,10 @@ import torch
 
 from app.batching import ContinuousDecoder, MicroBatcher
 from app.config import Settings
+from app.dialogue.acceptance import check_wording
 from app.dialogue.actions import HANDOFF_RETRIES, HANDOFF_TIMEOUT_S, WebhookClient, worst_case_s
 from app.dialogue.domain import Domain, load_domain
+from app.dialogue.knowledge import KnowledgeBase, knowledge_path, load_knowledge
 from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.tracker import DialogueTracker, IntentClassifier
 from app.metrics import Metrics
@@ -100,6 +102,9 @@ class Runtime:
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         domain = load_domain(settings.domain_path)
+        check_wording(domain)
+        knowledge_file = knowledge_path(settings.domain_path)
+        entries = load_knowledge(knowledge_file) if knowledge_file is not None else ()  # a bad file fails before models load
         loaders = model_loaders(settings, self.metrics) | self.overrides
         try:
             webhooks = _webhooks(settings, domain)  # before minutes of model loading: a config mistake fails fast
@@ -122,8 +127,10 @@ class Runtime:
                 clips, with_features=decoder.wants_features), **batched),
             vision=MicroBatcher("vision", vision.predict_batch, **batched),
         )
+        knowledge = KnowledgeBase(entries, text.predict_batch) if entries else None  # embedded once, here
         self.pipeline = TurnPipeline(self.store, tracker, encoders=encoders, decoder=decoder,
-                                     max_new_tokens=settings.decoder_max_new_tokens, webhooks=webhooks, voice=voice)
+                                     max_new_tokens=settings.decoder_max_new_tokens, webhooks=webhooks, voice=voice,
+                                     knowledge=knowledge)
         log.info("models ready: %s", ", ".join(f"{m.name} {m.load_s:.1f}s" for m in self.models.values()))
 
     async def aclose(self) -> None:

@@ -96,8 +96,10 @@ class TurnResponse(BaseModel):
     turn: int = Field(examples=[3])
     reply: str = Field(examples=["Your order number is A7Q-4412."])
     action: str = Field(description="what the policy decided: respond, ask_slot, recall, acknowledge, handoff, "
-                                    "fallback, action_unavailable (a backend webhook is down)")
-    grounded: bool = Field(description="false when the model's wording dropped a fact and the policy's was used")
+                                    "fallback, action_unavailable (a backend webhook is down), answer (from the "
+                                    "knowledge base), unknown_question (no entry answers it), off_topic")
+    grounded: bool = Field(description="false when the model's wording dropped a fact, or said what a reply must "
+                                       "not (an action that did not run, a refusal), and the policy's was used")
     transcript: str | None = Field(None, description="what was heard in the voice clip", examples=["My order number is 4512."])
     images: list[ImageReading] = Field(default_factory=list, description="what was read in each image, in order")
     state: DialogueState

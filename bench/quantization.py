@@ -26,22 +26,24 @@ RESULTS = Path(__file__).parent / "results"
 DTYPES = ("float32", "bfloat16", "int8")
 MAX_NEW_TOKENS = 64
 # (what the policy decided, its facts, the user's words): the kinds of reply Parley asks the model to phrase.
+# acted=True: the draft states what a webhook (an action, the handoff) did in that turn.
 CASES = [
     (Decision("respond", "I'm sorry your lamp arrived damaged. I've opened a replacement for order A7Q-4412.",
-              {"order_id": "A7Q-4412", "product": "lamp"}, required=("A7Q-4412",)), "It's A7Q-4412"),
+              {"order_id": "A7Q-4412", "product": "lamp"}, required=("A7Q-4412",), acted=True), "It's A7Q-4412"),
     (Decision("recall", "Your order number is A7Q-4412.", {"order_id": "A7Q-4412"}, required=("A7Q-4412",)),
      "What was my order number?"),
     (Decision("ask_slot", "What is your order number?", {"product": "headphones"},
               names_one_of=("order number", "order")), "I want a refund for my headphones"),
     (Decision("respond", "Your refund of $37.50 for order 4512 is on its way.",
-              {"order_id": "4512", "amount": "$37.50"}, required=("4512", "$37.50")), "When do I get my money back?"),
+              {"order_id": "4512", "amount": "$37.50"}, required=("4512", "$37.50"), acted=True),
+     "When do I get my money back?"),
     (Decision("ask_slot", "What email address is on the account?", {"order_id": "KX-90817"},
               names_one_of=("email",)), "I was charged twice for KX-90817"),
     (Decision("respond", "Order KX-90817 is shipped and should arrive Friday.",
               {"order_id": "KX-90817", "order_status": "shipped"}, required=("KX-90817", "shipped")),
      "Where is my parcel?"),
     (Decision("handoff", "I'm passing you to a colleague who will answer shortly.", {},
-              names_one_of=("colleague", "agent", "person")), "Let me talk to a human"),
+              names_one_of=("colleague", "agent", "person"), acted=True), "Let me talk to a human"),
     (Decision("acknowledge", "Thanks, I've noted your order number A7Q-4412. How can I help you with it?",
               {"order_id": "A7Q-4412"}, required=("A7Q-4412",)), "(sent a photo)"),
 ]

@@ -1,18 +1,21 @@
 """Policy: what the reply must say. The language model only phrases it.
 
 A model of a few hundred million parameters is not a source of facts, so the
-policy fixes the facts and the next question; `grounded` then checks that a
-generated reply kept them.
+policy fixes the facts (slot values, webhook answers, knowledge-base entries,
+what a photo showed) and the next question; `grounded` then checks that a
+generated reply kept them and says nothing a customer must not read.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from string import Formatter
 
+from app.dialogue.acceptance import objection
 from app.dialogue.domain import Domain
+from app.dialogue.knowledge import NOTHING, Found, shown_facts
 from app.dialogue.slots import extract_slots
 from app.dialogue.state import DialogueState
 from app.dialogue.tracker import TurnAnalysis
@@ -21,20 +24,44 @@ HANDOFF_WORDS = ("agent", "person", "human", "colleague", "team")
 # A reply about a backend being down must still say so, in whatever words.
 UNAVAILABLE_WORDS = ("can't reach", "cannot reach", "couldn't reach", "unavailable", "down", "try again", "retry")
 REPEATS_ALLOWED = 2  # a word 4-gram said three times is a model stuck in a loop
+# A reply to a decision that pins no fact (a greeting, an off-topic answer) must still say what the draft
+# says: at least this share of the draft's content words, compared by their first STEM letters.
+GIST_SHARE = 0.5
+STEM = 5  # "contacting" and "contact", "thanks" and "thank" meet
+FUNCTION_WORDS = frozenset(
+    "about also been could from have into just more most only should some such than that then them there they "
+    "this very were what when which will with would your".split()
+)
 
 # Slot types whose values a reply could get wrong in a way that matters.
 CHECKED_TYPES = ("order_id", "email", "phone", "amount")
 
+# Meta intents the policy answers itself. A domain words the replies in their `response` (ask_knowledge's is
+# said when no entry answers the question); a domain without them gets these.
+KNOWLEDGE_ACT = "ask_knowledge"
+OFF_TOPIC_ACT = "off_topic"
+UNKNOWN_QUESTION_RESPONSE = (
+    "I don't know that one, I'm afraid. If you'd like, ask for a person and a member of our support team will "
+    "answer it."
+)
+OFF_TOPIC_RESPONSE = (
+    "That's outside what I know about: I'm a customer-service assistant, and I can help with your orders, "
+    "deliveries, returns, refunds and products."
+)
+
 
 @dataclass(frozen=True)
 class Decision:
-    action: str  # "respond" | "ask_slot" | "recall" | "acknowledge" | "handoff" | "fallback"
+    # "respond" | "ask_slot" | "recall" | "acknowledge" | "answer" (from the knowledge base) | "unknown_question"
+    # | "off_topic" | "handoff" | "fallback" | "call_action" | "action_unavailable"
+    action: str
     draft: str  # the policy's own wording: said as is when the model's reply is not grounded
     facts: dict[str, str] = field(default_factory=dict)  # what the reply may state
     required: tuple[str, ...] = ()  # strings the reply must contain
     names_one_of: tuple[str, ...] = ()  # the reply must contain at least one of these (the slot asked for...)
     requested_slot: str | None = None
     call: str | None = None  # an action to call first; then decide again with its result
+    acted: bool = False  # a webhook answered in this turn: only then may the reply say something was done
 
 
 @dataclass(frozen=True)
@@ -48,26 +75,32 @@ class ActionResult:
 
 
 def decide(
-    state: DialogueState, analysis: TurnAnalysis, domain: Domain, *, result: ActionResult | None = None
+    state: DialogueState, analysis: TurnAnalysis, domain: Domain, *, result: ActionResult | None = None,
+    found: Found = NOTHING,
 ) -> Decision:
-    """`result`: the answer to the action (or the handoff) the previous decision asked the caller to make."""
+    """`result`: the answer to the action (or the handoff) the previous decision asked the caller to make;
+    `found`: what the knowledge base has for this turn (app/dialogue/knowledge.py)."""
     facts = dict(state.slots)
+    acted = result is not None and result.ok
     if state.handed_off:
         if result is not None and not result.ok:
             return Decision("handoff", domain.handoff_failed_response, facts, names_one_of=HANDOFF_WORDS)
         draft = domain.handoff_response if analysis.handed_over else domain.handed_off_response
-        return Decision("handoff", draft, facts, names_one_of=HANDOFF_WORDS)
+        return Decision("handoff", draft, facts, names_one_of=HANDOFF_WORDS, acted=acted)
     if analysis.act == "ask_recall":
         return _recall(state, analysis, domain)
+    if (answer := _from_knowledge(state, analysis, domain, found)) is not None:
+        return answer
+    shown = shown_facts(state)
     if state.intent is None:
-        if analysis.filled:
-            return _acknowledge(state, analysis)
+        if analysis.filled or shown:
+            return _acknowledge(state, analysis, shown)
         return Decision("fallback", domain.fallback_response, facts)
     intent = domain.intents[state.intent]
-    missing = [name for name in intent.required_slots if name not in state.slots]
-    if missing:
+    if missing := _missing(state, domain):
         slot = domain.slots[missing[0]]
-        return Decision("ask_slot", slot.prompt, facts, names_one_of=slot.mentions, requested_slot=slot.name)
+        ask = Decision("ask_slot", slot.prompt, facts, names_one_of=slot.mentions, requested_slot=slot.name)
+        return _stating(shown, ask)
     if intent.action is not None and result is None:
         return Decision("call_action", domain.action_failed_response, facts, call=intent.action)
     if result is not None and not result.ok:  # a webhook, or a client's tool (app/dialogue/tools.py), failed
@@ -78,15 +111,83 @@ def decide(
     unsaid = {name: value for name, value in told.items() if _squash(value) not in _squash(draft)}
     if unsaid:  # the template did not word them: the draft states them plainly, so it is grounded itself
         draft += " " + " ".join(f"{_label(name).capitalize()}: {value}." for name, value in unsaid.items())
-    return Decision("respond", draft, facts | told, required=tuple(used.values()) + tuple(told.values()))
+    respond = Decision("respond", draft, facts | told, required=tuple(used.values()) + tuple(told.values()),
+                       acted=acted)
+    return _stating(shown, respond)
 
 
-def _acknowledge(state: DialogueState, analysis: TurnAnalysis) -> Decision:
+def _acknowledge(state: DialogueState, analysis: TurnAnalysis, shown: dict[str, str]) -> Decision:
     """Details arrived (say, on a photo) before the user said what they need."""
     values = {name: _spoken(state.slots[name]) for name in analysis.filled}
     noted = " and ".join(f"your {_label(name)} {value}" for name, value in values.items())
-    draft = f"Thanks, I've noted {noted}. How can I help you with it?"
-    return Decision("acknowledge", draft, dict(state.slots), required=tuple(values.values()))
+    draft = f"Thanks, I've noted {noted}." if values else "Thanks for the photo."
+    acknowledged = Decision("acknowledge", draft, dict(state.slots), required=tuple(values.values()))
+    shown_too = _stating(shown, acknowledged)
+    return replace(shown_too, draft=shown_too.draft + " How can I help you with it?")
+
+
+def _from_knowledge(state: DialogueState, analysis: TurnAnalysis, domain: Domain, found: Found) -> Decision | None:
+    """A question the knowledge base answers, one it cannot, or one Parley is not here for; None for the rest.
+
+    A code this turn brought (typed, or on a photo of a screen) is answered whatever the intent; otherwise
+    the entry answers a knowledge question, or any turn it fits better than the best intent does
+    ("how long do refunds take?" is about refunds, but asks no refund)."""
+    if found.entry is not None and found.code is not None and found.current:
+        return _answer(state, domain, found)
+    if analysis.act == OFF_TOPIC_ACT:
+        said = _meta_response(domain, OFF_TOPIC_ACT, OFF_TOPIC_RESPONSE)
+        return _then_ask(state, domain, Decision("off_topic", said, dict(state.slots)))
+    asked = analysis.act == KNOWLEDGE_ACT
+    if found.entry is not None and (asked or found.score > analysis.act_score):
+        return _answer(state, domain, found)
+    if not asked:
+        return None
+    said = _meta_response(domain, KNOWLEDGE_ACT, UNKNOWN_QUESTION_RESPONSE)
+    facts = dict(state.slots)
+    if found.unknown_code is not None:
+        said = f"{found.unknown_code} isn't in my notes. {said}"
+        facts["code"] = found.unknown_code
+    return _then_ask(state, domain, Decision("unknown_question", said, facts, names_one_of=HANDOFF_WORDS))
+
+
+def _answer(state: DialogueState, domain: Domain, found: Found) -> Decision:
+    """The entry's answer as written, required word for word: a rewording could change a fix or a figure."""
+    assert found.entry is not None
+    answer = found.entry.answer
+    lead = f"The photo shows error {found.code}. " if found.code and found.seen_in == "image" else ""
+    facts = dict(state.slots) | {"answer": answer} | ({"code": found.code} if found.code else {})
+    return _then_ask(state, domain, Decision("answer", lead + answer, facts, required=(answer,)))
+
+
+def _then_ask(state: DialogueState, domain: Domain, decision: Decision) -> Decision:
+    """After an aside, the task in progress goes on: ask for the slot it still needs."""
+    missing = _missing(state, domain)
+    if not missing:
+        return decision
+    slot = domain.slots[missing[0]]
+    return replace(decision, draft=f"{decision.draft} {slot.prompt}", requested_slot=slot.name)
+
+
+def _stating(shown: dict[str, str], decision: Decision) -> Decision:
+    """`decision` with what this turn's photo showed and no slot holds ("it is expected Friday") said too."""
+    parts = [f"{label} {shown[key]}" for key, label in (("expected", "it is expected"), ("carrier", "the carrier is"))
+             if key in shown and _squash(shown[key]) not in _squash(decision.draft)]
+    if not parts:
+        return decision
+    sentence = "The photo shows " + " and ".join(parts) + "."
+    draft = f"{sentence} {decision.draft}" if decision.action == "ask_slot" else f"{decision.draft} {sentence}"
+    return replace(decision, draft=draft, facts=decision.facts | shown, required=decision.required + tuple(shown.values()))
+
+
+def _missing(state: DialogueState, domain: Domain) -> list[str]:
+    """Required slots of the active task intent that are still empty."""
+    if state.intent is None:
+        return []
+    return [name for name in domain.intents[state.intent].required_slots if name not in state.slots]
+
+
+def _meta_response(domain: Domain, intent: str, default: str) -> str:
+    return domain.intents[intent].response if intent in domain.intents else default
 
 
 def _recall(state: DialogueState, analysis: TurnAnalysis, domain: Domain) -> Decision:
@@ -106,9 +207,14 @@ def _recall(state: DialogueState, analysis: TurnAnalysis, domain: Domain) -> Dec
 
 def grounded(reply: str, decision: Decision, domain: Domain) -> bool:
     """True when the reply is plain text that states every required fact, names the slot it
-    asks for, and states no checked value the state lacks."""
+    asks for, states no checked value the state lacks, and has nothing a customer must not read
+    (app/dialogue/acceptance.py: an action claimed that did not run, a refusal, a condolence...)."""
     text = _squash(reply)
     if not _plain_text(text) or _repetitive(text) or any(_squash(fact) not in text for fact in decision.required):
+        return False
+    if objection(reply, acted=decision.acted) is not None:
+        return False
+    if not decision.required and not decision.names_one_of and not _keeps_gist(text, _squash(decision.draft)):
         return False
     if decision.names_one_of and not any(_squash(m) in text for m in decision.names_one_of):
         return False
@@ -126,6 +232,16 @@ def _plain_text(text: str) -> bool:
         return False
     ordinary = sum(ch.isascii() or ch.isalpha() for ch in text)
     return ordinary / len(text) >= 0.9
+
+
+def _keeps_gist(text: str, draft: str) -> bool:
+    """Most of the draft's content words are in the reply (the model did not write about something else)."""
+    wanted = _stems(draft)
+    return not wanted or len(wanted & _stems(text)) >= GIST_SHARE * len(wanted)
+
+
+def _stems(text: str) -> set[str]:
+    return {word[:STEM] for word in re.findall(r"[a-z]+", text) if len(word) >= 4 and word not in FUNCTION_WORDS}
 
 
 def _repetitive(text: str) -> bool:

@@ -2,9 +2,11 @@ import dataclasses
 
 import pytest
 
-from app.dialogue.domain import ActionSpec, load_domain
+from app.dialogue.acceptance import check_wording, objection
+from app.dialogue.domain import ActionSpec, DomainError, load_domain
+from app.dialogue.knowledge import Found, KnowledgeEntry
 from app.dialogue.policy import ActionResult, Decision, decide, grounded
-from app.dialogue.state import DialogueState
+from app.dialogue.state import DialogueState, EvidenceNote
 from app.dialogue.tracker import TurnAnalysis, record_action
 
 DOMAIN = load_domain()
@@ -145,3 +147,143 @@ def test_a_failed_or_new_call_drops_what_an_earlier_one_provided():
     record_action(answered, ("order_status", "delivery_date"), {"order_status": "shipped", "delivery_date": "Fri"})
     record_action(answered, ("order_status", "delivery_date"), {})
     assert answered.slots == {"order_id": "A7Q-4412"} and set(answered.slot_sources) == set()
+
+
+# Knowledge-base answers (app/dialogue/knowledge.py finds the entry; these check what the policy says with it).
+PRINTER = KnowledgeEntry(title="printer error E-203: the printer is offline",
+                         answer="E-203 means the printer is offline: check the cable and restart it.", codes=("E-203",))
+REFUNDS = KnowledgeEntry(title="Refund times", answer="Refunds take 5 to 7 business days.")
+ASKING = TurnAnalysis(act="ask_knowledge", act_score=0.9, asked_slots=(), filled=())
+
+
+def test_a_code_on_this_turns_photo_is_answered_from_its_entry():
+    found = Found(PRINTER, 1.0, code="E-203", seen_in="image", current=True)
+    decision = decide(state(turns=1), QUIET, DOMAIN, found=found)
+    assert decision.action == "answer"
+    assert decision.draft == "The photo shows error E-203. E-203 means the printer is offline: check the cable and restart it."
+    assert decision.required == (PRINTER.answer,)
+    assert grounded(decision.draft, decision, DOMAIN)
+    assert not grounded("E-203 means the printer is out of ink.", decision, DOMAIN)  # a fix the entry never gave
+
+
+def test_a_knowledge_question_is_answered_and_the_task_in_progress_goes_on():
+    mid_task = state(intent="damaged_item", slots={"product": "lamp"})
+    decision = decide(mid_task, ASKING, DOMAIN, found=Found(REFUNDS, 0.9))
+    assert decision.action == "answer" and decision.requested_slot == "order_id"
+    assert decision.draft == f"{REFUNDS.answer} {DOMAIN.slots['order_id'].prompt}"
+
+
+def test_an_entry_that_fits_better_than_the_intent_answers_it():
+    refund_asked = TurnAnalysis(act="refund_request", act_score=0.77, asked_slots=(), filled=())
+    assert decide(state(intent="refund_request"), refund_asked, DOMAIN, found=Found(REFUNDS, 0.87)).action == "answer"
+    wants_refund = TurnAnalysis(act="refund_request", act_score=0.92, asked_slots=(), filled=())
+    assert decide(state(intent="refund_request"), wants_refund, DOMAIN, found=Found(REFUNDS, 0.72)).action == "ask_slot"
+
+
+def test_a_question_without_an_entry_is_not_known_and_a_person_is_offered():
+    decision = decide(state(), ASKING, DOMAIN)
+    assert decision.action == "unknown_question" and decision.draft == DOMAIN.intents["ask_knowledge"].response
+    assert "don't know" in decision.draft and grounded(decision.draft, decision, DOMAIN)
+    assert not grounded("Yes, we sell gift cards.", decision, DOMAIN)  # no offer of a person
+    unknown_code = decide(state(), ASKING, DOMAIN, found=Found(None, 0.0, unknown_code="E-999"))
+    assert unknown_code.draft.startswith("E-999 isn't in my notes.")
+
+
+def test_off_topic_gets_what_parley_can_help_with():
+    off = TurnAnalysis(act="off_topic", act_score=0.7, asked_slots=(), filled=())
+    decision = decide(state(), off, DOMAIN)
+    assert decision.action == "off_topic" and "orders" in decision.draft and "refunds" in decision.draft
+    assert decide(state(intent="billing"), off, DOMAIN).requested_slot == "email"  # the open task is not dropped
+
+
+def test_what_the_photo_shows_is_stated_as_evidence():
+    shipped = state(intent="order_status", slots={"order_id": "A7Q-4412"}, turns=2, evidence=[
+        EvidenceNote(turn=2, modality="image", text="Order A7Q-4412 Carrier: UPS Expected delivery: Friday")])
+    decision = decide(shipped, QUIET, DOMAIN)
+    assert decision.action == "respond"
+    assert decision.draft.endswith("The photo shows it is expected Friday and the carrier is UPS.")
+    assert {"A7Q-4412", "Friday", "UPS"} <= set(decision.required)
+    earlier = shipped.model_copy(update={"turns": 3})  # an earlier turn's photo: not repeated every turn
+    assert "Friday" not in decide(earlier, QUIET, DOMAIN).draft
+
+
+# Issue 15: replies a customer must never read, whatever wrote them.
+LAMP = decide(state(intent="damaged_item", slots={"product": "lamp"}), QUIET, DOMAIN)  # asks for the order number
+
+
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [
+        ("I'm sorry for your loss, but I'm unable to assist with your order. Please provide the correct product "
+         "number for your lamp.", "refuses"),
+        ("I'm sorry for any confusion, but I'm unable to assist with your order. Please find the order number E-203.",
+         "refuses"),
+        ("Hello there, parley. I'm Parley, your support assistant.", "says the assistant's name"),
+        ("I'm so sorry for your loss. What is your order number?", "offers condolences"),
+        ("I've logged a damage report. What is your order number?", "claims an action"),
+        ("I've emailed you a return label. What is your order number?", "claims an action"),
+        ("A prepaid return label is on its way to your inbox. What's your order number?", "claims an action"),
+        ("Your refund has been processed. What is your order number?", "claims an action"),
+        ("I'm connecting you with a colleague now. What is your order number?", "claims an action"),
+        ("Your ticket number is 55. What is your order number?", "claims an action"),
+        ("You'll receive an email shortly. What is your order number?", "claims an action"),
+        ("I can\u2019t help with that. What is your order number?", "refuses"),
+    ],
+)
+def test_grounded_rejects_claims_refusals_condolences_and_odd_names(reply, why):
+    assert objection(reply, acted=False).startswith(why)
+    assert not grounded(reply, LAMP, DOMAIN)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Hi! I'm Parley, your support assistant. What is your order number?",
+        "I'm sorry your lamp arrived damaged. What is your order number?",
+        "Sorry for the trouble. Could you tell me your order number?",
+        "I've noted that. What's the order number?",
+        "Refunds go back to your card within 5 to 7 business days. What is your order number?",
+        "I can't reach our order system right now. What is your order number?",
+        "A member of our support team will take over; first, what is your order number?",
+    ],
+)
+def test_grounded_lets_plain_helpful_replies_through(reply):
+    assert objection(reply, acted=False) is None
+    assert grounded(reply, LAMP, DOMAIN)
+
+
+def test_an_action_may_be_stated_as_done_only_when_its_webhook_answered():
+    claimed = dataclasses.replace(ACTION_DOMAIN, intents={**ACTION_DOMAIN.intents, "order_status": dataclasses.replace(
+        ACTION_DOMAIN.intents["order_status"], response="I've checked order {order_id}: it is {order_status}.")})
+    answered = ASKED.model_copy(deep=True)
+    result = ActionResult(ok=True, slots={"order_status": "shipped"})
+    record_action(answered, ("order_status", "delivery_date"), result.slots)
+    decision = decide(answered, QUIET, claimed, result=result)
+    assert decision.acted and grounded(decision.draft, decision, claimed)
+    assert not grounded(decision.draft, dataclasses.replace(decision, acted=False), claimed)
+
+
+def test_the_default_domains_own_wording_passes_the_start_up_check():
+    check_wording(DOMAIN)  # raises DomainError naming the first response a customer must not read
+
+
+def test_a_domain_whose_wording_claims_what_no_webhook_does_fails_at_start_up():
+    claims = dataclasses.replace(DOMAIN, intents={**DOMAIN.intents, "billing": dataclasses.replace(
+        DOMAIN.intents["billing"], response="I've emailed {email} a copy of your invoice.")})
+    with pytest.raises(DomainError, match="intent 'billing': the response claims an action that did not run"):
+        check_wording(claims)
+    check_wording(dataclasses.replace(claims, intents={**claims.intents, "billing": dataclasses.replace(
+        claims.intents["billing"], action="order_lookup")}))  # bound to a webhook: it may say so
+    with pytest.raises(DomainError, match="fallback_response: the response refuses"):
+        check_wording(dataclasses.replace(DOMAIN, fallback_response="Sorry, I can't help with that."))
+
+
+def test_a_reply_to_a_decision_that_pins_no_fact_must_still_say_what_the_draft_says():
+    goodbye = decide(state(intent="goodbye"), QUIET, DOMAIN)
+    assert not goodbye.required and not goodbye.names_one_of
+    assert grounded("Thank you for contacting us, and have a great day!", goodbye, DOMAIN)
+    # What a small model wrote in a real conversation: the previous answer again, and a "joke".
+    assert not grounded("E-203 means the printer is offline: check the cable and restart it.", goodbye, DOMAIN)
+    off = decide(state(), TurnAnalysis(act="off_topic", act_score=0.7, asked_slots=(), filled=()), DOMAIN)
+    assert not grounded("A: \"What's the most important thing you can do to help me?\"", off, DOMAIN)
+    assert grounded(off.draft, off, DOMAIN)

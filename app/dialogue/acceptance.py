@@ -1,0 +1,91 @@
+"""What no reply may say, whoever wrote it: an action as done when none ran, a refusal, a condolence,
+the assistant's own name said to the customer.
+
+`grounded` in policy.py runs this on every decoder's reply (a reply it rejects is replaced by the
+policy's wording) and the tests run it on the policy's own wording too.
+"""
+
+from __future__ import annotations
+
+import re
+
+from app.dialogue.domain import Domain, DomainError
+
+ASSISTANT_NAME = "Parley"
+
+# Actions a customer could believe were carried out: a ticket, an email, a refund...
+_DONE = (
+    r"logged|opened|filed|raised|created|submitted|sent|e-?mailed|texted|messaged|started|processed|issued|"
+    r"refunded|cancell?ed|booked|scheduled|arranged|escalated|forwarded|passed|flagged|recorded|reported|"
+    r"registered|initiated|requested|ordered|shipped|dispatched|updated|changed|reset|credited|approved|placed|"
+    r"notified|contacted|informed|looked up|checked|tracked|transferred|connected|set up|reached out"
+)
+_DOING = (
+    r"connecting|transferring|passing|sending|e-?mailing|escalating|forwarding|processing|issuing|refunding|"
+    r"cancell?ing|logging|opening|filing|creating|submitting|booking|scheduling|arranging|checking|looking up"
+)
+_PASSIVE = (
+    r"sent|e-?mailed|logged|opened|filed|created|submitted|processed|issued|refunded|cancell?ed|escalated|"
+    r"forwarded|scheduled|booked|arranged|approved|credited|notified|dispatched|flagged|recorded|reported"
+)
+_MESSAGES = r"email|e-mail|label|ticket|report|confirmation|refund|replacement|technician|courier|voucher|text|sms"
+_NOTICES = r"email|e-mail|text|sms|call|label|confirmation|ticket"  # "you'll get a refund" is a policy, not a claim
+ACTION_CLAIMS = (
+    re.compile(rf"\b(?:i|we)(?:'ve| have)\s+(?:just |now |already |also )?(?:{_DONE})\b", re.I),
+    re.compile(rf"\b(?:i|we)(?:'m| am|'re| are)\s+(?:now |just )?(?:{_DOING})\b", re.I),
+    re.compile(rf"\b(?:has|have)\s+(?:now |already |just )?been\s+(?:{_PASSIVE})\b", re.I),
+    re.compile(rf"\b(?:{_MESSAGES})\b[^.!?]{{0,30}}\bon (?:its|their) way\b", re.I),
+    re.compile(rf"\byou(?:'ll| will)\s+(?:shortly |soon )?(?:receive|get)\s+(?:an?|the|your)\s+(?:\w+\s+)?(?:{_NOTICES})\b",
+               re.I),
+    re.compile(r"\b(?:ticket|case|claim|reference)\s+(?:number|no\.?|id|#)", re.I),
+)
+REFUSAL = re.compile(
+    r"\b(?:i(?:'m| am)\s+(?:unable|not able)\s+to|i\s+(?:can't|cannot|can not|won't be able to|am not allowed to))"
+    r"\s+(?:assist|help)\b|\bunable to assist\b|\bas an ai\b|\bi(?:'m| am) not (?:able|allowed|permitted) to "
+    r"(?:do|provide|share|discuss) (?:that|this)\b|\bi (?:can't|cannot) (?:do|provide|discuss) (?:that|this)\b",
+    re.I,
+)
+CONDOLENCE = re.compile(
+    r"\bsorry for your loss\b|\bcondolences\b|\bdeepest sympath|\bsorry to hear (?:about|of) your loss\b|"
+    r"\bpassed away\b|\brest in peace\b",
+    re.I,
+)
+_NAME = re.compile(rf"\b{ASSISTANT_NAME}\b", re.I)
+# The one way the reply may use the name: introducing itself ("I'm Parley, your support assistant").
+_SELF_INTRODUCTION = re.compile(rf"\b(?:i'm|i am|this is|it's|my name is|called|named)\s+{ASSISTANT_NAME}\b", re.I)
+
+
+def objection(reply: str, *, acted: bool) -> str | None:
+    """Why a customer must not read `reply`, or None when it may be sent.
+
+    `acted`: a bound webhook (an action, the handoff) answered in this turn, so the reply may say
+    it was done."""
+    text = reply.replace("\u2019", "'")  # curly apostrophes, as language models write them
+    if not acted and any(claim.search(text) for claim in ACTION_CLAIMS):
+        return "claims an action that did not run"
+    if REFUSAL.search(text):
+        return "refuses"
+    if CONDOLENCE.search(text):
+        return "offers condolences"
+    if _NAME.search(_SELF_INTRODUCTION.sub(" ", text)):
+        return f"says the assistant's name ({ASSISTANT_NAME}) other than to introduce itself"
+    return None
+
+
+def check_wording(domain: Domain) -> None:
+    """Fail at start-up on a domain whose own wording a customer must not read: a response that claims an
+    action its intent binds no webhook for ("I've emailed you"), a refusal, a condolence."""
+    texts = {f"intent '{name}'": (spec.response.format_map(_Placeholder()), spec.action is not None)
+             for name, spec in domain.intents.items()}
+    texts |= {key: (getattr(domain, key), False) for key in
+              ("fallback_response", "handoff_response", "handed_off_response", "handoff_failed_response",
+               "action_failed_response")}
+    for where, (text, acted) in texts.items():
+        if (why := objection(text, acted=acted)) is not None:
+            raise DomainError(f"{domain.name}: {where}: the response {why}; bind the intent to an action webhook "
+                              "that does it, or say what happens next or what the customer can do")
+
+
+class _Placeholder(dict):
+    def __missing__(self, key: str) -> str:
+        return "x"
