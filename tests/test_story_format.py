@@ -9,6 +9,7 @@ from PIL import Image
 
 from app.stories.format import AudioSpec, ImageSpec, StoryError, load_file, load_stories
 from app.stories.media import MediaCache, render_image, synthesize
+from tests.readme import readme_block
 
 STORIES_DIR = Path(__file__).resolve().parent.parent / "stories"
 
@@ -45,6 +46,17 @@ stories:
     assert fourth.check_intent and fourth.intent is None and fourth.slots == {"order_id": "4512"}
     assert fourth.audio == AudioSpec(file=tmp_path / "clip.wav") and fourth.modalities == ("audio",)
     assert story.never_say == ("unable", "sorry") and story.modalities == ("text", "audio")
+
+
+def test_the_readme_example_loads_as_documented(tmp_path):
+    [story] = load_file(write(tmp_path, readme_block("story-example")))
+    first, photo, goodbye = story.turns
+    assert photo.slots == {"product": "lamp", "issue": "damaged", "order_id": "A7Q-4412", "amount": "$37.50"}
+    assert photo.intent == "damaged_item" and goodbye.intent == "goodbye"
+    assert photo.images[0] == ImageSpec(kind="receipt", lines=("Order A7Q-4412", "Total $37.50"), dark=True,
+                                        rotate=5, format="jpeg")
+    assert goodbye.audio == AudioSpec(say="thanks, that's all", voice="en-gb", speed=150)
+    assert first.never_say == ("logged a damage report",) and story.never_say == ("I'm unable",)
 
 
 @pytest.mark.parametrize(("body", "message"), [

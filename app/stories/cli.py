@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.only:
         stories = [s for s in stories if args.only.lower() in s.name.lower()]
+        if not stories:
+            print(f"parley test: no story name contains {args.only!r}", file=sys.stderr)
+            return 2
     target = args.base_url or "in-process app"
     outcomes = asyncio.run(_play(args, stories))
     result = report(outcomes, target=target, files=sorted({s.source for s in stories}))

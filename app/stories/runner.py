@@ -124,20 +124,29 @@ async def run_stories(client: StoryClient, stories: list[Story], *, concurrency:
 
 
 async def run_story(client: StoryClient, story: Story) -> StoryOutcome:
-    session = (await client.call("POST", "/v1/sessions"))["id"]
-    outcomes = []
     try:
-        for number, turn in enumerate(story.turns, start=1):
-            try:
-                body = await client.send(session, turn)
-            except (RuntimeError, httpx.HTTPError) as error:
-                outcomes.append(_failed(number, turn, f"{type(error).__name__}: {error}"))
-                break  # the rest of the story depends on this turn
-            outcomes.append(judge(number, turn, body, story_never_say=story.never_say))
-    finally:
-        await client.call("DELETE", f"/v1/sessions/{session}")  # leave nothing behind on the server
+        session = (await client.call("POST", "/v1/sessions"))["id"]
+    except (RuntimeError, httpx.HTTPError) as error:
+        turns = (_failed(1, story.turns[0], f"no session: {type(error).__name__}: {error}"),)
+    else:
+        try:
+            turns = await _play_turns(client, session, story)
+        finally:
+            await client.call("DELETE", f"/v1/sessions/{session}")  # leave nothing behind on the server
     return StoryOutcome(name=story.name, source=story.source, tags=story.tags, modalities=story.modalities,
-                        turns=tuple(outcomes))
+                        turns=turns)
+
+
+async def _play_turns(client: StoryClient, session: str, story: Story) -> tuple[TurnOutcome, ...]:
+    outcomes = []
+    for number, turn in enumerate(story.turns, start=1):
+        try:
+            body = await client.send(session, turn)
+        except (RuntimeError, httpx.HTTPError) as error:
+            outcomes.append(_failed(number, turn, f"{type(error).__name__}: {error}"))
+            break  # the rest of the story depends on this turn
+        outcomes.append(judge(number, turn, body, story_never_say=story.never_say))
+    return tuple(outcomes)
 
 
 def judge(number: int, turn: Turn, body: dict, *, story_never_say: tuple[str, ...] = ()) -> TurnOutcome:
