@@ -63,7 +63,7 @@ def test_report_groups_turns_and_stories_by_modality_and_intent():
     text = story(turn(1), turn(2, intent="billing", expected_intent="billing"), name="typed")
     photo = story(turn(1, modalities=("text", "image"), slots={"order_id": "1"}, expected={"order_id": "2"}),
                   name="photo", modalities=("text", "image"))
-    result = report([text, photo], target="t", files=["f.yaml"])
+    result = report([text, photo], target="t", files=["f.yaml"], note="Measured on main.")
     assert result["by_modality"]["text"]["turns"] == 3 and result["by_modality"]["image"]["turns"] == 1
     assert result["by_modality"]["image"]["task_success"] == 0.0 and result["by_modality"]["audio"]["turns"] == 0
     assert result["by_modality"]["text"]["task_success"] == 0.5
@@ -73,6 +73,7 @@ def test_report_groups_turns_and_stories_by_modality_and_intent():
     assert [f["story"] for f in result["failed"]] == ["photo"]
     table = markdown(result)
     assert "| modality: image | 1 | 1.0 | 0.0 | 0.0 | 1 | 0.0 |" in table and "**photo**" in table
+    assert "\nMeasured on main.\n" in table
 
 
 def test_judge_reads_the_turn_response_against_the_turn():

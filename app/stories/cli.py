@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", help="when the server has PARLEY_API_KEYS")
     parser.add_argument("--out", type=Path, help="report path without extension: writes OUT.json and OUT.md")
     parser.add_argument("--concurrency", type=int, default=4, help="stories played at once (default 4)")
+    parser.add_argument("--note", default="", help="a paragraph to put at the top of the report")
     parser.add_argument("--only", help="play only stories whose name contains this text")
     for option, metric in FLOORS:
         parser.add_argument("--" + option.replace("_", "-"), type=float, metavar="RATIO", help=(
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
     target = args.base_url or "in-process app"
     outcomes = asyncio.run(_play(args, stories))
-    result = report(outcomes, target=target, files=sorted({s.source for s in stories}))
+    result = report(outcomes, target=target, files=sorted({s.source for s in stories}), note=args.note)
     text = markdown(result)
     print(text)
     if args.out is not None:

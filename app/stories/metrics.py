@@ -56,13 +56,14 @@ def score(turns: list[TurnOutcome], stories: list[StoryOutcome]) -> dict:
     }
 
 
-def report(outcomes: list[StoryOutcome], *, target: str, files: list[str]) -> dict:
+def report(outcomes: list[StoryOutcome], *, target: str, files: list[str], note: str = "") -> dict:
     turns = [t for s in outcomes for t in s.turns]
     intents = sorted({_intent_name(t.expected_intent) for t in turns if t.check_intent}
                      | {_intent_name(s.final_intent) for s in outcomes})
     return {
         "target": target,
         "files": files,
+        "note": note,
         "overall": score(turns, outcomes),
         "by_modality": {m: _group(outcomes, lambda t, m=m: m in t.modalities, lambda s, m=m: m in s.modalities)
                         for m in MODALITIES},
@@ -82,7 +83,7 @@ COLUMNS = [("turns", "turns"), ("intent_accuracy", "intent acc"), ("slot_f1", "s
 def markdown(result: dict, *, title: str = "parley test") -> str:
     header = "| group | " + " | ".join(name for _, name in COLUMNS) + " |"
     lines = [f"# {title}", "", f"Target: {result['target']}. Files: {', '.join(result['files'])}.", "",
-             header, "|---" * (len(COLUMNS) + 1) + "|"]
+             *([result["note"], ""] if result.get("note") else []), header, "|---" * (len(COLUMNS) + 1) + "|"]
     groups = ([("all", result["overall"])] + [(f"modality: {k}", v) for k, v in result["by_modality"].items()]
               + [(f"intent: {k}", v) for k, v in result["by_intent"].items()]
               + [(f"file: {k}", v) for k, v in result["by_file"].items()])
