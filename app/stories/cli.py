@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from app.config import Settings
-from app.stories.format import StoryError, load_stories
+from app.stories.format import Story, StoryError, load_stories
 from app.stories.media import MediaCache
 from app.stories.metrics import markdown, report
 from app.stories.runner import StoryOutcome, in_process_client, remote_client, run_stories
@@ -69,7 +69,7 @@ def passes(result: dict, args: argparse.Namespace) -> bool:
     return all((result["overall"][metric] or 0.0) >= floor for floor, metric in floors)
 
 
-async def _play(args: argparse.Namespace, stories: list) -> list[StoryOutcome]:
+async def _play(args: argparse.Namespace, stories: list[Story]) -> list[StoryOutcome]:
     media = MediaCache()
 
     def progress(outcome: StoryOutcome) -> None:

@@ -150,8 +150,12 @@ def _turn(raw: Any, base: Path, intent: Any, slots: dict[str, str], where: str) 
         _require(intent is None or isinstance(intent, str), where, "`intent` is a name or null")
     changes = raw.get("slots", {})
     _require(isinstance(changes, dict), where, "`slots` is a mapping of slot name to value (or null)")
-    slots = {k: v for k, v in ({**slots, **{k: None if v is None else str(v) for k, v in changes.items()}}).items()
-             if v is not None}
+    slots = dict(slots)
+    for name, value in changes.items():
+        if value is None:
+            slots.pop(name, None)
+        else:
+            slots[name] = str(value)  # YAML reads 4512 as a number; quote values such as "0x80070005"
     must = raw.get("must_say", [])
     _require(isinstance(must, list), where, "`must_say` is a list")
     turn = Turn(

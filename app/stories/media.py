@@ -23,9 +23,9 @@ MARGIN_PX = 36
 JPEG_QUALITY = 85  # what a phone camera app saves
 TABLE_PX = 120  # border of table around a photographed document, per side
 
-# (background, ink, header) per kind, light and dark; a header line names the document like the real thing.
-LIGHT = ((255, 255, 255), (20, 20, 20))
+LIGHT = ((255, 255, 255), (20, 20, 20))  # (background, ink)
 DARK = ((32, 33, 36), (235, 235, 235))
+# A first line that names the document, as the real thing has (unless the story's lines already do).
 HEADERS = {"receipt": "RECEIPT", "shipping_label": "SHIP TO", "error_screen": None, "document": None}
 
 
