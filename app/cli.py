@@ -1,4 +1,5 @@
-"""`parley serve`: start the HTTP server; `parley train`: fine-tune a fused decoder; `parley eval`: score a server."""
+"""`parley serve`: start the HTTP server; `parley train`: fine-tune a fused decoder; `parley eval`: score a server;
+`parley test`: play conversation stories and score them."""
 
 import argparse
 import os
@@ -14,6 +15,7 @@ import uvicorn
 from app import evaluation
 from app.config import Settings
 from app.logs import logging_config
+from app.stories import cli as stories
 from app.store import EmbeddedRedis
 from models import train
 
@@ -30,7 +32,10 @@ def main(argv: list[str] | None = None) -> None:
         "and they share sessions through Redis, so PARLEY_REDIS_URL must name a Redis server"))
     train.add_arguments(commands.add_parser("train", help="fine-tune a FusedSeq2Seq on a JSONL dialogue set"))
     evaluation.add_arguments(commands.add_parser("eval", help="score a running server on a JSONL dialogue set"))
+    stories.add_arguments(commands.add_parser("test", help="play conversation stories (YAML) and score them"))
     args = parser.parse_args(argv)
+    if args.command == "test":
+        raise SystemExit(stories.run(args))
     if args.command == "train":
         train.run(args)
     elif args.command == "eval":
