@@ -1,5 +1,5 @@
-"""What no reply may say, whoever wrote it: an action as done when none ran, a refusal, a condolence,
-the assistant's own name said to the customer.
+"""What no reply may say, whoever wrote it: an action as done when none ran, a refusal, talk of its own
+limits, a condolence, the assistant's own name said to the customer.
 
 `grounded` in policy.py runs this on every decoder's reply (a reply it rejects is replaced by the
 policy's wording) and the tests run it on the policy's own wording too.
@@ -45,6 +45,16 @@ REFUSAL = re.compile(
     r"(?:do|provide|share|discuss) (?:that|this)\b|\bi (?:can't|cannot) (?:do|provide|discuss) (?:that|this)\b",
     re.I,
 )
+# The model talking about its own limits or role instead of the customer's request: SmolLM2 answered order
+# questions with "as a customer-service assistant, I'm designed to provide information about products...
+# I'm not equipped to assist with orders", and a reply that asks for the order number passed the slot check.
+SELF_LIMITS = re.compile(
+    r"\bnot (?:equipped|designed|programmed|trained|authori[sz]ed) to\b|"
+    r"\bi(?:'m| am) (?:designed|programmed|trained) to\b|"
+    r"\bas an? (?:ai|language model|virtual assistant|chatbot|customer[- ]service assistant|support assistant)\b|"
+    r"\bsorry for (?:any|the) confusion\b",
+    re.I,
+)
 CONDOLENCE = re.compile(
     r"\bsorry for your loss\b|\bcondolences\b|\bdeepest sympath|\bsorry to hear (?:about|of) your loss\b|"
     r"\bpassed away\b|\brest in peace\b",
@@ -65,6 +75,8 @@ def objection(reply: str, *, acted: bool) -> str | None:
         return "claims an action that did not run"
     if REFUSAL.search(text):
         return "refuses"
+    if SELF_LIMITS.search(text):
+        return "talks about its own limits instead of the request"
     if CONDOLENCE.search(text):
         return "offers condolences"
     if _NAME.search(_SELF_INTRODUCTION.sub(" ", text)):

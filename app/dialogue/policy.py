@@ -218,6 +218,8 @@ def grounded(reply: str, decision: Decision, domain: Domain) -> bool:
         return False
     if decision.names_one_of and not any(_squash(m) in text for m in decision.names_one_of):
         return False
+    if decision.requested_slot and "?" not in reply:  # naming the slot is not enough: it must be asked for
+        return False
     # Blank out the known values; any checked value still found was invented.
     rest = reply
     for value in decision.facts.values():

@@ -91,6 +91,7 @@ def test_grounded_ask_must_name_the_slot():
     decision = decide(state(intent="damaged_item", slots={"product": "lamp"}), QUIET, DOMAIN)
     assert grounded("Could you tell me your order number?", decision, DOMAIN)
     assert not grounded("How are you today?", decision, DOMAIN)
+    assert not grounded("The order number is the order number.", decision, DOMAIN)  # names it, asks nothing
 
 
 def test_grounded_handoff_must_mention_a_person():
@@ -228,6 +229,13 @@ LAMP = decide(state(intent="damaged_item", slots={"product": "lamp"}), QUIET, DO
         ("Your ticket number is 55. What is your order number?", "claims an action"),
         ("You'll receive an email shortly. What is your order number?", "claims an action"),
         ("I can\u2019t help with that. What is your order number?", "refuses"),
+        # Sent to customers by SmolLM2 as replies that asked for the order number (stories, 2026-12-01).
+        ("I'm sorry for any confusion, but as a customer-service assistant, I'm designed to provide information "
+         "about products and services. I'm not equipped to assist with orders. What is your order number?",
+         "talks about its own limits"),
+        ("I'm here to help with products. I'm not equipped to check your order for you. Your order number?",
+         "talks about its own limits"),
+        ("Sorry for the confusion! What is your order number?", "talks about its own limits"),
     ],
 )
 def test_grounded_rejects_claims_refusals_condolences_and_odd_names(reply, why):
