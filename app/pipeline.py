@@ -16,7 +16,7 @@ from app.dialogue.actions import Conversation, WebhookClient
 from app.dialogue.domain import Domain
 from app.dialogue.policy import Decision, decide, grounded
 from app.dialogue.state import DialogueState, EvidenceNote
-from app.dialogue.tracker import DialogueTracker, Evidence, TurnAnalysis, TurnInput, record_action
+from app.dialogue.tracker import DialogueTracker, Evidence, TurnAnalysis, record_action
 from app.errors import ApiError
 from app.batching import MicroBatcher
 from app.schemas import ImageReading, ReplyAudio, TurnResponse, Usage
@@ -193,10 +193,10 @@ class TurnPipeline:
         clock.lap("media")
         heard = seen.transcript.text.strip() if seen.transcript else ""
         utterance = " ".join(part for part in (turn.text, heard) if part)
-        embedding = await self.encoders.text.submit(utterance) if utterance else None
+        vectors = await self.encoders.text.map(self.tracker.texts_to_embed(utterance))  # the utterance and its clauses
         clock.lap("encode")
         evidence = _evidence(turn.text, seen)
-        state, analysis = self.tracker.update(previous, TurnInput(evidence, utterance, embedding))
+        state, analysis = self.tracker.update(previous, self.tracker.turn_input(evidence, utterance, vectors))
         state.evidence = (previous.evidence + _notes(state.turns, evidence))[-EVIDENCE_KEPT:]
         decision = decide(state, analysis, self.domain)
         state.requested_slot = decision.requested_slot

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from string import Formatter
 
 from app.dialogue.domain import Domain
@@ -48,6 +48,22 @@ class ActionResult:
 
 
 def decide(
+    state: DialogueState, analysis: TurnAnalysis, domain: Domain, *, result: ActionResult | None = None
+) -> Decision:
+    return _confirm_corrections(_decide(state, analysis, domain, result=result), state, analysis)
+
+
+def _confirm_corrections(decision: Decision, state: DialogueState, analysis: TurnAnalysis) -> Decision:
+    """A value the user corrected is confirmed first, so they see which one now stands."""
+    values = {name: _spoken(state.slots[name]) for name in analysis.corrected if name in state.slots}
+    if not values or decision.call is not None:  # a call is decided again with its answer
+        return decision
+    noted = " and ".join(f"your {_label(name)} is now {value}" for name, value in values.items())
+    required = decision.required + tuple(v for v in values.values() if v not in decision.required)
+    return replace(decision, draft=f"Got it: {noted}. {decision.draft}", required=required)
+
+
+def _decide(
     state: DialogueState, analysis: TurnAnalysis, domain: Domain, *, result: ActionResult | None = None
 ) -> Decision:
     """`result`: the answer to the action (or the handoff) the previous decision asked the caller to make."""

@@ -5,7 +5,7 @@ import pytest
 from app.dialogue.domain import load_domain
 from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.state import DialogueState
-from app.dialogue.tracker import DialogueTracker, Evidence, TurnInput
+from app.dialogue.tracker import DialogueTracker, Evidence
 from app.runtime import _intent_classifier
 from models.registry import default_text_model, resolve_placement
 from models.text import TextEncoder
@@ -23,7 +23,9 @@ def tracker(encoder):
 
 
 def say(tracker, encoder, state, text, modality="text"):
-    turn = TurnInput(evidence=(Evidence(text, modality),), utterance=text, embedding=encoder.predict_batch([text])[0])
+    """One turn as the pipeline reads it: the utterance and each of its clauses embedded."""
+    texts = tracker.texts_to_embed(text)
+    turn = tracker.turn_input((Evidence(text, modality),), text, encoder.predict_batch(texts))
     return tracker.update(state, turn)
 
 
