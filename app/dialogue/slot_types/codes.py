@@ -1,7 +1,8 @@
 """Ids and codes: order ids, error codes, tracking numbers. Alike in shape, told apart by their labels.
 
 Canonical forms:
-  order_id         upper case, dashes and letter prefixes/suffixes kept: "A7Q-4412", "KX90817", "1111-A", "4512"
+  order_id         upper case, dashes and letter prefixes/suffixes kept: "A7Q-4412", "KX90817", "1111-A", "4512";
+                   a spaced prefix is glued ("KX 90817" -> "KX90817"), a spaced suffix dashed ("1111 A" -> "1111-A")
   error_code       upper case, a hex prefix written "0x": "E-203", "0x80070005", "404"
   tracking_number  upper case, spaces dropped: "1Z999AA10123456784"
 """
@@ -26,6 +27,8 @@ _ID_SHAPE = re.compile(r"(?=.*[a-z])[a-z0-9-]*\d{3,}|[a-z0-9-]*\d{3,}-[a-z]{1,3}
 # Digits a transcriber split up: "1, 2, 7, 7", "2-9-214", "4 5 1 2"; joined only where the order is named.
 _SPLIT_DIGITS = re.compile(r"(?<![\w.$€£+-])\d{1,4}(?:(?:, ?|-| )\d{1,4})+(?![\w]|[.,]\d)")
 _SPACED_CODE = re.compile(r"(?<![\w-])([A-Z]{1,4}) (\d{3,12})(?![\w-])")  # "KX 90817" (case-sensitive)
+# "1111 A": a transcriber's spacing of a letter suffix; taken only where the order is named.
+_SPACED_SUFFIX = re.compile(r"(?<![\w.,$€£+-])\d{3,12} [A-Z](?=[.,!?;:]?(?:\s|$))")
 _BARE_DIGITS = re.compile(r"(?<![\w.,$€£+-])\d+(?![\w]|[.,]\d)")
 # Upper-case words that precede digits on receipts and forms but are not id prefixes.
 _NOT_ID_PREFIXES = frozenset("A I ID NO NR NUM REF USD EUR GBP CAD AUD QTY SKU TEL FAX PIN ZIP APT OK".split())
@@ -59,6 +62,9 @@ class OrderId(SlotType):
             kind = labels.type_before(text, m.start(), self.glue)
             if kind in (None, self.name):
                 matches.append(Match(m.group(), EXACT if kind else NAMED, m.span(), named=kind == self.name))
+        for m in _SPACED_SUFFIX.finditer(text):
+            if free(m.span(), matches) and self.labelled(text, labels, m.start()):
+                matches.append(Match(m.group(), NAMED, m.span(), named=True))
         for m in _SPLIT_DIGITS.finditer(text):
             digits = re.sub(r"\D", "", m.group())
             if 3 <= len(digits) <= 12 and free(m.span(), matches) and self.labelled(text, labels, m.start()):
@@ -75,7 +81,8 @@ class OrderId(SlotType):
     def normalise(self, raw: str) -> str:
         if not re.search(r"[a-z]", raw, re.I):
             return re.sub(r"\D", "", raw)  # "1, 2, 7, 7" -> "1277"
-        return re.sub(r"[\s,]", "", raw.upper())  # "KX 90817" -> "KX90817"
+        spaced_suffix = re.sub(r"^(\d+) ([A-Z])$", r"\1-\2", raw)  # "1111 A" -> "1111-A", as ids are written
+        return re.sub(r"[\s,]", "", spaced_suffix.upper())  # "KX 90817" -> "KX90817"
 
 
 @register
