@@ -6,6 +6,7 @@ import yaml
 from app.dialogue.domain import DomainError, load_domain
 from app.dialogue.slot_types import SLOT_TYPES, Labels, SlotType, register, slot_type
 from app.dialogue.slots import extract_slots
+from tests.readme import readme_block
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +119,15 @@ def test_an_intent_implied_by_a_slot_must_name_one(tmp_path):
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     with pytest.raises(DomainError, match="implied_by slot 'error_code'"):
         load_domain(path)
+
+
+def test_readme_slot_type_example_loads_and_extracts(tmp_path, monkeypatch):
+    (tmp_path / "my_types.py").write_text(readme_block("slot-type-module"), encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    raw = {"name": "devices", "fallback_response": "Sorry?", "handoff_response": "Person.",
+           "intents": {"hi": {"examples": ["hi"], "response": "Hi."}}} | yaml.safe_load(readme_block("slot-type-domain"))
+    path = tmp_path / "devices.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    domain = load_domain(path)
+    found = extract_slots("The s/n is sn-0042117, order 4471", domain.slots)
+    assert {name: v.value for name, v in found.items()} == {"serial": "SN0042117"}
