@@ -131,3 +131,9 @@ def test_readme_slot_type_example_loads_and_extracts(tmp_path, monkeypatch):
     domain = load_domain(path)
     found = extract_slots("The s/n is sn-0042117, order 4471", domain.slots)
     assert {name: v.value for name, v in found.items()} == {"serial": "SN0042117"}
+
+
+@pytest.mark.parametrize("text", ["*" * 2000, "1" * 1999 + "_", "1Z " * 600 + "_", "K-" * 999 + "x_"])
+def test_hostile_runs_are_read_in_linear_time(slots, text):
+    # Nested quantifiers over such runs once took exponential time (a stuck worker): these return at all.
+    assert "order_id" not in extract_slots(text, slots)

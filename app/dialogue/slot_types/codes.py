@@ -34,7 +34,9 @@ _BARE_DIGITS = re.compile(r"(?<![\w.,$€£+-])\d+(?![\w]|[.,]\d)")
 _NOT_ID_PREFIXES = frozenset("A I ID NO NR NUM REF USD EUR GBP CAD AUD QTY SKU TEL FAX PIN ZIP APT OK".split())
 _ERROR_VALUE = re.compile(r"(?<![\w@.+-])(?=[\w-]*\d)[a-z0-9]+(?:-[a-z0-9]+)*(?![\w@-]|\.\w)", re.I)
 _HEX_CODE = re.compile(r"(?<![\w.-])0x[0-9a-f]{4,16}(?![\w-])", re.I)  # "0x80070005": an error, whatever the label
-_TRACKING_VALUE = re.compile(r"(?<![\w-])[a-z0-9]*\d[a-z0-9]*(?:[ -][a-z0-9]*\d[a-z0-9]*)*(?![\w-])", re.I)
+# Groups that each hold a digit, split by single spaces or dashes: "1Z 999 AA1". Written so that no
+# character can be matched two ways (no backtracking blow-up on a hostile run of digits).
+_TRACKING_VALUE = re.compile(r"(?<![\w-])(?=[a-z]*\d)[a-z0-9]+(?:[ -](?=[a-z]*\d)[a-z0-9]+)*(?![\w-])", re.I)
 _UPS = re.compile(r"(?<!\w)1Z[0-9A-Z]{16}(?!\w)")  # UPS: an unlabelled tracking number
 
 _ID_GLUE = ("is", "was", "it", "it'?s", "no", "number", "num", "nr", "id", "ref", "reference")

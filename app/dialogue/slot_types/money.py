@@ -24,7 +24,7 @@ _AMOUNTS = (
 )
 _BARE_DECIMAL = re.compile(r"(?<![\w.,$€£])\d+\.\d{2}(?![\w.])")
 # The masked number on a card line ("VISA ****1234", "Card xxxx-1234"): never an id, a phone or an amount.
-_MASKED_CARD = re.compile(r"(?<![\w*])(?:[*xX•]{2,}[\s-]?)+\d{4}(?!\w)")
+_MASKED_CARD = re.compile(r"(?<![\w*•])[*xX•]{2,}(?:[\s-][*xX•]{2,})*[\s-]?\d{4}(?!\w)")
 
 
 @register
