@@ -106,7 +106,10 @@ class DialogueTracker:
         new.turns = state.turns + 1
         correcting = is_correction(turn.utterance)
         filled = self._fill_slots(new, turn, correcting=correcting)
-        corrected = tuple(name for name in filled if name in state.slots)  # filled: changed, so replaced
+        # Filled means changed: a value that was there is replaced. A new product or issue is news, not a
+        # correction, unless the user says it is one ("no, it's the kettle").
+        corrected = tuple(name for name in filled if name in state.slots
+                          and (correcting or not self.domain.slots[name].values))
         act, act_score = self._classify(turn, skip_corrections=correcting and bool(corrected))
         if act == "ask_recall" and filled and not _is_question(turn.utterance):
             act = "inform"  # "my order number is 4512" names a slot but asks nothing

@@ -80,3 +80,9 @@ def test_a_correction_naming_its_slot_corrects_that_one(tracker, encoder):
 def test_a_first_value_is_no_correction(tracker, encoder):
     state, analysis = say(tracker, encoder, DialogueState(intent="order_status"), "No, it's 4513")
     assert analysis.corrected == () and "now" not in decide(state, analysis, DOMAIN).draft
+
+
+def test_a_further_issue_is_news_not_a_correction(tracker, encoder):
+    state, _ = say(tracker, encoder, DialogueState(), "My lamp arrived broken")
+    state, analysis = say(tracker, encoder, state, "and it was late too")
+    assert state.slots["issue"] == "late" and analysis.corrected == ()
