@@ -81,6 +81,7 @@ def test_a_domain_file_adds_a_slot_type_from_its_own_module(tmp_path):
         "slots": {
             "plate": {"type": "number_plate", "prompt": "What is the registration?", "mentions": ["registration"]},
             "booking": {"type": "order_id", "prompt": "Booking number?", "mentions": ["booking"]},
+            "colour": {"type": "category", "prompt": "Which colour?", "values": {"red": ["crimson"], "blue": []}},
         },
         "intents": {"service": {"examples": ["book a service"], "required_slots": ["plate"],
                                 "response": "Booked {plate}."}},
@@ -89,8 +90,8 @@ def test_a_domain_file_adds_a_slot_type_from_its_own_module(tmp_path):
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     domain = load_domain(path)
     assert domain.slots["plate"].type == "number_plate"
-    found = extract_slots("registration AB12 CDE, booking 4471", domain.slots)
-    assert {name: v.value for name, v in found.items()} == {"plate": "AB12CDE", "booking": "4471"}
+    found = extract_slots("registration AB12 CDE, booking 4471, the crimson one", domain.slots)
+    assert {name: v.value for name, v in found.items()} == {"plate": "AB12CDE", "booking": "4471", "colour": "red"}
 
 
 @pytest.mark.parametrize(
