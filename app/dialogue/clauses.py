@@ -21,7 +21,8 @@ _NEW_SUBJECT = re.compile(
 _CORRECTION = re.compile(
     r"\b(?:wrong|incorrect)\s+(?:\w+\s+)?(?:number|one|id|email|address|code|order|digits?|details?)\b"
     r"|\bgave you the wrong\b|\bi\s+meant?\b|\bactually\b|\bcorrection\b|\btypo\b|\bmis(?:typed|spoke|spelled)\b"
-    r"|\bmy (?:mistake|bad)\b|\bshould (?:be|have been|read)\b|\bmake that\b"
+    r"|\bmy (?:mistake|bad)\b|\bshould (?:be|have been|read)\b|\bmake that\b|\bthe right (?:one|number)\b"
+    r"|\bnot\s+[\w@.-]*\d[\w@.-]*\b"
     r"|^\W*(?:no|nope|sorry|oops)\b\W*(?:it'?s|it is|that'?s|that is|the|my)\b",
     re.I,
 )
@@ -50,6 +51,22 @@ def _sentences(text: str) -> list[str]:
 def is_correction(text: str) -> bool:
     """The user says that something they told us was wrong ("sorry, I gave you the wrong number")."""
     return bool(_CORRECTION.search(text))
+
+
+def correction_rest(text: str, *, old_value: str, mentions: tuple[str, ...]) -> str:
+    """What a correction says besides its own words, the old value and the slot's name: "no, not 4512,
+    it's 4513" -> "4513", "I meant 4513, not 4512" -> "4513", "the right order number is 4513" -> "4513"."""
+    rest = re.sub(re.escape(old_value), " ", text, flags=re.I) if old_value else text
+    for mention in sorted(mentions, key=len, reverse=True):
+        rest = re.sub(rf"\b{re.escape(mention)}\b", " ", rest, flags=re.I)
+    return _CORRECTION_WORDS.sub(" ", rest)
+
+
+_CORRECTION_WORDS = re.compile(
+    r"\b(?:(?:right|correct|wrong) one|no|nope|not|sorry|oops|actually|i|meant|mean|it'?s|it|is|should|be|have|"
+    r"been|read|make|that|wrong|right|correct|correction|the|my|was|gave|you|typo|mistake|instead|of|but|rather|"
+    r"number)\b", re.I  # "one" only in "the right one": alone it is a digit ("four five one three")
+)
 
 
 @lru_cache(maxsize=8)

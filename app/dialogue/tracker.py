@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.dialogue.clauses import is_correction, split_clauses
+from app.dialogue.clauses import correction_rest, is_correction, split_clauses
 from app.dialogue.domain import Domain
 from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.slots import SlotValue, extract_slots
@@ -175,6 +175,8 @@ class DialogueTracker:
             found = extract_slots(piece.text, self.domain.slots, requested_slot=asked)
             if asked is not None and asked not in found and piece.modality != "image":
                 found |= self._answer_in_a_clause(piece.text, asked)
+            if correcting and asked is not None and asked not in found and piece.modality != "image":
+                found |= self._corrected_value(piece.text, asked, state.slots.get(asked, ""))
             for name, slot in found.items():
                 if state.slots.get(name) == slot.value:
                     continue
@@ -195,6 +197,12 @@ class DialogueTracker:
             if found := extract_slots(clause, only, requested_slot=asked):
                 return found
         return {}
+
+    def _corrected_value(self, text: str, asked: str, old_value: str) -> dict[str, SlotValue]:
+        """The new value of a correction that also says the old one or wraps the new one in its own words."""
+        spec = self.domain.slots[asked]
+        rest = correction_rest(text, old_value=old_value, mentions=spec.mentions)
+        return extract_slots(rest, {asked: spec}, requested_slot=asked)
 
     def _corrected_slot(self, state: DialogueState, utterance: str) -> str | None:
         """The slot a correction is about: the one it names ("wrong email"), else the one told last."""

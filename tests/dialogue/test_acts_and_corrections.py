@@ -56,6 +56,12 @@ def test_a_refund_still_missing_after_a_return_is_a_refund_request(tracker, enco
         ("No, it's 4513.", "audio"),
         ("I meant 4513", "text"),
         ("I meant 4513.", "audio"),
+        ("no, not 4512, it's 4513", "text"),
+        ("I meant 4513, not 4512", "text"),
+        ("Sorry, it should be 4513", "text"),
+        ("oops, make that 4513", "text"),
+        ("wrong order number, the right one is 4513", "text"),
+        ("Sorry, I gave you the wrong number. It's 4-5-1-3.", "audio"),
     ],
 )
 def test_a_correction_replaces_the_slot_and_the_reply_says_which_value_stands(tracker, encoder, correction, modality):

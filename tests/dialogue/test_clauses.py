@@ -1,6 +1,6 @@
 import pytest
 
-from app.dialogue.clauses import is_correction, split_clauses
+from app.dialogue.clauses import correction_rest, is_correction, split_clauses
 
 MENTIONS = ("order number", "order", "email")
 
@@ -32,6 +32,8 @@ def test_split_clauses(text, clauses):
         ("I meant 4513", True),
         ("the order number is actually KX-90817", True),
         ("oops, typo: 4513", True),
+        ("no, not 4512, it's 4513", True),
+        ("the right one is 4513", True),
         ("No, I want a refund", False),
         ("No thanks, bye", False),
         ("my order number is 4512", False),
@@ -39,3 +41,12 @@ def test_split_clauses(text, clauses):
 )
 def test_is_correction(text, correction):
     assert is_correction(text) is correction
+
+
+@pytest.mark.parametrize(
+    ("text", "rest"),
+    [("no, not 4512, it's 4513", "4513"), ("I meant 4513, not 4512", "4513"),
+     ("wrong order number, the right one is 4513", "4513"), ("Sorry, it should be four five one three", "four five one three")],
+)
+def test_correction_rest_leaves_the_new_value(text, rest):
+    assert " ".join(correction_rest(text, old_value="4512", mentions=MENTIONS).replace(",", " ").split()) == rest
