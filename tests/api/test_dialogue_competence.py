@@ -63,7 +63,7 @@ async def test_a_shipping_notice_gives_the_order_and_the_expected_day(client, se
 
 
 @pytest.mark.parametrize("correction", ["Sorry, I gave you the wrong number. It is 4513.", "no, it's 4513",
-                                        "I meant 4513"])
+                                        "I meant 4513", "no, not 4512, it's 4513"])
 async def test_a_correction_replaces_the_order_number(client, session_id, correction):
     await post(client, session_id, text="Where is my order? The order number is 4512.")
     body = await post(client, session_id, text=correction)
