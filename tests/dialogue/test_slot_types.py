@@ -56,6 +56,9 @@ def test_a_name_is_registered_once():
         ("Delivery: March 3, 2025", {"expected_day": "March 3, 2025"}),
         ("Date: 2025-03-01\nOrder No: 1111-A", {"order_id": "1111-A"}),  # a print date answers nothing
         ("Your order 5520-Z has shipped", {"order_id": "5520-Z"}),
+        # A code after another type's label that this type does not take is still an order id.
+        ("my delivery A7Q-4412 hasn't arrived", {"order_id": "A7Q-4412"}),
+        ("my zip code is KX90817", {}),
     ],
 )
 def test_values_are_typed_by_their_labels(slots, text, expected):

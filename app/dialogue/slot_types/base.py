@@ -20,6 +20,7 @@ NAMED = 0.9  # a value its label names ("order number is 4512"), or a vocabulary
 ANSWER = 0.8  # a bare value accepted only because we had just asked for this slot
 LABEL_REACH = 48  # characters before a value searched for its label
 # Phrases that label a value no slot type takes: "zip code 94107" is neither an error code nor an id.
+NOT_A_SLOT_TYPE = ""  # what Labels.type_before says for them
 NOT_A_SLOT = ("zip code", "postal code", "post code", "promo code", "discount code", "coupon code", "voucher code",
               "gift card", "verification code", "security code", "area code", "country code", "qty", "quantity")
 # Words dropped when deciding whether an answer is "essentially just the value"; the correction words
@@ -40,10 +41,11 @@ class Match:
 
 
 class Labels:
-    """Every label of every slot type in one text, with the type it names ("" for NOT_A_SLOT)."""
+    """Every label of every slot type in one text, with the type it names (NOT_A_SLOT_TYPE for NOT_A_SLOT)."""
 
     def __init__(self, text: str, mentions: Mapping[str, tuple[str, ...]]) -> None:
-        phrases = {phrase: kind for kind, names in mentions.items() for phrase in names} | dict.fromkeys(NOT_A_SLOT, "")
+        phrases = {phrase: kind for kind, names in mentions.items() for phrase in names}
+        phrases |= dict.fromkeys(NOT_A_SLOT, NOT_A_SLOT_TYPE)
         found = [(m.start(), m.end(), phrases[_squash(m.group())]) for m in _label_pattern(tuple(phrases)).finditer(text)]
         self.found = sorted(found, key=lambda f: (-f[1], f[0]))  # nearest end first; at one end, the longest
 

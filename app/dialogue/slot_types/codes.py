@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from app.dialogue.slot_types.base import (
-    ANSWER, EXACT, NAMED, Labels, Match, SlotType, bare_answer, free, register,
+    ANSWER, EXACT, NAMED, NOT_A_SLOT_TYPE, Labels, Match, SlotType, bare_answer, free, register,
 )
 
 MAX_ID_LENGTH = 20  # longer letter/digit tokens are tracking numbers, hashes or URLs
@@ -52,18 +52,20 @@ class OrderId(SlotType):
     glue = _ID_GLUE
 
     def extract(self, text: str, labels: Labels, *, requested: bool) -> list[Match]:
+        # A code another type's label names ("Error E-203", "Tracking ...") was taken and blanked by that type
+        # already; what is left is an order id unless its label says it is nothing ("zip code").
         matches = []
         for m in _CODE.finditer(text):
             kind = labels.type_before(text, m.start(), self.glue)
-            if len(m.group()) <= MAX_ID_LENGTH and _ID_SHAPE.fullmatch(m.group()) and kind in (None, self.name):
+            if len(m.group()) <= MAX_ID_LENGTH and _ID_SHAPE.fullmatch(m.group()) and kind != NOT_A_SLOT_TYPE:
                 matches.append(Match(m.group(), EXACT, m.span(), named=kind == self.name))
         for m in _SPACED_CODE.finditer(text):
-            if m.group(1) in _NOT_ID_PREFIXES or not free(m.span(), matches):
+            kind = labels.type_before(text, m.start(), self.glue)
+            if m.group(1) in _NOT_ID_PREFIXES or not free(m.span(), matches) or kind == NOT_A_SLOT_TYPE:
                 continue
             # Two separate words are a weaker signal than one glued token, unless the order is named.
-            kind = labels.type_before(text, m.start(), self.glue)
-            if kind in (None, self.name):
-                matches.append(Match(m.group(), EXACT if kind else NAMED, m.span(), named=kind == self.name))
+            named = kind == self.name
+            matches.append(Match(m.group(), EXACT if named else NAMED, m.span(), named=named))
         for m in _SPACED_SUFFIX.finditer(text):
             if free(m.span(), matches) and self.labelled(text, labels, m.start()):
                 matches.append(Match(m.group(), NAMED, m.span(), named=True))
