@@ -22,7 +22,7 @@ from app.dialogue.knowledge import NOTHING, Found, KnowledgeBase, passages
 from app.dialogue.policy import Decision, decide, grounded
 from app.dialogue.state import DialogueState, EvidenceNote
 from app.dialogue.tools import ToolCall, ToolOffer, ToolResult, ToolUnsatisfiable, choose_tool, tool_answer
-from app.dialogue.tracker import DialogueTracker, Evidence, TurnAnalysis, TurnInput, record_action
+from app.dialogue.tracker import DialogueTracker, Evidence, TurnAnalysis, record_action
 from app.errors import ApiError
 from app.batching import MicroBatcher
 from app.observability.tracing import span
@@ -265,16 +265,18 @@ class TurnPipeline:
         seen = await self._perceive(turn, steps)
         heard = seen.transcript.text.strip() if seen.transcript else ""
         utterance = " ".join(part for part in (turn.text, heard) if part)
-        embedding = None
+        vectors = []
         if utterance:
-            with steps.step("encode.text", timing="encode"):
-                embedding = await self.encoders.text.submit(utterance)
+            with steps.step("encode.text", timing="encode"):  # the utterance and each of its clauses
+                vectors = await self.encoders.text.map(self.tracker.texts_to_embed(utterance))
         with steps.step("track"):
             evidence = _evidence(turn.text, seen)
-            state, analysis = self.tracker.update(previous, TurnInput(evidence, utterance, embedding))
+            tracked = self.tracker.turn_input(evidence, utterance, vectors)
+            state, analysis = self.tracker.update(previous, tracked)
             state.evidence = (previous.evidence + _notes(state.turns, evidence))[-EVIDENCE_KEPT:]
         with steps.step("policy", timing="track"):
-            found = self.knowledge.lookup(utterance, embedding, passages(utterance, state)) if self.knowledge else NOTHING
+            found = (self.knowledge.lookup(utterance, tracked.embedding, passages(utterance, state))
+                     if self.knowledge else NOTHING)
             decision = decide(state, analysis, self.domain, found=found)
             state.requested_slot = decision.requested_slot
         return Understanding(state, analysis, decision, found, seen, heard, utterance)

@@ -48,7 +48,7 @@ from app.dialogue.domain import load_domain
 from app.dialogue.policy import decide
 from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.state import DialogueState
-from app.dialogue.tracker import DialogueTracker, Evidence, IntentClassifier, TurnInput
+from app.dialogue.tracker import DialogueTracker, Evidence, IntentClassifier
 from app.media.audio import decode_audio
 from app.pipeline import reply_prompt
 from models.registry import default_decoder, default_speech_model, default_text_model, resolve_placement
@@ -149,8 +149,9 @@ class Baseline:
             lines, _ = self.ocr(image)
             evidence.append(Evidence("\n".join(text for _, text, _ in lines or []), "image"))
         utterance = " ".join(p for p in (turn.text, heard) if p)
-        embedding = self.embed([utterance])[0] if utterance else None
-        new, analysis = self.tracker.update(state, TurnInput(tuple(evidence), utterance, embedding))
+        texts = self.tracker.texts_to_embed(utterance)  # the same work as the server: the utterance and its clauses
+        vectors = self.embed(texts) if texts else []
+        new, analysis = self.tracker.update(state, self.tracker.turn_input(tuple(evidence), utterance, vectors))
         decision = decide(new, analysis, self.domain)
         new.requested_slot = decision.requested_slot
         messages = reply_prompt(decision, new, history, utterance)

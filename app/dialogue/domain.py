@@ -8,6 +8,7 @@ a message naming the intent or slot, not as a KeyError in the middle of a turn.
 from __future__ import annotations
 
 import re
+import importlib
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,12 +19,9 @@ from typing import Any
 
 import yaml
 
-DEFAULT_DOMAIN_PATH = Path(__file__).parent / "domains" / "customer_service.yaml"
+from app.dialogue.slot_types import SLOT_TYPES
 
-# Slot types the extractor in slots.py knows how to fill.
-SLOT_TYPES = frozenset({"order_id", "email", "phone", "amount", "product", "issue"})
-# Types whose values come from the domain's own vocabulary rather than a pattern.
-CATEGORICAL_TYPES = frozenset({"product", "issue"})
+DEFAULT_DOMAIN_PATH = Path(__file__).parent / "domains" / "customer_service.yaml"
 
 # Defaults for an action webhook: a customer waits for the reply, so tries are few and short
 # (1 + retries attempts of at most timeout_s each, plus the backoff between them).
@@ -50,9 +48,9 @@ class DomainError(ValueError):
 @dataclass(frozen=True)
 class SlotSpec:
     name: str
-    type: str  # one of SLOT_TYPES
+    type: str  # a registered slot type (app/dialogue/slot_types/)
     prompt: str  # asked when the slot is missing, e.g. "What is your order number?"
-    # Categorical types only: canonical value -> lowercase synonyms (the canonical
+    # Vocabulary types only: canonical value -> lowercase synonyms (the canonical
     # value itself is always included, underscores read as spaces). Empty otherwise.
     values: Mapping[str, tuple[str, ...]]
     mentions: tuple[str, ...]  # phrases naming the slot, e.g. ("order number", "order")
@@ -67,6 +65,8 @@ class IntentSpec:
     keeps_active: bool  # meta intents (inform, ask_recall) leave the active task intent alone
     action: str | None = None  # webhook called once the required slots are filled; a key of Domain.actions
     tool: str | None = None  # the client tool (OpenAI `tools`) that serves this intent, when a request offers it
+    social: bool = False  # small talk (greeting, goodbye): a task said in the same message wins over it
+    implied_by: tuple[str, ...] = ()  # slots that, filled by a turn whose words name no task, imply this intent
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,7 @@ def load_domain(path: str | Path | None = None) -> Domain:
 
 
 def _parse_domain(raw: dict[str, Any], where: str) -> Domain:
+    _import_slot_types(raw.get("slot_type_modules") or [], where)
     slots = {name: _parse_slot(name, spec) for name, spec in _section(raw, "slots", where).items()}
     actions = {
         name: _parse_action(name, spec, slots, f"action '{name}'")
@@ -131,6 +132,17 @@ def _parse_domain(raw: dict[str, Any], where: str) -> Domain:
         actions=MappingProxyType(actions),
         **{key: _required_text(raw, key, where) for key in _OPTIONAL_TEXTS if key in raw},
     )
+
+
+def _import_slot_types(modules: Any, where: str) -> None:
+    """Modules that register more slot types (app/dialogue/slot_types/base.py: `register`)."""
+    if not isinstance(modules, list):
+        raise DomainError(f"{where}: 'slot_type_modules' must be a list of importable module names")
+    for module in modules:
+        try:
+            importlib.import_module(str(module))
+        except ImportError as exc:
+            raise DomainError(f"{where}: slot type module '{module}' cannot be imported: {exc}") from exc
 
 
 _OPTIONAL_TEXTS = ("action_failed_response", "handed_off_response", "handoff_failed_response")
@@ -175,9 +187,10 @@ def _parse_slot(name: str, spec: Any) -> SlotSpec:
             f"slot '{name}': unknown type '{slot_type}'; use one of {sorted(SLOT_TYPES)}"
         )
     values = _parse_values(name, spec.get("values") or {})
-    if slot_type in CATEGORICAL_TYPES and not values:
+    vocabulary = SLOT_TYPES[slot_type].vocabulary
+    if vocabulary and not values:
         raise DomainError(f"slot '{name}': type '{slot_type}' needs a 'values' list of canonical values")
-    if slot_type not in CATEGORICAL_TYPES and values:
+    if not vocabulary and values:
         raise DomainError(f"slot '{name}': type '{slot_type}' is pattern-matched; remove its 'values'")
     return SlotSpec(
         name=name,
@@ -225,6 +238,10 @@ def _parse_intent(
     elif action is not None and action not in actions:
         raise DomainError(f"intent '{name}': action '{action}' is not defined under 'actions' "
                           f"(defined: {sorted(actions)})")
+    implied_by = tuple(str(slot) for slot in spec.get("implied_by") or ())
+    for slot in implied_by:
+        if slot not in slots:
+            raise DomainError(f"intent '{name}': implied_by slot '{slot}' is not defined under 'slots'")
     provided = actions[action].provides if action is not None else ()
     response = _required_text(spec, "response", f"intent '{name}'")
     _check_placeholders(name, response, required, slots, provided)
@@ -240,6 +257,8 @@ def _parse_intent(
         keeps_active=bool(spec.get("keeps_active", False)),
         action=action,
         tool=tool,
+        social=bool(spec.get("social", False)),
+        implied_by=implied_by,
     )
 
 

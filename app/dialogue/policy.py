@@ -80,6 +80,23 @@ def decide(
 ) -> Decision:
     """`result`: the answer to the action (or the handoff) the previous decision asked the caller to make;
     `found`: what the knowledge base has for this turn (app/dialogue/knowledge.py)."""
+    return _confirm_corrections(_decide(state, analysis, domain, result=result, found=found), state, analysis)
+
+
+def _confirm_corrections(decision: Decision, state: DialogueState, analysis: TurnAnalysis) -> Decision:
+    """A value the user corrected is confirmed first, so they see which one now stands."""
+    values = {name: _spoken(state.slots[name]) for name in analysis.corrected if name in state.slots}
+    if not values or decision.call is not None:  # a call is decided again with its answer
+        return decision
+    noted = " and ".join(f"your {_label(name)} is now {value}" for name, value in values.items())
+    required = decision.required + tuple(v for v in values.values() if v not in decision.required)
+    return replace(decision, draft=f"Got it: {noted}. {decision.draft}", required=required)
+
+
+def _decide(
+    state: DialogueState, analysis: TurnAnalysis, domain: Domain, *, result: ActionResult | None = None,
+    found: Found = NOTHING,
+) -> Decision:
     facts = dict(state.slots)
     acted = result is not None and result.ok
     if state.handed_off:

@@ -35,6 +35,8 @@ MIN_CODE_DIGITS = 3  # shorter runs ("a 2", "B 12") are quantities or names, not
 _CARDINAL_WORDS = set(DIGITS) | set(TEENS) | set(TENS) | {"hundred", "thousand"}
 _HYPHENATED_TENS = re.compile(rf"\b({'|'.join(TENS)})-({'|'.join(DIGITS)})\b", re.IGNORECASE)
 _SPLIT_PUNCT = re.compile(r"^(\W*)(.*?)(\W*)$", re.DOTALL)
+# A code a transcriber wrote letter by letter with dashes: "K-X-9-0-8-1-7" -> "KX90817".
+_DASH_SPELLED = re.compile(r"(?<![\w-])(?=[a-z0-9-]*\d)(?:[a-z0-9]-){3,}[a-z0-9](?![\w-])", re.IGNORECASE)
 
 # "jane dot doe at example dot com" / "jane.doe at example.com"; the domain must
 # contain a dot so that "looking at the box" is never rewritten.
@@ -58,7 +60,8 @@ class _Token:
 
 def normalize_spoken(text: str) -> str:
     """Rewrite spelled-out digits, codes and email addresses into written form."""
-    tokens = _tokenize(_HYPHENATED_TENS.sub(r"\1 \2", text))
+    text = _DASH_SPELLED.sub(lambda m: m.group().replace("-", ""), _HYPHENATED_TENS.sub(r"\1 \2", text))
+    tokens = _tokenize(text)
     tokens = _join_codes(_join_numbers(tokens))
     return _SPOKEN_EMAIL.sub(_write_email, " ".join(t.render() for t in tokens))
 
@@ -222,13 +225,15 @@ def _is_code_part(token: _Token) -> bool:
 
 
 def _is_spoken_code(run: list[_Token]) -> bool:
-    """Join only runs that were spoken (typed "415 555 0100" stays as typed) and look like an id."""
-    if len(run) < 2 or not any(t.spoken or t.core.lower() in DASH_WORDS for t in run):
-        return False
+    """Join only runs that were spoken, or spelled character by character ("K X 9 0 8 1 7"), and look like
+    an id; typed digit groups ("415 555 0100") stay as typed."""
     digits = sum(len(t.core) for t in run if t.core.isdigit())
     letters = [t.core.lower() for t in run if t.core.isalpha() and len(t.core) == 1]
     has_dash = any(t.core.lower() in DASH_WORDS for t in run)
     clearly_letters = len(letters) >= 2 or any(letter not in WORD_LETTERS for letter in letters)
+    spelled = clearly_letters and all(len(t.core) == 1 for t in run)
+    if len(run) < 2 or not (spelled or has_dash or any(t.spoken for t in run)):
+        return False
     return digits >= MIN_CODE_DIGITS and (not letters or clearly_letters or has_dash)
 
 

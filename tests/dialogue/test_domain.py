@@ -48,7 +48,8 @@ def packaged():
 
 def test_packaged_domain_has_all_intents_and_slots(packaged):
     assert TASK_INTENTS | META_INTENTS == set(packaged.intents)
-    assert {"order_id", "product", "email", "phone", "amount", "issue"} == set(packaged.slots)
+    assert {"order_id", "product", "email", "phone", "amount", "issue", "error_code", "tracking_number",
+            "expected_day"} == set(packaged.slots)
     assert packaged.handoff_sentiment == -0.6
     assert packaged.fallback_response and packaged.handoff_response
 

@@ -2,29 +2,8 @@
 
 import pytest
 
-from app.dialogue.domain import load_domain
-from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.state import DialogueState
-from app.dialogue.tracker import DialogueTracker, Evidence, TurnInput
-from app.runtime import _intent_classifier
-from models.registry import default_text_model, resolve_placement
-from models.text import TextEncoder
-
-
-@pytest.fixture(scope="module")
-def encoder():
-    return TextEncoder.load(str(default_text_model()), placement=resolve_placement("cpu"), offline=True)
-
-
-@pytest.fixture(scope="module")
-def tracker(encoder):
-    domain = load_domain()
-    return DialogueTracker(domain, _intent_classifier(domain, encoder), SentimentAnalyzer())
-
-
-def say(tracker, encoder, state, text, modality="text"):
-    turn = TurnInput(evidence=(Evidence(text, modality),), utterance=text, embedding=encoder.predict_batch([text])[0])
-    return tracker.update(state, turn)
+from tests.dialogue.turns import say
 
 
 @pytest.mark.parametrize(
