@@ -151,14 +151,19 @@ def _from_knowledge(state: DialogueState, analysis: TurnAnalysis, domain: Domain
     ("how long do refunds take?" is about refunds, but asks no refund)."""
     if found.entry is not None and found.code is not None and found.current:
         return _answer(state, domain, found)
+    if found.unknown_code is not None:  # named this turn, known to no entry: said so, whatever the intent
+        return _not_known(state, domain, found)
     if analysis.act == OFF_TOPIC_ACT:
         said = _meta_response(domain, OFF_TOPIC_ACT, OFF_TOPIC_RESPONSE)
         return _then_ask(state, domain, Decision("off_topic", said, dict(state.slots)))
     asked = analysis.act == KNOWLEDGE_ACT
     if found.entry is not None and (asked or found.score > analysis.act_score):
         return _answer(state, domain, found)
-    if not asked:
-        return None
+    return _not_known(state, domain, found) if asked else None
+
+
+def _not_known(state: DialogueState, domain: Domain, found: Found) -> Decision:
+    """A question no entry answers: a plain "I don't know that one" and the offer of a person."""
     said = _meta_response(domain, KNOWLEDGE_ACT, UNKNOWN_QUESTION_RESPONSE)
     facts = dict(state.slots)
     if found.unknown_code is not None:
