@@ -236,7 +236,11 @@ def grounded(reply: str, decision: Decision, domain: Domain) -> bool:
         return False
     if objection(reply, acted=decision.acted) is not None:
         return False
-    if not decision.required and not decision.names_one_of and not _keeps_gist(text, _squash(decision.draft)):
+    # A reply that pins no fact keeps the draft's gist. Only a slot question (it must name the slot and ask)
+    # and a handoff (it must name a person) are free to reword it all: "I don't know that one... ask for a
+    # person" came back as a joke about "a person who is afraid of something" and passed the word check.
+    free = decision.requested_slot is not None or decision.action == "handoff"
+    if not decision.required and not free and not _keeps_gist(text, _squash(decision.draft)):
         return False
     if decision.names_one_of and not any(_squash(m) in text for m in decision.names_one_of):
         return False

@@ -94,6 +94,16 @@ def test_grounded_ask_must_name_the_slot():
     assert not grounded("The order number is the order number.", decision, DOMAIN)  # names it, asks nothing
 
 
+def test_grounded_unknown_question_must_keep_its_gist_not_just_name_a_person():
+    decision = dataclasses.replace(decide(state(), QUIET, DOMAIN), action="unknown_question",
+                                   draft="I don't know that one, I'm afraid. If you'd like, ask for a person and "
+                                         "a member of our support team will answer it.",
+                                   names_one_of=("person",))
+    assert grounded("I'm afraid I don't know that one. Ask for a person and our support team will answer it.",
+                    decision, DOMAIN)
+    assert not grounded("This is a joke about a person who is afraid of something.", decision, DOMAIN)
+
+
 def test_grounded_handoff_must_mention_a_person():
     decision = decide(state(handed_off=True), QUIET, DOMAIN)
     assert grounded("A member of our team will take it from here.", decision, DOMAIN)
