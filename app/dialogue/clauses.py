@@ -63,7 +63,7 @@ def correction_rest(text: str, *, old_value: str, mentions: tuple[str, ...]) -> 
 
 
 _CORRECTION_WORDS = re.compile(
-    r"\b(?:(?:right|correct|wrong) one|no|nope|not|sorry|oops|actually|i|meant|mean|it'?s|it|is|should|be|have|"
+    r"\b(?:(?:right|correct|wrong) one|(?:hold|hang) on|no|nope|not|wait|sorry|oops|oh|actually|i|meant|mean|it'?s|it|is|should|be|have|"
     r"been|read|make|that|wrong|right|correct|correction|the|my|was|gave|you|typo|mistake|instead|of|but|rather|"
     r"number)\b", re.I  # "one" only in "the right one": alone it is a digit ("four five one three")
 )

@@ -37,6 +37,11 @@ _HYPHENATED_TENS = re.compile(rf"\b({'|'.join(TENS)})-({'|'.join(DIGITS)})\b", r
 _SPLIT_PUNCT = re.compile(r"^(\W*)(.*?)(\W*)$", re.DOTALL)
 # A code a transcriber wrote letter by letter with dashes: "K-X-9-0-8-1-7" -> "KX90817".
 _DASH_SPELLED = re.compile(r"(?<![\w-])(?=[a-z0-9-]*\d)(?:[a-z0-9]-){3,}[a-z0-9](?![\w-])", re.IGNORECASE)
+# Digits a transcriber grouped with dots: Whisper wrote "five five two two" as "5.5.22". Three or more
+# groups of one or two digits: no amount ("$5.50") or address ("192.168.1.1") has that shape.
+_DOT_SPELLED = re.compile(r"(?<![\w.$€£])\d{1,2}(?:\.\d{1,2}){2,}(?![\w]|\.\d)")
+# A code spelled with a comma after each character: "a 7, Q, 4, 4, 1, 2" -> "a 7 Q 4 4 1 2" (joined below).
+_COMMA_SPELLED = re.compile(r"(?<![\w,])[a-z0-9](?:,? [a-z0-9]){3,}(?![\w])", re.IGNORECASE)
 
 # "jane dot doe at example dot com" / "jane.doe at example.com"; the domain must
 # contain a dot so that "looking at the box" is never rewritten.
@@ -61,6 +66,8 @@ class _Token:
 def normalize_spoken(text: str) -> str:
     """Rewrite spelled-out digits, codes and email addresses into written form."""
     text = _DASH_SPELLED.sub(lambda m: m.group().replace("-", ""), _HYPHENATED_TENS.sub(r"\1 \2", text))
+    text = _DOT_SPELLED.sub(lambda m: m.group().replace(".", ""), text)
+    text = _COMMA_SPELLED.sub(lambda m: m.group().replace(",", "") if re.search(r"\d", m.group()) else m.group(), text)
     tokens = _tokenize(text)
     tokens = _join_codes(_join_numbers(tokens))
     return _SPOKEN_EMAIL.sub(_write_email, " ".join(t.render() for t in tokens))

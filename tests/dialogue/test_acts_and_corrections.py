@@ -62,6 +62,9 @@ def test_a_refund_still_missing_after_a_return_is_a_refund_request(tracker, enco
         ("oops, make that 4513", "text"),
         ("wrong order number, the right one is 4513", "text"),
         ("Sorry, I gave you the wrong number. It's 4-5-1-3.", "audio"),
+        ("no wait, not 4512, it's 4513", "text"),
+        ("hold on, not 4512, it's 4513", "text"),
+        ("Sorry, I meant 4.5.13", "audio"),  # Whisper's dots between spoken digits
     ],
 )
 def test_a_correction_replaces_the_slot_and_the_reply_says_which_value_stands(tracker, encoder, correction, modality):

@@ -26,6 +26,8 @@ from app.dialogue.slots import normalize_spoken
         ("Jane Dot Doe at Example dot com.", "jane.doe@example.com."),
         ("jane underscore doe at mail dot example dot co dot uk", "jane_doe@mail.example.co.uk"),
         ("jane.doe at example.com", "jane.doe@example.com"),
+        ("Sorry, I meant 5.5.22", "Sorry, I meant 5522"),  # Whisper's dots between spoken digits
+        ("The ordered number is a 7, Q, 4, 4, 1, 2.", "The ordered number is A7Q4412."),  # a comma per character
     ],
 )
 def test_spoken_forms_become_written(spoken, written):
@@ -46,6 +48,8 @@ def test_spoken_forms_become_written(spoken, written):
         ("call me at 415 555 0100", "call me at 415 555 0100"),  # typed digit groups stay apart
         ("it is A7Q-4412.", "it is A7Q-4412."),
         ("order dash four five one two", "order dash 4512"),  # a code never starts with a dash
+        ("it was $5.50, server 192.168.1.1", "it was $5.50, server 192.168.1.1"),  # amounts and addresses keep their dots
+        ("I picked a, b, c and d", "I picked a, b, c and d"),  # letters without digits are a list, not a code
     ],
 )
 def test_ordinary_text_is_left_alone(text, expected):
