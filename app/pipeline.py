@@ -18,7 +18,7 @@ from PIL.Image import Image
 
 from app.dialogue.actions import Conversation, WebhookClient
 from app.dialogue.domain import Domain
-from app.dialogue.knowledge import NOTHING, Found, KnowledgeBase, passages
+from app.dialogue.knowledge import NOTHING, Found, KnowledgeBase, held_error_code, passages
 from app.dialogue.policy import Decision, decide, grounded
 from app.dialogue.state import DialogueState, EvidenceNote
 from app.dialogue.tools import ToolCall, ToolOffer, ToolResult, ToolUnsatisfiable, choose_tool, tool_answer
@@ -275,7 +275,8 @@ class TurnPipeline:
             state, analysis = self.tracker.update(previous, tracked)
             state.evidence = (previous.evidence + _notes(state.turns, evidence))[-EVIDENCE_KEPT:]
         with steps.step("policy", timing="track"):
-            found = (self.knowledge.lookup(utterance, tracked.embedding, passages(utterance, state))
+            found = (self.knowledge.lookup(utterance, tracked.embedding, passages(utterance, state),
+                                           held_code=held_error_code(state))
                      if self.knowledge else NOTHING)
             decision = decide(state, analysis, self.domain, found=found)
             state.requested_slot = decision.requested_slot

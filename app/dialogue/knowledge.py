@@ -6,7 +6,9 @@ start-up with the server's sentence encoder. A question then finds, in this orde
   1. the entry of a code the turn brought: read off a photo (any spelling), or typed or spoken as the
      entry lists it or after an error word ("E-203", "error e203");
   2. nothing, when the turn named a code that no entry knows (never a neighbour's fix);
-  3. the entry of a code an earlier photo or clip showed, when the question is about an error;
+  3. when the question is about an error: the code the tracker holds (its error_code slot, whatever turn
+     filled it), the entry's answer or that no entry knows it; else the entry of a code an earlier photo
+     or clip showed;
   4. the entry nearest the question by cosine similarity, when it is near enough.
 """
 
@@ -115,8 +117,10 @@ class KnowledgeBase:
             rf"(?<![A-Za-z0-9])(?P<named>{ERROR_WORD})?(?P<code>{alternatives})(?![A-Za-z0-9])", re.I
         ) if spelled else None
 
-    def lookup(self, question: str, embedding: np.ndarray | None, passages: Sequence[Passage]) -> Found:
-        """`embedding`: (D,) unit vector of `question` (None when nothing was said); `passages`: newest first."""
+    def lookup(self, question: str, embedding: np.ndarray | None, passages: Sequence[Passage], *,
+               held_code: Passage | None = None) -> Found:
+        """`embedding`: (D,) unit vector of `question` (None when nothing was said); `passages`: newest first;
+        `held_code`: the error code the state holds (`held_error_code`)."""
         for passage in passages:
             if passage.current and (hit := self._code_in(passage)):
                 return hit
@@ -129,6 +133,8 @@ class KnowledgeBase:
         best = int(np.argmax(similarities))
         entry, score = self.entries[self.rows[best]], float(similarities[best])
         about_error = float((self.error_questions @ embedding).max()) >= ERROR_QUESTION_SCORE
+        if about_error and held_code is not None:
+            return self._code_in(held_code) or Found(None, 0.0, unknown_code=held_code.text.removeprefix(HELD))
         if about_error or (entry.codes and score >= MIN_ANSWER_SCORE):
             for passage in passages:
                 if hit := self._code_in(passage):
@@ -150,6 +156,18 @@ def passages(utterance: str, state: DialogueState) -> list[Passage]:
     found = [Passage(utterance, "text", current=True)] if utterance else []
     found += [Passage(note.text, note.modality, current=note.turn == state.turns) for note in reversed(state.evidence)]
     return found
+
+
+HELD = "error "  # a held code is written after an error word, so that any spelling of a listed code is read
+
+
+def held_error_code(state: DialogueState, slot: str = "error_code") -> Passage | None:
+    """The error code the tracker holds, as a passage from where it was read (a photo, a clip, text)."""
+    if slot not in state.slots:
+        return None
+    source = state.slot_sources.get(slot)
+    modality = source.modality if source is not None and source.modality != "action" else "text"
+    return Passage(HELD + state.slots[slot], modality, current=source is not None and source.turn == state.turns)
 
 
 def shown_facts(state: DialogueState) -> dict[str, str]:

@@ -5,11 +5,11 @@ import yaml
 
 from app.dialogue.domain import DEFAULT_DOMAIN_PATH, DomainError, load_domain
 from app.dialogue.knowledge import (
-    KnowledgeBase, KnowledgeEntry, Passage, knowledge_path, load_knowledge, passages, shown_facts,
+    KnowledgeBase, KnowledgeEntry, Passage, held_error_code, knowledge_path, load_knowledge, passages, shown_facts,
 )
 from app.dialogue.policy import decide, grounded
 from app.dialogue.sentiment import SentimentAnalyzer
-from app.dialogue.state import DialogueState, EvidenceNote
+from app.dialogue.state import DialogueState, EvidenceNote, SlotSource
 from app.dialogue.tracker import DialogueTracker, Evidence, TurnInput
 from app.runtime import _intent_classifier
 from models.registry import default_text_model, resolve_placement
@@ -133,6 +133,28 @@ def test_an_earlier_photos_code_answers_questions_about_the_error_only(kb, encod
 def test_a_code_no_entry_knows_finds_nothing(kb, encoder):
     found = ask(kb, encoder, "what does error E-999 mean?", (1, "image", PRINTER_SCREEN), turn=2)
     assert found.entry is None and found.unknown_code == "E-999"
+
+
+def held(code: str, modality: str, *, turn: int, now: int) -> Passage | None:
+    state = DialogueState(turns=now, slots={"error_code": code},
+                          slot_sources={"error_code": SlotSource(modality=modality, turn=turn, confidence=0.9)})
+    return held_error_code(state)
+
+
+def test_a_question_about_the_error_is_answered_from_the_code_the_state_holds(kb, encoder):
+    question = "What does this error mean?"
+    embedding = encoder.predict_batch([question])[0]
+    known = kb.lookup(question, embedding, passages(question, DialogueState(turns=3)),
+                      held_code=held("E-203", "image", turn=1, now=3))
+    assert known.code == "E-203" and known.seen_in == "image" and not known.current
+    unknown = kb.lookup(question, embedding, passages(question, DialogueState(turns=3)),
+                        held_code=held("0x80070005", "text", turn=1, now=3))
+    assert unknown.entry is None and unknown.unknown_code == "0x80070005"
+    refunds = "how long do refunds take?"
+    other = kb.lookup(refunds, encoder.predict_batch([refunds])[0], passages(refunds, DialogueState(turns=3)),
+                      held_code=held("0x80070005", "text", turn=1, now=3))
+    assert other.unknown_code is None and other.entry.title == "Refund times"  # not a question about the error
+    assert held_error_code(DialogueState()) is None
 
 
 @pytest.mark.parametrize("said", ["my order number is ZT-3309", "do you deliver to post code 90210?"])
