@@ -128,8 +128,10 @@ def _decide(
     unsaid = {name: value for name, value in told.items() if _squash(value) not in _squash(draft)}
     if unsaid:  # the template did not word them: the draft states them plainly, so it is grounded itself
         draft += " " + " ".join(f"{_label(name).capitalize()}: {value}." for name, value in unsaid.items())
+    # A response that tells the customer to ask for a person keeps that offer: it is their next step.
+    offer = HANDOFF_WORDS if _names_any(draft, HANDOFF_WORDS) else ()
     respond = Decision("respond", draft, facts | told, required=tuple(used.values()) + tuple(told.values()),
-                       acted=acted)
+                       names_one_of=offer, acted=acted)
     return _stating(shown, respond)
 
 
@@ -158,7 +160,10 @@ def _from_knowledge(state: DialogueState, analysis: TurnAnalysis, domain: Domain
         return _then_ask(state, domain, Decision("off_topic", said, dict(state.slots)))
     asked = analysis.act == KNOWLEDGE_ACT
     if found.entry is not None and (asked or found.score > analysis.act_score):
-        return _answer(state, domain, found)
+        # The answer outranked this turn's act: a task that act only now made active was not asked for
+        # ("which payment methods do you accept?" is no billing case), so its slots are not asked for either.
+        started = not (analysis.took_over and analysis.act == state.intent)
+        return _answer(state, domain, found, then_ask=started)
     return _not_known(state, domain, found) if asked else None
 
 
@@ -172,13 +177,14 @@ def _not_known(state: DialogueState, domain: Domain, found: Found) -> Decision:
     return _then_ask(state, domain, Decision("unknown_question", said, facts, names_one_of=HANDOFF_WORDS))
 
 
-def _answer(state: DialogueState, domain: Domain, found: Found) -> Decision:
+def _answer(state: DialogueState, domain: Domain, found: Found, *, then_ask: bool = True) -> Decision:
     """The entry's answer as written, required word for word: a rewording could change a fix or a figure."""
     assert found.entry is not None
     answer = found.entry.answer
     lead = f"The photo shows error {found.code}. " if found.code and found.seen_in == "image" else ""
     facts = dict(state.slots) | {"answer": answer} | ({"code": found.code} if found.code else {})
-    return _then_ask(state, domain, Decision("answer", lead + answer, facts, required=(answer,)))
+    decision = Decision("answer", lead + answer, facts, required=(answer,))
+    return _then_ask(state, domain, decision) if then_ask else decision
 
 
 def _then_ask(state: DialogueState, domain: Domain, decision: Decision) -> Decision:
@@ -236,11 +242,12 @@ def grounded(reply: str, decision: Decision, domain: Domain) -> bool:
         return False
     if objection(reply, acted=decision.acted) is not None:
         return False
-    # A reply that pins no fact keeps the draft's gist. Only a slot question (it must name the slot and ask)
+    # A reply keeps the draft's gist, facts or none. Only a slot question (it must name the slot and ask)
     # and a handoff (it must name a person) are free to reword it all: "I don't know that one... ask for a
-    # person" came back as a joke about "a person who is afraid of something" and passed the word check.
+    # person" came back as a joke about "a person who is afraid of something", and an order's answer as
+    # "ZT-3309" or "The speaker is the speaker.", and all passed the word check.
     free = decision.requested_slot is not None or decision.action == "handoff"
-    if not decision.required and not free and not _keeps_gist(text, _squash(decision.draft)):
+    if not free and not _keeps_gist(text, _squash(decision.draft)):
         return False
     if decision.names_one_of and not any(_squash(m) in text for m in decision.names_one_of):
         return False
@@ -252,6 +259,10 @@ def grounded(reply: str, decision: Decision, domain: Domain) -> bool:
         rest = re.sub(re.escape(value), " ", rest, flags=re.IGNORECASE)
     checked = {name: spec for name, spec in domain.slots.items() if spec.type in CHECKED_TYPES}
     return not extract_slots(rest, checked)
+
+
+def _names_any(text: str, words: tuple[str, ...]) -> bool:
+    return any(re.search(rf"\b{re.escape(word)}\b", text, re.I) for word in words)
 
 
 def _plain_text(text: str) -> bool:

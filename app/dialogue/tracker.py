@@ -51,6 +51,7 @@ class TurnAnalysis:
     filled: tuple[str, ...]  # slots this turn set or changed
     handed_over: bool = False  # this turn passed the conversation to a person
     corrected: tuple[str, ...] = ()  # slots whose earlier value this turn replaced ("sorry, it's 4513")
+    took_over: bool = False  # this turn made `act` the active task; it was not the task before
 
 
 TOP_K = 2  # an intent scores the mean of its k nearest examples: one stray example cannot win alone
@@ -126,7 +127,8 @@ class DialogueTracker:
                 new.handed_off = True
         asked = self._asked_slots(turn.utterance) if act == "ask_recall" else ()
         return new, TurnAnalysis(act=act, act_score=act_score, asked_slots=asked, filled=filled,
-                                 handed_over=new.handed_off and not state.handed_off, corrected=corrected)
+                                 handed_over=new.handed_off and not state.handed_off, corrected=corrected,
+                                 took_over=new.intent != state.intent)
 
     def _classify(self, turn: TurnInput, *, skip_corrections: bool) -> tuple[str | None, float]:
         """The act of the whole message and of each clause; a task said anywhere in it beats a meta act

@@ -305,3 +305,29 @@ def test_a_reply_to_a_decision_that_pins_no_fact_must_still_say_what_the_draft_s
     off = decide(state(), TurnAnalysis(act="off_topic", act_score=0.7, asked_slots=(), filled=()), DOMAIN)
     assert not grounded("A: \"What's the most important thing you can do to help me?\"", off, DOMAIN)
     assert grounded(off.draft, off, DOMAIN)
+
+
+def test_a_reply_that_states_the_facts_must_still_say_what_the_draft_says():
+    order = decide(state(intent="order_status", slots={"order_id": "ZT-3309"}), QUIET, DOMAIN)
+    assert order.required == ("ZT-3309",) and grounded(order.draft, order, DOMAIN)
+    # What SmolLM2 wrote in story runs: the fact alone, or the fact said back as if it were an answer.
+    assert not grounded("ZT-3309", order, DOMAIN)
+    assert not grounded("Your order number is ZT-3309.", order, DOMAIN)
+    support = decide(state(intent="technical_support", slots={"product": "speaker"}), QUIET, DOMAIN)
+    assert not grounded("The speaker is the speaker.", support, DOMAIN)
+
+
+def test_a_response_that_offers_a_person_keeps_the_offer():
+    complaint = decide(state(intent="complaint"), QUIET, DOMAIN)
+    assert "person" in complaint.names_one_of and grounded(complaint.draft, complaint, DOMAIN)
+    assert not grounded("I'm really sorry about your experience. Tell me what happened.", complaint, DOMAIN)
+    assert not decide(state(intent="goodbye"), QUIET, DOMAIN).names_one_of  # it offers no one
+
+
+def test_an_answer_that_outranks_the_task_this_turn_just_started_asks_nothing_for_that_task():
+    payment = KnowledgeEntry(title="Payment methods", answer="We accept Visa, Mastercard and PayPal.")
+    billing_now = TurnAnalysis(act="billing", act_score=0.6, asked_slots=(), filled=(), took_over=True)
+    decision = decide(state(intent="billing"), billing_now, DOMAIN, found=Found(payment, 0.8))
+    assert decision.action == "answer" and decision.requested_slot is None and decision.draft == payment.answer
+    billing_before = dataclasses.replace(billing_now, took_over=False)  # a billing case already open goes on
+    assert decide(state(intent="billing"), billing_before, DOMAIN, found=Found(payment, 0.8)).requested_slot == "email"
