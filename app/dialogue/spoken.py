@@ -40,6 +40,8 @@ _DASH_SPELLED = re.compile(r"(?<![\w-])(?=[a-z0-9-]*\d)(?:[a-z0-9]-){3,}[a-z0-9]
 # Digits a transcriber grouped with dots: Whisper wrote "five five two two" as "5.5.22". Three or more
 # groups of one or two digits: no amount ("$5.50") or address ("192.168.1.1") has that shape.
 _DOT_SPELLED = re.compile(r"(?<![\w.$€£])\d{1,2}(?:\.\d{1,2}){2,}(?![\w]|\.\d)")
+# "double four one two" as Whisper writes it: "double 412" (the repeat applies to the first digit).
+_REPEATED_DIGIT = re.compile(r"\b(double|triple)\s+(\d)", re.IGNORECASE)
 # A code spelled with a comma after each character: "a 7, Q, 4, 4, 1, 2" -> "a 7 Q 4 4 1 2" (joined below).
 _COMMA_SPELLED = re.compile(r"(?<![\w,])[a-z0-9](?:,? [a-z0-9]){3,}(?![\w])", re.IGNORECASE)
 
@@ -67,6 +69,7 @@ def normalize_spoken(text: str) -> str:
     """Rewrite spelled-out digits, codes and email addresses into written form."""
     text = _DASH_SPELLED.sub(lambda m: m.group().replace("-", ""), _HYPHENATED_TENS.sub(r"\1 \2", text))
     text = _DOT_SPELLED.sub(lambda m: m.group().replace(".", ""), text)
+    text = _REPEATED_DIGIT.sub(lambda m: m.group(2) * REPEATS[m.group(1).lower()], text)
     text = _COMMA_SPELLED.sub(lambda m: m.group().replace(",", "") if re.search(r"\d", m.group()) else m.group(), text)
     tokens = _tokenize(text)
     tokens = _join_codes(_join_numbers(tokens))

@@ -26,6 +26,7 @@ from app.dialogue.slots import normalize_spoken
         ("Jane Dot Doe at Example dot com.", "jane.doe@example.com."),
         ("jane underscore doe at mail dot example dot co dot uk", "jane_doe@mail.example.co.uk"),
         ("jane.doe at example.com", "jane.doe@example.com"),
+        ("It's double 412.", "It's 4412."),  # Whisper's "double four one two"
         ("Sorry, I meant 5.5.22", "Sorry, I meant 5522"),  # Whisper's dots between spoken digits
         ("The ordered number is a 7, Q, 4, 4, 1, 2.", "The ordered number is A7Q4412."),  # a comma per character
     ],
