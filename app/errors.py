@@ -11,7 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.store import SessionBusy, SessionNotFound, StoreError, StoreUnavailable, TurnConflict
+from app.store import (SessionBusy, SessionNotFound, SessionVersionUnsupported, StoreError, StoreUnavailable,
+                       TurnConflict)
 from models.remote import DecoderUnavailable
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ def as_api_error(exc: Exception) -> ApiError:
         return exc
     if isinstance(exc, SessionNotFound):
         return ApiError(404, "session_not_found", "no session with this id: create one with POST /v1/sessions")
+    if isinstance(exc, SessionVersionUnsupported):
+        return session_version_error(exc)
     if isinstance(exc, SessionBusy):
         retry = str(max(1, round(exc.retry_after_s)))
         return ApiError(409, "session_busy", "another turn of this session is in progress; retry shortly",
@@ -69,6 +72,18 @@ def as_api_error(exc: Exception) -> ApiError:
                         "retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)})
     log.exception("unhandled error", exc_info=exc)
     return ApiError(500, "internal_error", "the server failed on this request; it has been logged")
+
+
+def session_version_error(exc: SessionVersionUnsupported) -> ApiError:
+    """410 for a session an older Parley stored that no migration reads any more; 409 for one a newer Parley
+    stored (a deploy rolling out or back): each says how to go on."""
+    if exc.found < exc.supported:
+        return ApiError(410, "session_version_unsupported",
+                        f"this session was stored by an older Parley (format v{exc.found}) that this server "
+                        f"(v{exc.supported}) can no longer read; delete it and create a new one with POST /v1/sessions")
+    return ApiError(409, "session_version_unsupported",
+                    f"this session was stored by a newer Parley (format v{exc.found}) than this server "
+                    f"(v{exc.supported}); retry once the deploy has finished, or send it to an up-to-date server")
 
 
 def validation_message(errors: list[dict]) -> str:
