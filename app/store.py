@@ -168,35 +168,6 @@ class SessionStore(Protocol):
 
     async def create(self, *, tenant: str, state: dict, metadata: dict | None = None) -> SessionRecord: ...
     async def get(self, tenant: str, session_id: str, *, with_history: bool = True) -> SessionRecord: ...
-    async def _migrated(self, keys: _Keys, tenant: str, session_id: str, *, with_history: bool) -> SessionRecord:
-        """The session read whole, brought to this store's format and written back (atomically, unless it
-        changed meanwhile: then it is read again)."""
-        with redis_errors():
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hgetall(keys.meta)
-                pipe.get(keys.state)
-                pipe.lrange(keys.history, 0, -1)
-                meta, state, history = await pipe.execute()
-        if not meta or state is None:
-            raise SessionNotFound("no such session")
-        stored = StoredSession(json.loads(state), json.loads(meta["metadata"]), [json.loads(e) for e in history])
-        found = int(meta.get("schema", LEGACY_SCHEMA))
-        session = upgrade(stored, found=found, to=self._schema, migrations=self._migrations)
-        entries = [json.dumps(e) for e in session.history]
-        args = [meta.get("schema", ""), self._schema, meta["turns"], json.dumps(session.state),
-                json.dumps(session.metadata), self._ttl_ms, len(entries), *entries]
-        with redis_errors():
-            written = await self._migrate(keys=[keys.meta, keys.state, keys.history], args=args)
-        if written == -1:
-            raise SessionNotFound("no such session")
-        if written == 0:  # another worker migrated it or committed a turn meanwhile
-            return await self.get(tenant, session_id, with_history=with_history)
-        logger.info("migrated session %s from format v%d to v%d", session_id, found, self._schema)
-        return SessionRecord(
-            id=session_id, tenant=tenant, created_at=meta["created_at"], metadata=session.metadata,
-            turns=int(meta["turns"]), state=session.state, history=session.history if with_history else [],
-        )
-
     async def delete(self, tenant: str, session_id: str) -> None: ...
     def lock(self, tenant: str, session_id: str) -> AbstractAsyncContextManager[SessionLock]: ...
     async def commit_turn(
@@ -351,6 +322,35 @@ class RedisSessionStore:
             id=session_id, tenant=tenant, created_at=meta["created_at"],
             metadata=json.loads(meta["metadata"]), turns=int(meta["turns"]), state=json.loads(state),
             history=[json.loads(e) for e in results[2]] if with_history else [],
+        )
+
+    async def _migrated(self, keys: _Keys, tenant: str, session_id: str, *, with_history: bool) -> SessionRecord:
+        """The session read whole, brought to this store's format and written back (atomically, unless it
+        changed meanwhile: then it is read again)."""
+        with redis_errors():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hgetall(keys.meta)
+                pipe.get(keys.state)
+                pipe.lrange(keys.history, 0, -1)
+                meta, state, history = await pipe.execute()
+        if not meta or state is None:
+            raise SessionNotFound("no such session")
+        stored = StoredSession(json.loads(state), json.loads(meta["metadata"]), [json.loads(e) for e in history])
+        found = int(meta.get("schema", LEGACY_SCHEMA))
+        session = upgrade(stored, found=found, to=self._schema, migrations=self._migrations)
+        entries = [json.dumps(e) for e in session.history]
+        args = [meta.get("schema", ""), self._schema, meta["turns"], json.dumps(session.state),
+                json.dumps(session.metadata), self._ttl_ms, len(entries), *entries]
+        with redis_errors():
+            written = await self._migrate(keys=[keys.meta, keys.state, keys.history], args=args)
+        if written == -1:
+            raise SessionNotFound("no such session")
+        if written == 0:  # another worker migrated it or committed a turn meanwhile
+            return await self.get(tenant, session_id, with_history=with_history)
+        logger.info("migrated session %s from format v%d to v%d", session_id, found, self._schema)
+        return SessionRecord(
+            id=session_id, tenant=tenant, created_at=meta["created_at"], metadata=session.metadata,
+            turns=int(meta["turns"]), state=session.state, history=session.history if with_history else [],
         )
 
     async def delete(self, tenant: str, session_id: str) -> None:
