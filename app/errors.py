@@ -70,7 +70,7 @@ def as_api_error(exc: Exception) -> ApiError:
         log.warning("turn failed: %s", exc)
         return ApiError(503, "decoder_unavailable", "the reply model's server is unreachable; nothing was saved, "
                         "retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)})
-    log.exception("unhandled error", exc_info=exc)
+    log.error("unhandled error", exc_info=exc)  # called from the error handlers, with the exception at hand
     return ApiError(500, "internal_error", "the server failed on this request; it has been logged")
 
 
