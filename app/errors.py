@@ -5,6 +5,8 @@ Except under the OpenAI-compatible paths, whose clients expect OpenAI's shape
 """
 
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -35,7 +37,7 @@ class ApiError(Exception):
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None, *, path: str = "",
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None, *, path: str = "",
     param: str | None = None,
 ) -> JSONResponse:
     """The error as JSON; under OPENAI_PATHS in OpenAI's shape, where a schema violation is a 400 as there."""
@@ -86,14 +88,14 @@ def session_version_error(exc: SessionVersionUnsupported) -> ApiError:
                     f"(v{exc.supported}); retry once the deploy has finished, or send it to an up-to-date server")
 
 
-def validation_message(errors: list[dict]) -> str:
+def validation_message(errors: Sequence[Mapping[str, Any]]) -> str:
     """pydantic's first error as 'field.path: what is wrong' (the body is not part of the path)."""
     where = validation_param(errors)
     message = str((errors[0] if errors else {}).get("msg", "invalid request"))
     return f"{where}: {message}" if where else message
 
 
-def validation_param(errors: list[dict]) -> str | None:
+def validation_param(errors: Sequence[Mapping[str, Any]]) -> str | None:
     """The field path of pydantic's first error, e.g. "messages.0.content"; None for the body as a whole."""
     first = errors[0] if errors else {}
     if first.get("type") == "json_invalid":  # its loc is a character offset, not a field
@@ -121,8 +123,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), exc.headers,
                               path=path)
 
-    app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(StarletteHTTPException, on_http)
+    # Starlette types a handler's exception as Exception, whatever class it is registered for.
+    app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, on_http)  # type: ignore[arg-type]
     # Known errors are answered here; a bare Exception reaches Starlette's
     # outermost handler, which answers with the same shape and logs it.
     app.add_exception_handler(ApiError, on_error)

@@ -45,11 +45,15 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.typing import EncodableT, FieldT
 
 from app.redis_url import parse_redis_url
 from app.store_schema import LEGACY_SCHEMA, MIGRATIONS, SCHEMA_VERSION, Migration, StoredSession
 
 logger = logging.getLogger(__name__)
+# What `connect` returns. The Cluster client is no subclass of Redis but has the same commands, pipelines
+# and scripts, which is all the store and the rate limiter use.
+RedisClient = AsyncRedis | RedisCluster
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}\Z")  # secrets.token_hex(16)
 # No ':', '{' or '}' so a tenant can never break out of its hash tag or key segment.
@@ -261,7 +265,7 @@ class RedisSessionStore:
     """SessionStore on redis.asyncio; every multi-key write is one MULTI or Lua script."""
 
     def __init__(
-        self, redis: AsyncRedis, *, prefix: str = "parley", ttl_s: int = 86400, history_max: int = 200,
+        self, redis: RedisClient, *, prefix: str = "parley", ttl_s: int = 86400, history_max: int = 200,
         lock_ttl_ms: int = 30000, lock_wait_ms: int = 10000, idempotency_ttl_s: int = 86400,
         schema: int = SCHEMA_VERSION, migrations: Mapping[int, Migration] = MIGRATIONS,
     ) -> None:
@@ -291,7 +295,7 @@ class RedisSessionStore:
             metadata=dict(metadata or {}), turns=0, state=state, history=[],
         )
         keys = _Keys(self._prefix, tenant, record.id)
-        meta = {"created_at": record.created_at, "metadata": json.dumps(record.metadata), "turns": 0,
+        meta: dict[FieldT, EncodableT] = {"created_at": record.created_at, "metadata": json.dumps(record.metadata), "turns": 0,
                 "schema": self._schema}
         with redis_errors():
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -451,7 +455,7 @@ class RedisSessionStore:
         await close_client(self._redis)
 
 
-def connect(url: str, *, socket_timeout_s: float = 2.0) -> AsyncRedis:
+def connect(url: str, *, socket_timeout_s: float = 2.0) -> RedisClient:
     """A redis.asyncio client for a standalone, Cluster or Sentinel URL (app/redis_url.py; lazy:
     connects on first use). Every key of one session shares a hash tag, so each MULTI and Lua
     script of the store touches one slot and runs unchanged on a Cluster.
@@ -468,21 +472,21 @@ def connect(url: str, *, socket_timeout_s: float = 2.0) -> AsyncRedis:
     }
     if target.kind == "standalone":
         return redis.asyncio.from_url(url, retry=retry, **options)
-    auth = {"username": target.username, "password": target.password}
+    options |= {"username": target.username, "password": target.password}
     if target.kind == "cluster":
         # The cluster client follows MOVED/ASK and refreshes its slot map on its own. It retries
         # timeouts too (redis-py's fixed ERRORS_ALLOW_RETRY), `retry` only sets how often: safe for
         # the same reason, a retried commit is refused by the counter check.
         return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
-                            ssl=target.ssl, retry=retry, **auth, **options)
+                            ssl=target.ssl, retry=retry, **options)
     sentinel = Sentinel(list(target.nodes), sentinel_kwargs={
         "socket_timeout": socket_timeout_s, "socket_connect_timeout": socket_timeout_s})
     # The master is looked up through the sentinels on every new connection, so a failover is
     # followed by reconnecting (ConnectionError -> retried, ReadOnlyError -> 503 until then).
-    return sentinel.master_for(target.service_name, db=target.db, retry=retry, **auth, **options)
+    return sentinel.master_for(target.service_name, db=target.db, retry=retry, **options)
 
 
-async def close_client(client: AsyncRedis) -> None:
+async def close_client(client: RedisClient) -> None:
     """Close a client from `connect`, with the sentinel connections a Sentinel-backed one holds."""
     await client.aclose()
     manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)

@@ -109,7 +109,7 @@ def extract_slots(
     text: str, slots: Mapping[str, SlotSpec], *, requested_slot: str | None = None
 ) -> dict[str, SlotValue]:
     """Return {slot name: value} for every slot of `slots` found in `text`."""
-    requested_type = slots[requested_slot].type if requested_slot in slots else None
+    requested_type = slots[requested_slot].type if requested_slot is not None and requested_slot in slots else None
     work = normalize_spoken(text)
     by_type: dict[str, SlotValue] = {}
     for slot_type, extractor in _PATTERN_EXTRACTORS:
