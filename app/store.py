@@ -295,8 +295,8 @@ class RedisSessionStore:
             metadata=dict(metadata or {}), turns=0, state=state, history=[],
         )
         keys = _Keys(self._prefix, tenant, record.id)
-        meta: dict[FieldT, EncodableT] = {"created_at": record.created_at, "metadata": json.dumps(record.metadata), "turns": 0,
-                "schema": self._schema}
+        meta: dict[FieldT, EncodableT] = {
+            "created_at": record.created_at, "metadata": json.dumps(record.metadata), "turns": 0, "schema": self._schema}
         with redis_errors():
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(keys.meta, mapping=meta)
