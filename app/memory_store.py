@@ -9,7 +9,8 @@ A turn waiting for a session's lock sleeps until the holder releases it or the h
 (no polling). Expiry times come from `clock` (seconds, time.monotonic by default), so tests move time
 by injecting one; the lock wait (lock_wait_ms) is real time, as it is for a caller of the Redis store.
 Expired sessions are dropped when next touched, and all of them on each `create`. Everything runs on
-the event loop's thread: no method awaits between reading and writing its session.
+the event loop's thread: no method awaits between reading and writing its session. Its sessions end with
+the process, so none is ever read by another version: it has no format versions (app/store_schema.py).
 """
 
 from __future__ import annotations
