@@ -342,7 +342,7 @@ class TurnPipeline:
         budget: int, sampling: Sampling,
     ) -> str:
         """The decoder's reply; marks when the turn's first piece arrived."""
-        pieces = []
+        pieces: list[str] = []
         async for piece in self.decoder.stream(context, max_new_tokens=budget, stats=stats, sampling=sampling):
             if not pieces and "first_token" not in steps.timings:
                 steps.mark("first_token")
