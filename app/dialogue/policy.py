@@ -125,10 +125,12 @@ def _decide(
     used = {name: _spoken(state.slots[name]) for name in _placeholders(intent.response)}
     draft = intent.response.format(**used)
     told = dict(result.facts) if result is not None else {}
-    unsaid = {name: value for name, value in told.items() if _squash(value) not in _squash(draft)}
+    known = {name: _spoken(state.slots[name]) for name in intent.states if name in state.slots}
+    stated = known | told  # what the state holds that the response states, then a webhook's fresh answer
+    unsaid = {name: value for name, value in stated.items() if _squash(value) not in _squash(draft)}
     if unsaid:  # the template did not word them: the draft states them plainly, so it is grounded itself
         draft += " " + " ".join(f"{_label(name).capitalize()}: {value}." for name, value in unsaid.items())
-    respond = Decision("respond", draft, facts | told, required=tuple(used.values()) + tuple(told.values()),
+    respond = Decision("respond", draft, facts | told, required=tuple(used.values()) + tuple(stated.values()),
                        acted=acted)
     return _stating(shown, respond)
 
@@ -236,11 +238,13 @@ def grounded(reply: str, decision: Decision, domain: Domain) -> bool:
         return False
     if objection(reply, acted=decision.acted) is not None:
         return False
-    # A reply that pins no fact keeps the draft's gist. Only a slot question (it must name the slot and ask)
-    # and a handoff (it must name a person) are free to reword it all: "I don't know that one... ask for a
-    # person" came back as a joke about "a person who is afraid of something" and passed the word check.
+    # A reply keeps the draft's gist: the facts alone are not what the policy decided to say. Only a slot
+    # question (it must name the slot and ask) and a handoff (it must name a person) may reword it all.
+    # Caught so: "I don't know that one... ask for a person" written as a joke about "a person who is afraid
+    # of something"; a correction to order 4513 answered "Sorry, I gave you the wrong number. The correct
+    # number is 4513." (the customer's words, as if the assistant had erred).
     free = decision.requested_slot is not None or decision.action == "handoff"
-    if not decision.required and not free and not _keeps_gist(text, _squash(decision.draft)):
+    if not free and not _keeps_gist(text, _squash(decision.draft)):
         return False
     if decision.names_one_of and not any(_squash(m) in text for m in decision.names_one_of):
         return False
