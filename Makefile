@@ -52,6 +52,7 @@ serve: install
 # pytest exits 5 when it collects no tests; that is not a failure of the code.
 test: install-test
 	$(VENV)/bin/ruff check app models tests bench deploy
+	$(PY) -m mypy app models
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 # Ray Serve (deploy/ray) is an optional extra, not in the default install: this target adds it

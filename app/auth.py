@@ -105,7 +105,7 @@ def load_api_keys(api_keys: str | None, api_keys_file: Path | None) -> ApiKeys:
 
 def auth_from_settings(settings: Settings) -> ApiKeys:
     keys = settings.api_keys
-    plain = keys.get_secret_value() if hasattr(keys, "get_secret_value") else keys
+    plain = keys.get_secret_value() if keys is not None else None
     return load_api_keys(plain, settings.api_keys_file)
 
 

@@ -53,12 +53,13 @@ class MicroBatcher(Generic[In, Out]):
         self._worker: asyncio.Task | None = None
 
     async def submit(self, item: In) -> Out:
-        if self._worker is None:  # started on first use, on the loop that serves requests
-            self._queue = asyncio.Queue()
+        queue = self._queue
+        if self._worker is None or queue is None:  # started on first use, on the loop that serves requests
+            self._queue = queue = asyncio.Queue()
             self._worker = asyncio.create_task(self._run(), name=f"batcher-{self.name}")
         future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((item, future))
-        self.on_depth(self.name, self._queue.qsize())
+        queue.put_nowait((item, future))
+        self.on_depth(self.name, queue.qsize())
         return await future
 
     async def map(self, items: list[In]) -> list[Out]:
@@ -201,6 +202,7 @@ class ContinuousDecoder:
                     batch = fresh if batch is None else self.model.merge(batch, fresh)
                     self._deliver(arrivals, fresh.next_ids.tolist())
                 else:
+                    assert batch is not None  # `rows` are running: they were prefilled into it
                     batch = self.model.step(batch, [s.sampler for s in rows])
                     self._deliver(rows, batch.next_ids.tolist())
                 self.on_batch("decoder", time.perf_counter() - started, len(rows))

@@ -5,13 +5,16 @@ Except under the OpenAI-compatible paths, whose clients expect OpenAI's shape
 """
 
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.store import SessionBusy, SessionNotFound, StoreError, StoreUnavailable, TurnConflict
+from app.store import (SessionBusy, SessionNotFound, SessionVersionUnsupported, StoreError, StoreUnavailable,
+                       TurnConflict)
 from models.remote import DecoderUnavailable
 
 log = logging.getLogger(__name__)
@@ -34,7 +37,7 @@ class ApiError(Exception):
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None, *, path: str = "",
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None, *, path: str = "",
     param: str | None = None,
 ) -> JSONResponse:
     """The error as JSON; under OPENAI_PATHS in OpenAI's shape, where a schema violation is a 400 as there."""
@@ -53,6 +56,8 @@ def as_api_error(exc: Exception) -> ApiError:
         return exc
     if isinstance(exc, SessionNotFound):
         return ApiError(404, "session_not_found", "no session with this id: create one with POST /v1/sessions")
+    if isinstance(exc, SessionVersionUnsupported):
+        return session_version_error(exc)
     if isinstance(exc, SessionBusy):
         retry = str(max(1, round(exc.retry_after_s)))
         return ApiError(409, "session_busy", "another turn of this session is in progress; retry shortly",
@@ -67,18 +72,30 @@ def as_api_error(exc: Exception) -> ApiError:
         log.warning("turn failed: %s", exc)
         return ApiError(503, "decoder_unavailable", "the reply model's server is unreachable; nothing was saved, "
                         "retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)})
-    log.exception("unhandled error", exc_info=exc)
+    log.error("unhandled error", exc_info=exc)  # called from the error handlers, with the exception at hand
     return ApiError(500, "internal_error", "the server failed on this request; it has been logged")
 
 
-def validation_message(errors: list[dict]) -> str:
+def session_version_error(exc: SessionVersionUnsupported) -> ApiError:
+    """410 for a session an older Parley stored that no migration reads any more; 409 for one a newer Parley
+    stored (a deploy rolling out or back): each says how to go on."""
+    if exc.found < exc.supported:
+        return ApiError(410, "session_version_unsupported",
+                        f"this session was stored by an older Parley (format v{exc.found}) that this server "
+                        f"(v{exc.supported}) can no longer read; delete it and create a new one with POST /v1/sessions")
+    return ApiError(409, "session_version_unsupported",
+                    f"this session was stored by a newer Parley (format v{exc.found}) than this server "
+                    f"(v{exc.supported}); retry once the deploy has finished, or send it to an up-to-date server")
+
+
+def validation_message(errors: Sequence[Mapping[str, Any]]) -> str:
     """pydantic's first error as 'field.path: what is wrong' (the body is not part of the path)."""
     where = validation_param(errors)
     message = str((errors[0] if errors else {}).get("msg", "invalid request"))
     return f"{where}: {message}" if where else message
 
 
-def validation_param(errors: list[dict]) -> str | None:
+def validation_param(errors: Sequence[Mapping[str, Any]]) -> str | None:
     """The field path of pydantic's first error, e.g. "messages.0.content"; None for the body as a whole."""
     first = errors[0] if errors else {}
     if first.get("type") == "json_invalid":  # its loc is a character offset, not a field
@@ -106,8 +123,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), exc.headers,
                               path=path)
 
-    app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(StarletteHTTPException, on_http)
+    # Starlette types a handler's exception as Exception, whatever class it is registered for.
+    app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, on_http)  # type: ignore[arg-type]
     # Known errors are answered here; a bare Exception reaches Starlette's
     # outermost handler, which answers with the same shape and logs it.
     app.add_exception_handler(ApiError, on_error)

@@ -127,12 +127,11 @@ def tool_offer(body: ChatCompletionRequest) -> ToolOffer | None:
         if (problem := check_schema(tool.function.parameters)) is not None:
             raise ApiError(400, "invalid_tool_schema", f"tool {tool.function.name!r}: parameters is not a JSON "
                            f"schema: {problem}", param=f"tools.{index}.function.parameters")
-    choice = body.tool_choice or "auto"
-    if not isinstance(choice, str):
-        choice = choice.function.name
-        if choice not in {tool.function.name for tool in body.tools}:
-            raise ApiError(400, "invalid_request", f"tool_choice names {choice!r}, which is not among the tools",
-                           param="tool_choice")
+    chosen = body.tool_choice or "auto"
+    choice = chosen if isinstance(chosen, str) else chosen.function.name
+    if not isinstance(chosen, str) and choice not in {tool.function.name for tool in body.tools}:
+        raise ApiError(400, "invalid_request", f"tool_choice names {choice!r}, which is not among the tools",
+                       param="tool_choice")
     return ToolOffer(tuple(ToolSpec(t.function.name, t.function.parameters) for t in body.tools), choice)
 
 

@@ -243,15 +243,15 @@ class TurnPipeline:
         stats: GenerationStats, on_token: TokenSink | None, steps: _Steps,
     ) -> WrittenReply:
         """One reply: the decoder's, or the policy's draft when the decoder's drops a fact; then clipped to the
-        client's stop sequences and max_tokens. The decoder writes one token past max_tokens, so that a reply
-        that runs over is seen to (finish_reason "length")."""
-        budget = self.max_new_tokens if options.max_tokens is None else min(self.max_new_tokens, options.max_tokens + 1)
-        generated = await self._generate(context, on_token, stats, steps, budget=budget,
+        client's stop sequences and max_tokens. The whole reply is written and checked before it is clipped:
+        a reply stopped at max_tokens would fail the fact check for what it had not said yet, and the client
+        would get the start of the policy's wording instead of the start of the model's."""
+        generated = await self._generate(context, on_token, stats, steps, budget=self.max_new_tokens,
                                           sampling=options.sampling(index))
         reply_ok = grounded(generated, decision, self.domain)
         tokenizer = getattr(self.decoder, "tokenizer", None)  # local decoders have one; a remote one has none
         text, cut = clip(generated.strip() if reply_ok else decision.draft, options, tokenizer)
-        ran_out = reply_ok and stats.completion_tokens >= budget  # the decoder's reply, stopped by the budget
+        ran_out = reply_ok and stats.completion_tokens >= self.max_new_tokens  # the model was cut by the server
         finish = cut or ("length" if ran_out else "stop")
         produced = stats.completion_tokens if options.max_tokens is None else min(stats.completion_tokens,
                                                                                   options.max_tokens)
@@ -343,7 +343,7 @@ class TurnPipeline:
         budget: int, sampling: Sampling,
     ) -> str:
         """The decoder's reply; marks when the turn's first piece arrived."""
-        pieces = []
+        pieces: list[str] = []
         async for piece in self.decoder.stream(context, max_new_tokens=budget, stats=stats, sampling=sampling):
             if not pieces and "first_token" not in steps.timings:
                 steps.mark("first_token")

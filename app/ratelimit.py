@@ -34,9 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from redis.asyncio import Redis as AsyncRedis
 
-from app.store import redis_errors
+from app.store import RedisClient, redis_errors
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -126,7 +125,7 @@ class Verdict:
 
 class RateLimiter:
     def __init__(
-        self, redis: AsyncRedis, *, prefix: str, limits: tuple[Limit, ...], clock: Callable[[], float] | None = None,
+        self, redis: RedisClient, *, prefix: str, limits: tuple[Limit, ...], clock: Callable[[], float] | None = None,
     ) -> None:
         """`clock`: seconds, as time.time; None = Redis's own clock (production: one clock for all replicas)."""
         for limit in limits:

@@ -119,8 +119,8 @@ class Runtime:
         else:
             self.models["tts"].source = voice.source
         tracker = DialogueTracker(domain, _intent_classifier(domain, text), SentimentAnalyzer())
-        batched = dict(max_batch_size=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms,
-                       on_batch=self.metrics.observe_inference, on_depth=self.metrics.set_queue_depth)
+        batched: dict[str, Any] = {"max_batch_size": settings.batch_max_size, "max_wait_ms": settings.batch_max_wait_ms,
+                                   "on_batch": self.metrics.observe_inference, "on_depth": self.metrics.set_queue_depth}
         encoders = Encoders(
             text=MicroBatcher("text", lambda texts: list(text.predict_batch(texts)), **batched),
             speech=MicroBatcher("speech", lambda clips: speech.predict_batch(

@@ -3,7 +3,8 @@
 Key layout (every key of a session shares the Redis Cluster hash tag ``{tenant:sid}``, so one
 Lua script can touch them all, standalone or Cluster):
 
-    {prefix}:{tenant:sid}:meta         hash  created_at, metadata (JSON), turns (store-owned counter)
+    {prefix}:{tenant:sid}:meta         hash  created_at, metadata (JSON), turns (store-owned counter),
+                                             schema (format version; absent before version 2)
     {prefix}:{tenant:sid}:state        string  JSON dialogue state
     {prefix}:{tenant:sid}:history      list  JSON entries, oldest first, trimmed to history_max
     {prefix}:{tenant:sid}:lock         string  lock token, own expiry (lock_ttl_ms)
@@ -12,6 +13,9 @@ Lua script can touch them all, standalone or Cluster):
 
 meta/state/history/idems expire after ttl_s, refreshed by every `get` and `commit_turn`;
 idempotency records keep their own idempotency_ttl_s. Serialization is JSON only.
+
+A session written by another version of the format is migrated on read, one registered step
+(MIGRATIONS) at a time, and written back; one no step leads from is refused (SessionVersionUnsupported).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,10 +45,15 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.typing import EncodableT, FieldT
 
 from app.redis_url import parse_redis_url
+from app.store_schema import LEGACY_SCHEMA, MIGRATIONS, SCHEMA_VERSION, Migration, StoredSession
 
 logger = logging.getLogger(__name__)
+# What `connect` returns. The Cluster client is no subclass of Redis but has the same commands, pipelines
+# and scripts, which is all the store and the rate limiter use.
+RedisClient = AsyncRedis | RedisCluster
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}\Z")  # secrets.token_hex(16)
 # No ':', '{' or '}' so a tenant can never break out of its hash tag or key segment.
@@ -85,6 +94,15 @@ class StoreUnavailable(StoreError):
     """Redis is unreachable, timed out or still loading."""
 
 
+class SessionVersionUnsupported(StoreError):
+    """The session was stored in a format this version cannot read: older with no migration from it, or newer."""
+
+    def __init__(self, *, found: int, supported: int) -> None:
+        made_by = "an older" if found < supported else "a newer"
+        super().__init__(f"session stored in format v{found} by {made_by} Parley; this one reads v{supported}")
+        self.found, self.supported = found, supported
+
+
 def utc_now() -> str:
     """ISO-8601 UTC with milliseconds, e.g. 2026-11-23T10:00:00.000Z."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -113,6 +131,40 @@ class IdempotentReply:
     key: str  # client's Idempotency-Key
     fingerprint: str  # hash of the request body: the same key with another body can be refused
     response: dict  # the stored response JSON
+
+
+def upgrade(session: StoredSession, *, found: int, to: int, migrations: Mapping[int, Migration]) -> StoredSession:
+    """`session`, stored in format `found`, in format `to`; SessionVersionUnsupported when it is newer than
+    `to` or a step on the way is missing."""
+    if found > to or any(version not in migrations for version in range(found, to)):
+        raise SessionVersionUnsupported(found=found, supported=to)
+    for version in range(found, to):
+        session = migrations[version](session)
+    return session
+
+
+def check_ids(tenant: str, session_id: str) -> None:
+    """SessionNotFound for a tenant or session id that could never have been issued."""
+    for value, pattern in ((session_id, _SESSION_ID), (tenant, _TENANT)):
+        if not isinstance(value, str) or not pattern.match(value):
+            raise SessionNotFound("no such session")
+
+
+def check_tenant(tenant: str) -> None:
+    if not isinstance(tenant, str) or not _TENANT.match(tenant):
+        raise ValueError(f"bad tenant name {tenant!r}")
+
+
+def check_limits(*, ttl_s: int, history_max: int, lock_ttl_ms: int, lock_wait_ms: int, idempotency_ttl_s: int) -> None:
+    if min(ttl_s, history_max, lock_ttl_ms, idempotency_ttl_s) <= 0 or lock_wait_ms < 0:
+        raise ValueError("store TTLs and history_max must be > 0, lock_wait_ms >= 0")
+
+
+def session_busy(holder_left_s: float) -> SessionBusy:
+    """The error for a lock still held after lock_wait_ms. The holder's TTL only bounds a crashed holder;
+    a live one is done in about a turn's time, so it suggests at most a second."""
+    return SessionBusy("session is busy with another turn",
+                       retry_after_s=min(max(holder_left_s, _LOCK_POLL_MAX_S), 1.0))
 
 
 class SessionStore(Protocol):
@@ -169,6 +221,21 @@ for _, k in ipairs({KEYS[1], KEYS[3], KEYS[5]}) do redis.call('PEXPIRE', k, ttl)
 return {new_turns}
 """
 
+# KEYS meta, state, history; ARGV schema as read ('' when absent), new schema, turns as read, state_json,
+#      metadata_json, ttl_ms, n_entries, entries...
+# Writes a migrated session back unless it changed since it was read. Returns 1, 0 changed, -1 gone.
+_MIGRATE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local schema = redis.call('HGET', KEYS[1], 'schema') or ''
+if schema ~= ARGV[1] or redis.call('HGET', KEYS[1], 'turns') ~= ARGV[3] then return 0 end
+redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[6])
+redis.call('DEL', KEYS[3])
+for i = 8, 7 + tonumber(ARGV[7]) do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+redis.call('HSET', KEYS[1], 'schema', ARGV[2], 'metadata', ARGV[5])
+for _, k in ipairs({KEYS[1], KEYS[3]}) do redis.call('PEXPIRE', k, ARGV[6]) end
+return 1
+"""
+
 
 @contextlib.contextmanager
 def redis_errors() -> Iterator[None]:
@@ -198,37 +265,38 @@ class RedisSessionStore:
     """SessionStore on redis.asyncio; every multi-key write is one MULTI or Lua script."""
 
     def __init__(
-        self, redis: AsyncRedis, *, prefix: str = "parley", ttl_s: int = 86400, history_max: int = 200,
+        self, redis: RedisClient, *, prefix: str = "parley", ttl_s: int = 86400, history_max: int = 200,
         lock_ttl_ms: int = 30000, lock_wait_ms: int = 10000, idempotency_ttl_s: int = 86400,
+        schema: int = SCHEMA_VERSION, migrations: Mapping[int, Migration] = MIGRATIONS,
     ) -> None:
         if not prefix or any(c in prefix for c in "{}"):
             raise ValueError(f"bad key prefix {prefix!r}")
-        if min(ttl_s, history_max, lock_ttl_ms, idempotency_ttl_s) <= 0 or lock_wait_ms < 0:
-            raise ValueError("store TTLs and history_max must be > 0, lock_wait_ms >= 0")
+        check_limits(ttl_s=ttl_s, history_max=history_max, lock_ttl_ms=lock_ttl_ms, lock_wait_ms=lock_wait_ms,
+                     idempotency_ttl_s=idempotency_ttl_s)
         self._redis, self._prefix, self._history_max = redis, prefix, history_max
+        self._schema, self._migrations = schema, migrations
         self._ttl_ms, self._idem_ttl_ms = ttl_s * 1000, idempotency_ttl_s * 1000
         self._lock_ttl_ms, self._lock_wait_s = lock_ttl_ms, lock_wait_ms / 1000
         self._acquire = redis.register_script(_ACQUIRE_LUA)
         self._release = redis.register_script(_RELEASE_LUA)
         self._commit = redis.register_script(_COMMIT_LUA)
+        self._migrate = redis.register_script(_MIGRATE_LUA)
 
     def _keys(self, tenant: str, session_id: str) -> _Keys:
         """Keys of a session; a tenant or id that could not have been issued -> SessionNotFound."""
-        for value, pattern in ((session_id, _SESSION_ID), (tenant, _TENANT)):
-            if not isinstance(value, str) or not pattern.match(value):
-                raise SessionNotFound("no such session")
+        check_ids(tenant, session_id)
         return _Keys(self._prefix, tenant, session_id)
 
     async def create(self, *, tenant: str, state: dict, metadata: dict | None = None) -> SessionRecord:
-        if not isinstance(tenant, str) or not _TENANT.match(tenant):
-            raise ValueError(f"bad tenant name {tenant!r}")
+        check_tenant(tenant)
         record = SessionRecord(
             id=secrets.token_hex(16), tenant=tenant,
             created_at=utc_now(),
             metadata=dict(metadata or {}), turns=0, state=state, history=[],
         )
         keys = _Keys(self._prefix, tenant, record.id)
-        meta = {"created_at": record.created_at, "metadata": json.dumps(record.metadata), "turns": 0}
+        meta: dict[FieldT, EncodableT] = {
+            "created_at": record.created_at, "metadata": json.dumps(record.metadata), "turns": 0, "schema": self._schema}
         with redis_errors():
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(keys.meta, mapping=meta)
@@ -252,10 +320,41 @@ class RedisSessionStore:
         meta, state = results[0], results[1]
         if not meta or state is None:
             raise SessionNotFound("no such session")
+        if int(meta.get("schema", LEGACY_SCHEMA)) != self._schema:
+            return await self._migrated(keys, tenant, session_id, with_history=with_history)
         return SessionRecord(
             id=session_id, tenant=tenant, created_at=meta["created_at"],
             metadata=json.loads(meta["metadata"]), turns=int(meta["turns"]), state=json.loads(state),
             history=[json.loads(e) for e in results[2]] if with_history else [],
+        )
+
+    async def _migrated(self, keys: _Keys, tenant: str, session_id: str, *, with_history: bool) -> SessionRecord:
+        """The session read whole, brought to this store's format and written back (atomically, unless it
+        changed meanwhile: then it is read again)."""
+        with redis_errors():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hgetall(keys.meta)
+                pipe.get(keys.state)
+                pipe.lrange(keys.history, 0, -1)
+                meta, state, history = await pipe.execute()
+        if not meta or state is None:
+            raise SessionNotFound("no such session")
+        stored = StoredSession(json.loads(state), json.loads(meta["metadata"]), [json.loads(e) for e in history])
+        found = int(meta.get("schema", LEGACY_SCHEMA))
+        session = upgrade(stored, found=found, to=self._schema, migrations=self._migrations)
+        entries = [json.dumps(e) for e in session.history]
+        args = [meta.get("schema", ""), self._schema, meta["turns"], json.dumps(session.state),
+                json.dumps(session.metadata), self._ttl_ms, len(entries), *entries]
+        with redis_errors():
+            written = await self._migrate(keys=[keys.meta, keys.state, keys.history], args=args)
+        if written == -1:
+            raise SessionNotFound("no such session")
+        if written == 0:  # another worker migrated it or committed a turn meanwhile
+            return await self.get(tenant, session_id, with_history=with_history)
+        logger.info("migrated session %s from format v%d to v%d", session_id, found, self._schema)
+        return SessionRecord(
+            id=session_id, tenant=tenant, created_at=meta["created_at"], metadata=session.metadata,
+            turns=int(meta["turns"]), state=session.state, history=session.history if with_history else [],
         )
 
     async def delete(self, tenant: str, session_id: str) -> None:
@@ -305,12 +404,7 @@ class RedisSessionStore:
                 return
             remaining_s = deadline - time.monotonic()
             if remaining_s <= 0:
-                # The holder's PTTL only bounds a crashed holder; a live one is done in about a
-                # turn's time, so suggest at most a second.
-                raise SessionBusy(
-                    "session is busy with another turn",
-                    retry_after_s=min(max(holder_pttl_ms / 1000, _LOCK_POLL_MAX_S), 1.0),
-                )
+                raise session_busy(holder_pttl_ms / 1000)
             await asyncio.sleep(min(remaining_s, sleep_s * random.uniform(0.5, 1.0)))
             sleep_s = min(sleep_s * 2, _LOCK_POLL_MAX_S)
 
@@ -361,7 +455,7 @@ class RedisSessionStore:
         await close_client(self._redis)
 
 
-def connect(url: str, *, socket_timeout_s: float = 2.0) -> AsyncRedis:
+def connect(url: str, *, socket_timeout_s: float = 2.0) -> RedisClient:
     """A redis.asyncio client for a standalone, Cluster or Sentinel URL (app/redis_url.py; lazy:
     connects on first use). Every key of one session shares a hash tag, so each MULTI and Lua
     script of the store touches one slot and runs unchanged on a Cluster.
@@ -378,21 +472,21 @@ def connect(url: str, *, socket_timeout_s: float = 2.0) -> AsyncRedis:
     }
     if target.kind == "standalone":
         return redis.asyncio.from_url(url, retry=retry, **options)
-    auth = {"username": target.username, "password": target.password}
+    options |= {"username": target.username, "password": target.password}
     if target.kind == "cluster":
         # The cluster client follows MOVED/ASK and refreshes its slot map on its own. It retries
         # timeouts too (redis-py's fixed ERRORS_ALLOW_RETRY), `retry` only sets how often: safe for
         # the same reason, a retried commit is refused by the counter check.
         return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
-                            ssl=target.ssl, retry=retry, **auth, **options)
+                            ssl=target.ssl, retry=retry, **options)
     sentinel = Sentinel(list(target.nodes), sentinel_kwargs={
         "socket_timeout": socket_timeout_s, "socket_connect_timeout": socket_timeout_s})
     # The master is looked up through the sentinels on every new connection, so a failover is
     # followed by reconnecting (ConnectionError -> retried, ReadOnlyError -> 503 until then).
-    return sentinel.master_for(target.service_name, db=target.db, retry=retry, **auth, **options)
+    return sentinel.master_for(target.service_name, db=target.db, retry=retry, **options)
 
 
-async def close_client(client: AsyncRedis) -> None:
+async def close_client(client: RedisClient) -> None:
     """Close a client from `connect`, with the sentinel connections a Sentinel-backed one holds."""
     await client.aclose()
     manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -174,7 +174,7 @@ class DecodeBatch:
 class TextStream:
     """Turns one sequence's token ids into text pieces as they become printable."""
 
-    tokenizer: object
+    tokenizer: Any  # a transformers tokenizer
     ids: list[int] = field(default_factory=list)
     emitted: str = ""
 
@@ -260,7 +260,8 @@ class CausalLMDecoder:
             return torch.cat([t.new_zeros(shape), t], dim=dim)
 
         layers = [
-            (torch.cat([pad(a.keys, 2), pad(b.keys, 2)]), torch.cat([pad(a.values, 2), pad(b.values, 2)]))
+            # transformers types a layer as a union, some members without keys/values; these have them.
+            (torch.cat([pad(a.keys, 2), pad(b.keys, 2)]), torch.cat([pad(a.values, 2), pad(b.values, 2)]))  # type: ignore[union-attr,arg-type]
             for a, b in zip(first.cache.layers, second.cache.layers, strict=True)
         ]  # each (B1 + B2, H, L, Dh)
         return DecodeBatch(
@@ -276,7 +277,7 @@ class CausalLMDecoder:
         index = torch.tensor(rows, device=batch.mask.device)
         mask = batch.mask.index_select(0, index)  # (R, L)
         start = int((mask.sum(0) > 0).nonzero()[0])  # first column some row still uses
-        layers = [(layer.keys.index_select(0, index)[:, :, start:], layer.values.index_select(0, index)[:, :, start:])
+        layers = [(layer.keys.index_select(0, index)[:, :, start:], layer.values.index_select(0, index)[:, :, start:])  # type: ignore[union-attr]  # as in merge
                   for layer in batch.cache.layers]
         return DecodeBatch(_cache(layers), mask[:, start:], batch.positions.index_select(0, index),
                            batch.next_ids.index_select(0, index))

@@ -53,11 +53,12 @@ class FaceReader:
         data = package_dir("fer") / "data"
         cascade_path = data / CASCADE
         if not cascade_path.exists():
-            cascade_path = Path(cv2.data.haarcascades) / CASCADE
+            cascade_path = Path(cv2.data.haarcascades) / CASCADE  # type: ignore[attr-defined]  # not in cv2's stubs
         cascade = cv2.CascadeClassifier(str(cascade_path))
         if cascade.empty():
             raise RuntimeError(f"cannot load the face cascade {cascade_path}")
-        eyes = [cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / name)) for name in EYE_CASCADES]
+        haarcascades = Path(cv2.data.haarcascades)  # type: ignore[attr-defined]  # not in cv2's stubs
+        eyes = [cv2.CascadeClassifier(str(haarcascades / name)) for name in EYE_CASCADES]
         interpreter = Interpreter(model_path=str(data / EMOTION_MODEL))
         interpreter.allocate_tensors()
         return cls(cascade, [e for e in eyes if not e.empty()], interpreter)
@@ -66,10 +67,10 @@ class FaceReader:
         """grey (H, W) uint8 -> faces, largest first."""
         assert grey.ndim == 2 and grey.dtype == np.uint8, grey.shape
         side = max(MIN_FACE_PX, int(MIN_FACE_SHARE * min(grey.shape)))
-        boxes = self.cascade.detectMultiScale(
+        found = self.cascade.detectMultiScale(
             grey, scaleFactor=1.1, minNeighbors=MIN_NEIGHBORS, minSize=(side, side)
         )
-        boxes = sorted((tuple(int(v) for v in b) for b in boxes), key=lambda b: -b[2] * b[3])
+        boxes = sorted(((int(x), int(y), int(w), int(h)) for x, y, w, h in found), key=lambda b: -b[2] * b[3])
         boxes = [b for b in boxes if self._has_eye(grey, b)]
         if not boxes:
             return []

@@ -19,6 +19,7 @@ the encoder-decoder KV cache (EncoderDecoderCache) and streamers.
 from __future__ import annotations
 
 import math
+from typing import Any
 from dataclasses import dataclass
 
 import torch
@@ -79,7 +80,7 @@ class FusedEncoderOutput(ModelOutput):
 
 
 class Attention(nn.Module):
-    def __init__(self, config: FusedConfig, *, layer_idx: int | None = None, cross: bool = False) -> None:
+    def __init__(self, config: FusedConfig, *, layer_idx: int, cross: bool = False) -> None:
         super().__init__()
         self.n_heads, self.layer_idx, self.cross = config.n_heads, layer_idx, cross
         self.dropout = config.dropout
@@ -99,7 +100,8 @@ class Attention(nn.Module):
         B, S, C = x.shape
         q = self._heads(self.query(x))  # (B, H, S, C/H)
         if self.cross and cache is not None and cache.is_updated.get(self.layer_idx):
-            layer = cache.cross_attention_cache.layers[self.layer_idx]
+            # transformers types a cache layer as a union, some members without keys/values: these have them.
+            layer: Any = cache.cross_attention_cache.layers[self.layer_idx]
             k, v = layer.keys, layer.values  # (B, H, M, C/H), computed at the first step
         else:
             kv_in = source if self.cross else x
@@ -122,7 +124,7 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-norm residual block: self-attention, optional cross-attention, MLP."""
 
-    def __init__(self, config: FusedConfig, *, layer_idx: int | None = None, cross: bool = False) -> None:
+    def __init__(self, config: FusedConfig, *, layer_idx: int, cross: bool = False) -> None:
         super().__init__()
         self.attn = Attention(config, layer_idx=layer_idx)
         self.attn_ln = nn.LayerNorm(config.d_model)
@@ -137,7 +139,7 @@ class Block(nn.Module):
                 memory: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None,
                 cache: EncoderDecoderCache | None = None) -> torch.Tensor:
         x = x + self.drop(self.attn(self.attn_ln(x), mask=mask, causal=causal, cache=cache))  # (B, S, D)
-        if self.cross_attn is not None:
+        if self.cross_attn is not None and self.cross_attn_ln is not None:
             x = x + self.drop(self.cross_attn(self.cross_attn_ln(x), source=memory, mask=memory_mask, cache=cache))
         return x + self.drop(self.mlp(self.mlp_ln(x)))
 
@@ -175,7 +177,7 @@ class FusedEncoder(nn.Module):
         self.config = config
         self.embed_tokens = embed_tokens  # shared with the decoder
         self.text_positions = nn.Embedding(config.max_text_positions, config.d_model)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.text_layers))
+        self.blocks = nn.ModuleList(Block(config, layer_idx=i) for i in range(config.text_layers))  # never cached
         self.text_ln = nn.LayerNorm(config.d_model)
         self.image_proj = Projector(config.image_dim, config.d_model) if config.image_dim else None
         self.audio_proj = Projector(config.audio_dim, config.d_model) if config.audio_dim else None
@@ -254,6 +256,7 @@ class FusedDecoder(nn.Module):
 
 class FusedPreTrainedModel(PreTrainedModel):
     config_class = FusedConfig
+    config: FusedConfig  # what from_pretrained builds from config_class
     base_model_prefix = "fused"
     main_input_name = "input_ids"
     _supports_sdpa = True
@@ -283,13 +286,15 @@ class FusedSeq2Seq(FusedPreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.post_init()
 
-    def get_encoder(self) -> FusedEncoder:
+    def get_encoder(self, modality: str | None = None) -> FusedEncoder:
+        """The context encoder (it takes every modality; `modality` is the base class's argument)."""
         return self.encoder
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed_tokens
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        assert isinstance(value, nn.Embedding), type(value)
         self.embed_tokens = self.encoder.embed_tokens = self.decoder.embed_tokens = value
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -332,13 +337,16 @@ class FusedSeq2Seq(FusedPreTrainedModel, GenerationMixin):
         if labels is not None:
             loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
         return Seq2SeqLMOutput(loss=loss, logits=logits, encoder_last_hidden_state=encoder_outputs.last_hidden_state,
-                               **{CACHE: cache})
+                               **{CACHE: cache})  # type: ignore[arg-type]  # the field's name varies by version
 
     def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
         """(B, S) labels -> (B, S) decoder inputs: the start token, then the labels but the last."""
-        start = torch.full_like(labels[:, :1], self.config.decoder_start_token_id)
+        start_id, pad_id = self.config.decoder_start_token_id, self.config.pad_token_id
+        if start_id is None or pad_id is None:
+            raise ValueError("the config needs decoder_start_token_id and pad_token_id to train")
+        start = torch.full_like(labels[:, :1], start_id)
         shifted = torch.cat([start, labels[:, :-1]], dim=1)
-        return shifted.masked_fill(shifted == IGNORE_INDEX, self.config.pad_token_id)
+        return shifted.masked_fill(shifted == IGNORE_INDEX, pad_id)
 
 
 def memory_size(config: FusedConfig, *, text: int, image: int = 0, audio: int = 0) -> int:

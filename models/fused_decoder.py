@@ -60,7 +60,8 @@ class FusedSeq2SeqDecoder:
         config = AutoConfig.from_pretrained(path, local_files_only=True)
         if config.model_type != "parley_fused":
             raise ValueError(f"{path} holds a {config.model_type!r} model, not a FusedSeq2Seq checkpoint")
-        model = FusedSeq2Seq.from_pretrained(path, dtype=placement.dtype).to(placement.device).eval()
+        # transformers' wrapper of `to` is typed as taking a model.
+        model = FusedSeq2Seq.from_pretrained(path, dtype=placement.dtype).to(placement.device).eval()  # type: ignore[arg-type]
         return cls(model, AutoTokenizer.from_pretrained(path, local_files_only=True), placement=placement)
 
     def check_encoders(self, *, image_dim: int | None, audio_dim: int | None) -> None:

@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -191,7 +191,7 @@ class FasterWhisperEncoder:
 class TransformersSpeechEncoder:
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, model: torch.nn.Module, processor, *, placement: Placement) -> None:
+    def __init__(self, model: Any, processor, *, placement: Placement) -> None:  # Whisper or a CTC model
         self.model = model
         self.processor = processor
         self.placement = placement

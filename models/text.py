@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -11,7 +13,7 @@ MAX_TOKENS = 128  # utterances are short; all-MiniLM-L6-v2 was trained on 128-to
 
 
 class TextEncoder:
-    def __init__(self, model: torch.nn.Module, tokenizer, *, placement: Placement) -> None:
+    def __init__(self, model: Any, tokenizer, *, placement: Placement) -> None:  # a transformers model
         self.model = model
         self.tokenizer = tokenizer
         self.placement = placement

@@ -23,7 +23,9 @@ import logging
 import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +108,8 @@ def featurise(examples: list[Example], tokenizer, *, config: FusedConfig, image_
         spoken = [e for e in chunk if e.audio is not None]
         if spoken:
             _need(speech_encoder, "audio", config.audio_dim)
-            results = speech_encoder.predict_batch([read_audio(e.audio) for e in spoken], with_features=True)
+            results = speech_encoder.predict_batch([read_audio(e.audio) for e in spoken if e.audio is not None],
+                                                   with_features=True)
             heard = {e.id: r for e, r in zip(spoken, results, strict=True)}
         for e in chunk:
             image = None
@@ -171,6 +174,8 @@ def collate(items: list[Item], config: FusedConfig, *, with_labels: bool = True)
     (B, P, Dv)/(B, P), audio_features/audio_mask (B, T, Da)/(B, T), labels (B, S) padded with IGNORE_INDEX."""
     B = len(items)
     L = max(len(i.input_ids) for i in items)
+    if config.pad_token_id is None:
+        raise ValueError("the config needs a pad_token_id to batch")
     input_ids = torch.full((B, L), config.pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros(B, L, dtype=torch.long)
     for b, item in enumerate(items):
@@ -214,7 +219,7 @@ def trainable(model: FusedSeq2Seq, *, only_projectors: bool) -> list[torch.nn.Pa
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def train(model: FusedSeq2Seq, items: list[Item], *, options: TrainOptions, val_items: list[Item] = (),
+def train(model: FusedSeq2Seq, items: list[Item], *, options: TrainOptions, val_items: Sequence[Item] = (),
           tokenizer=None, out_dir: Path | None = None, resume: bool = False) -> list[dict]:
     """Train in place; returns one dict of metrics per epoch. With `out_dir`: periodic checkpoints to
     out_dir/checkpoint (resumable with `resume=True`) and the final model in out_dir."""
@@ -231,7 +236,7 @@ def train(model: FusedSeq2Seq, items: list[Item], *, options: TrainOptions, val_
     amp = device.type == "cuda"
     amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
-    state = {"step": 0, "epoch": 0, "batch": 0, "history": []}
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "history": []}
     if resume and out_dir is not None and (out_dir / CHECKPOINT / STATE_FILE).exists():
         state = _load_checkpoint(model, optimiser, schedule, scaler, out_dir / CHECKPOINT)
         log.info("resumed from step %d (epoch %d, batch %d)", state["step"], state["epoch"] + 1, state["batch"])
@@ -415,7 +420,7 @@ def run(args: argparse.Namespace) -> None:
                                         audio_dim=speech.feature_dim if speech else 0,
                                         image_features=args.vision_backbone if vision else "",
                                         audio_features=args.speech_model if speech else ""))
-    model.to(placement.device)
+    model.to(placement.device)  # type: ignore[arg-type]  # transformers' wrapper of `to` is typed as taking a model
     started = time.perf_counter()
     items = featurise(examples, tokenizer, config=model.config, image_featuriser=vision, speech_encoder=speech)
     val_items = featurise(val_examples, tokenizer, config=model.config, image_featuriser=vision,

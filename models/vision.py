@@ -171,7 +171,7 @@ def _restore_spaces(grey: np.ndarray, quad: np.ndarray, chars: list[str], char_b
     height = int(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2])))
     if width < 2 or height < 2 or len(chars) != len(char_boxes):
         return "".join(chars)
-    target = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
     crop = cv2.warpPerspective(grey, cv2.getPerspectiveTransform(quad, target), (width, height),
                                borderMode=cv2.BORDER_REPLICATE)  # (h, w): the line, straightened
     _, binary = cv2.threshold(crop, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
@@ -270,7 +270,7 @@ def _describe(kind: str, *, has_text: bool, n_codes: int, emotions: list[str], d
 
 
 class _Captioner:
-    def __init__(self, model: torch.nn.Module, processor: Any, tokenizer: Any, *, placement: Placement) -> None:
+    def __init__(self, model: Any, processor: Any, tokenizer: Any, *, placement: Placement) -> None:
         self.model, self.processor, self.tokenizer, self.placement = model, processor, tokenizer, placement
 
     @torch.inference_mode()
@@ -291,14 +291,15 @@ class PatchFeatures:
         side = PATCH_SIDE * PATCH_GRID
         out = []
         for image in images:
-            pixels = np.asarray(image.convert("RGB").resize((side, side), PIL.Image.BILINEAR), np.float32)  # (64, 64, 3)
+            resized = image.convert("RGB").resize((side, side), PIL.Image.Resampling.BILINEAR)
+            pixels = np.asarray(resized, np.float32)  # (64, 64, 3)
             grid = pixels.reshape(PATCH_GRID, PATCH_SIDE, PATCH_GRID, PATCH_SIDE, 3).transpose(0, 2, 1, 3, 4)
             out.append(grid.reshape(PATCH_GRID * PATCH_GRID, PATCH_DIM) / 127.5 - 1.0)  # (64, 192)
         return out
 
 
 class _Backbone:
-    def __init__(self, model: torch.nn.Module, processor: Any, *, placement: Placement) -> None:
+    def __init__(self, model: Any, processor: Any, *, placement: Placement) -> None:
         self.model, self.processor, self.placement = model, processor, placement
         self.feature_dim = int(model.config.hidden_size)
 
@@ -314,6 +315,7 @@ def _load_captioner(source: str, *, placement: Placement, offline: bool) -> _Cap
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor, \
         AutoTokenizer, VisionEncoderDecoderModel
 
+    model: Any  # one of two model classes, used through what they share
     try:
         config = AutoConfig.from_pretrained(source, local_files_only=offline)
         if config.model_type == "vision-encoder-decoder":  # ViT-GPT2 style: image processor + tokenizer
@@ -334,7 +336,7 @@ def load_image_featuriser(name: str, *, placement: Placement, offline: bool) -> 
     Either has `feature_dim` and `predict_batch(images) -> list of (P, D) arrays`."""
     if name == PATCHES:
         return PatchFeatures()
-    return _load_backbone(resolve_source(name, default=Path(name)), placement=placement, offline=offline)
+    return _load_backbone(resolve_source(name, default=lambda: Path(name)), placement=placement, offline=offline)
 
 
 def _load_backbone(source: str, *, placement: Placement, offline: bool) -> _Backbone:
@@ -367,12 +369,12 @@ def load_vision_encoder(*, caption_model: str | None, backbone: str | None, plac
     backbone: None / "default" (no image features), "patches" (built-in, see PatchFeatures), a HF id or a folder."""
 
     def source(name: str | None) -> str | None:
-        return None if name in (None, "", DEFAULT) else resolve_source(name, default=Path(name))
+        return None if not name or name == DEFAULT else resolve_source(name, default=lambda: Path(name))
 
     caption_src = source(caption_model)
-    wants_features = backbone not in (None, "", DEFAULT)
     return VisionEncoder(
         _load_ocr(placement), FaceReader.load(),
         captioner=_load_captioner(caption_src, placement=placement, offline=offline) if caption_src else None,
-        backbone=load_image_featuriser(backbone, placement=placement, offline=offline) if wants_features else None,
+        backbone=load_image_featuriser(backbone, placement=placement, offline=offline)
+        if backbone and backbone != DEFAULT else None,
     )

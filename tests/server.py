@@ -1,5 +1,6 @@
 """Run `parley serve` as a real process for tests that need real HTTP, and clean up test keys in Redis."""
 
+import json
 import os
 import signal
 import socket
@@ -73,6 +74,25 @@ def delete_prefix(redis_url: str, prefix: str) -> None:
         keys = list(client.scan_iter(match=f"{prefix}:*", count=500))
         if keys:
             client.delete(*keys)
+
+
+def write_session(
+    redis_url: str, prefix: str, *, tenant: str, state: dict, history: list[dict], schema: str | None,
+) -> str:
+    """A session written straight into Redis in a given format version (None: before the schema field
+    existed), one turn per two history entries, as a Parley of that version would have stored it; its id."""
+    session_id = uuid.uuid4().hex
+    base = f"{prefix}:{{{tenant}:{session_id}}}"
+    meta = {"created_at": "2026-06-01T09:00:00.000Z", "metadata": json.dumps({"channel": "web"}),
+            "turns": len(history) // 2}
+    if schema is not None:
+        meta["schema"] = schema
+    with sync_client(redis_url) as client:
+        client.hset(f"{base}:meta", mapping=meta)
+        client.set(f"{base}:state", json.dumps(state))
+        if history:
+            client.rpush(f"{base}:history", *(json.dumps(e) for e in history))
+    return session_id
 
 
 @contextmanager

@@ -6,6 +6,7 @@ import ipaddress
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from app.config import Settings
@@ -93,3 +94,10 @@ def test_gpu_profile_reserves_an_nvidia_gpu_for_an_image_with_cuda_wheels():
     assert "pip uninstall -q -y onnxruntime" in dockerfile and '"onnxruntime-gpu==${ORT}"' in dockerfile
     assert re.search(r"^ENV .*PARLEY_DEVICE=cuda", dockerfile, re.M | re.S)
     assert dockerfile.index("pip uninstall -q -y onnxruntime") > dockerfile.index("make install")  # swap after
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.gpu"])
+def test_images_install_from_the_lock_file(dockerfile):
+    """`make install` is constrained by requirements.lock (and depends on it): an image must copy it in."""
+    copied = " ".join(line for line in (ROOT / dockerfile).read_text().splitlines() if line.startswith("COPY"))
+    assert "requirements.lock" in copied.split() and "make install" in (ROOT / dockerfile).read_text()

@@ -1,6 +1,9 @@
 """Redis outages under load, against a redis-server of the test's own: paused (SIGSTOP) and crashed
 (SIGKILL, restarted on the same port and AOF dir). Parley answers 503 + Retry-After (never 500, never
-hangs), /readyz follows Redis down and back up without a Parley restart, and what was committed stays."""
+hangs), /readyz follows Redis down and back up without a Parley restart, and what was committed stays.
+
+A soak test (pytest -m soak): load threads, outages scripted with sleeps and assertions on time windows. The
+default run checks the same outages step by step, without a clock: tests/api/test_redis_down.py."""
 
 import threading
 import time
@@ -12,6 +15,8 @@ import pytest
 
 from tests.factories import tiny_causal_lm
 from tests.server import NO_RATE_LIMITS, RedisProcess, parley_server, unique_prefix
+
+pytestmark = pytest.mark.soak
 
 MAX_RESPONSE_S = 5.0  # no request may take longer, outage or not
 LOAD_CLIENTS = 4

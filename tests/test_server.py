@@ -34,7 +34,7 @@ def test_streaming_over_real_http(server):
         session = http.post("/v1/sessions").json()["id"]
         with http.stream("POST", f"/v1/sessions/{session}/turns", json={"text": "hello"},
                          headers={"Accept": "text/event-stream"}) as response:
-            lines = [line for line in response.iter_lines() if line.startswith("event:") or line.startswith("data:")]
+            lines = [line for line in response.iter_lines() if line.startswith(("event:", "data:"))]
     assert lines[0] == "event: token" and lines[-2] == "event: done"
     assert json.loads(lines[-1].removeprefix("data: "))["turn"] == 1
 

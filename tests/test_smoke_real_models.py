@@ -21,8 +21,8 @@ def server(redis_url, tmp_path_factory):
 def test_four_turn_customer_service_conversation(server):
     with httpx.Client(base_url=server, timeout=120) as http:
         models = http.get("/readyz").json()["models"]
-        assert {m["name"]: m["status"] for m in models} == {n: "ready" for n in ("text", "speech", "vision", "decoder",
-                                                                                 "tts")}
+        names = ("text", "speech", "vision", "decoder", "tts")
+        assert {m["name"]: m["status"] for m in models} == dict.fromkeys(names, "ready")
         assert all(m["source"].startswith("default") for m in models if m["name"] != "tts")
         session = http.post("/v1/sessions").json()["id"]
         expected = [

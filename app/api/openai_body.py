@@ -68,17 +68,19 @@ def _tool_results(messages: list[ChatMessage], settings: Settings) -> tuple[tupl
     if end == len(messages):
         return (), end - 1 if messages[-1].role == "user" else None
     caller = end - 1
-    if caller < 0 or messages[caller].role != "assistant" or not messages[caller].tool_calls:
+    tool_calls = messages[caller].tool_calls if caller >= 0 and messages[caller].role == "assistant" else None
+    if not tool_calls:
         raise ApiError(400, "invalid_request", "tool messages must follow the assistant message whose tool_calls "
                        "they answer", param=f"messages.{end}.role")
-    calls = {call.id for call in messages[caller].tool_calls}
+    calls = {call.id for call in tool_calls}
     results = []
     for index in range(end, len(messages)):
         message = messages[index]
-        if message.tool_call_id not in calls:
-            raise ApiError(400, "invalid_request", f"tool_call_id {message.tool_call_id!r} answers none of the "
+        call_id = message.tool_call_id
+        if call_id is None or call_id not in calls:
+            raise ApiError(400, "invalid_request", f"tool_call_id {call_id!r} answers none of the "
                            f"tool_calls of message {caller}", param=f"messages.{index}.tool_call_id")
-        results.append(ToolResult(message.tool_call_id, _plain_text(message, index, settings)))
+        results.append(ToolResult(call_id, _plain_text(message, index, settings)))
     users = [index for index in range(caller) if messages[index].role == "user"]
     return tuple(results), users[-1] if users else None
 
@@ -129,10 +131,11 @@ def _plain_text(message: ChatMessage, index: int, settings: Settings) -> str:
     param = f"messages.{index}.content"
     if message.content is None or isinstance(message.content, str):
         text = message.content or ""
-    elif any(not isinstance(part, TextPart) for part in message.content):
-        raise ApiError(400, "invalid_request", f"{message.role} messages carry text only", param=param)
     else:
-        text = "\n".join(part.text for part in message.content)
+        parts = [part for part in message.content if isinstance(part, TextPart)]
+        if len(parts) < len(message.content):
+            raise ApiError(400, "invalid_request", f"{message.role} messages carry text only", param=param)
+        text = "\n".join(part.text for part in parts)
     try:
         return clean_text(text, max_chars=settings.max_text_chars)
     except ApiError as exc:

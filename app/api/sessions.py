@@ -25,7 +25,7 @@ async def create_session(
     return SessionCreated(id=record.id, created_at=record.created_at, state=DialogueState.model_validate(record.state))
 
 
-@router.get("/{session_id}", response_model=SessionDetail, responses=errors(404, 503))
+@router.get("/{session_id}", response_model=SessionDetail, responses=errors(404, 409, 410, 503))
 async def get_session(session_id: str, store: StoreDep, tenant: TenantDep) -> SessionDetail:
     """The whole session as JSON: metadata, dialogue state and history, oldest first (a privacy export)."""
     record = await store.get(tenant, session_id)
@@ -35,7 +35,7 @@ async def get_session(session_id: str, store: StoreDep, tenant: TenantDep) -> Se
     )
 
 
-@router.get("/{session_id}/state", response_model=DialogueState, responses=errors(404, 503))
+@router.get("/{session_id}/state", response_model=DialogueState, responses=errors(404, 409, 410, 503))
 async def get_state(session_id: str, store: StoreDep, tenant: TenantDep) -> DialogueState:
     """The tracked dialogue state only: intent, slots with their sources, sentiment, turn count."""
     record = await store.get(tenant, session_id, with_history=False)

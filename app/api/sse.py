@@ -7,14 +7,15 @@ The model's words stream as they come; when the finished reply fails the groundi
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from fastapi.responses import StreamingResponse
 
 from app.errors import as_api_error
 from app.schemas import TurnResponse
 
-TurnRunner = Callable[[Callable[[str], None]], Awaitable[TurnResponse]]
+TurnRunner = Callable[[Callable[[str], None]], Coroutine[Any, Any, TurnResponse]]
 
 
 def event(name: str, data: dict) -> str:

@@ -130,18 +130,18 @@ async def _form_body(request: Request, content_type: str) -> TurnBody:
     if unknown:
         raise ApiError(422, "invalid_request", f"unknown form fields: {', '.join(sorted(unknown))}; "
                                                "use text, image (repeatable), audio and reply_audio")
-    texts = form.getlist("text")
-    if len(texts) > 1 or any(not isinstance(t, str) for t in texts):
+    texts = [t for t in form.getlist("text") if isinstance(t, str)]
+    if len(form.getlist("text")) > len(texts) or len(texts) > 1:
         raise ApiError(422, "invalid_request", "`text` must be one plain form field, not a file")
     audios = form.getlist("audio")
     if len(audios) > 1:
         raise ApiError(422, "invalid_request", "a turn takes one `audio` clip")
-    flags = form.getlist("reply_audio")
-    if len(flags) > 1 or any(not isinstance(f, str) or f.strip().lower() not in FORM_BOOLEANS for f in flags):
+    flags = [f.strip().lower() for f in form.getlist("reply_audio") if isinstance(f, str)]
+    if len(form.getlist("reply_audio")) > len(flags) or len(flags) > 1 or any(f not in FORM_BOOLEANS for f in flags):
         raise ApiError(422, "invalid_request", "`reply_audio` must be one form field, true or false")
     images = [await _file_bytes(part, "image") for part in form.getlist("image")]
     audio = await _file_bytes(audios[0], "audio") if audios else None
-    reply_audio = bool(flags) and FORM_BOOLEANS[flags[0].strip().lower()]
+    reply_audio = bool(flags) and FORM_BOOLEANS[flags[0]]
     return (texts[0] if texts else None), images, audio, reply_audio
 
 

@@ -49,7 +49,7 @@ REQUEST_BODY = {
         200: {"content": {"text/event-stream": {"example": 'event: token\ndata: {"text": "Your"}\n\n'
                                                           'event: done\ndata: {"turn": 1, "reply": "..."}\n\n'}},
               "description": "the reply; with ?stream=true or Accept: text/event-stream, server-sent events"},
-        **errors(404, 409, 413, 415, 422, 503),
+        **errors(404, 409, 410, 413, 415, 422, 503),
     },
     openapi_extra={"requestBody": REQUEST_BODY},
 )

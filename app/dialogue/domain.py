@@ -67,6 +67,7 @@ class IntentSpec:
     tool: str | None = None  # the client tool (OpenAI `tools`) that serves this intent, when a request offers it
     social: bool = False  # small talk (greeting, goodbye): a task said in the same message wins over it
     implied_by: tuple[str, ...] = ()  # slots that, filled by a turn whose words name no task, imply this intent
+    states: tuple[str, ...] = ()  # slots the response states when known, though it needs none of them
 
 
 @dataclass(frozen=True)
@@ -238,10 +239,11 @@ def _parse_intent(
     elif action is not None and action not in actions:
         raise DomainError(f"intent '{name}': action '{action}' is not defined under 'actions' "
                           f"(defined: {sorted(actions)})")
-    implied_by = tuple(str(slot) for slot in spec.get("implied_by") or ())
-    for slot in implied_by:
-        if slot not in slots:
-            raise DomainError(f"intent '{name}': implied_by slot '{slot}' is not defined under 'slots'")
+    implied_by, states = (tuple(str(slot) for slot in spec.get(key) or ()) for key in ("implied_by", "states"))
+    for key, named in (("implied_by", implied_by), ("states", states)):
+        for slot in named:
+            if slot not in slots:
+                raise DomainError(f"intent '{name}': {key} slot '{slot}' is not defined under 'slots'")
     provided = actions[action].provides if action is not None else ()
     response = _required_text(spec, "response", f"intent '{name}'")
     _check_placeholders(name, response, required, slots, provided)
@@ -259,6 +261,7 @@ def _parse_intent(
         tool=tool,
         social=bool(spec.get("social", False)),
         implied_by=implied_by,
+        states=states,
     )
 
 

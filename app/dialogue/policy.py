@@ -125,12 +125,14 @@ def _decide(
     used = {name: _spoken(state.slots[name]) for name in _placeholders(intent.response)}
     draft = intent.response.format(**used)
     told = dict(result.facts) if result is not None else {}
-    unsaid = {name: value for name, value in told.items() if _squash(value) not in _squash(draft)}
+    known = {name: _spoken(state.slots[name]) for name in intent.states if name in state.slots}
+    stated = known | told  # what the state holds that the response states, then a webhook's fresh answer
+    unsaid = {name: value for name, value in stated.items() if _squash(value) not in _squash(draft)}
     if unsaid:  # the template did not word them: the draft states them plainly, so it is grounded itself
         draft += " " + " ".join(f"{_label(name).capitalize()}: {value}." for name, value in unsaid.items())
     # A response that tells the customer to ask for a person keeps that offer: it is their next step.
     offer = HANDOFF_WORDS if _names_any(draft, HANDOFF_WORDS) else ()
-    respond = Decision("respond", draft, facts | told, required=tuple(used.values()) + tuple(told.values()),
+    respond = Decision("respond", draft, facts | told, required=tuple(used.values()) + tuple(stated.values()),
                        names_one_of=offer, acted=acted)
     return _stating(shown, respond)
 
@@ -242,10 +244,12 @@ def grounded(reply: str, decision: Decision, domain: Domain) -> bool:
         return False
     if objection(reply, acted=decision.acted) is not None:
         return False
-    # A reply keeps the draft's gist, facts or none. Only a slot question (it must name the slot and ask)
-    # and a handoff (it must name a person) are free to reword it all: "I don't know that one... ask for a
-    # person" came back as a joke about "a person who is afraid of something", and an order's answer as
-    # "ZT-3309" or "The speaker is the speaker.", and all passed the word check.
+    # A reply keeps the draft's gist: the facts alone are not what the policy decided to say. Only a slot
+    # question (it must name the slot and ask) and a handoff (it must name a person) may reword it all.
+    # Caught so: "I don't know that one... ask for a person" written as a joke about "a person who is afraid
+    # of something"; a correction to order 4513 answered "Sorry, I gave you the wrong number. The correct
+    # number is 4513." (the customer's words, as if the assistant had erred); an order's answer as "ZT-3309"
+    # or "The speaker is the speaker.".
     free = decision.requested_slot is not None or decision.action == "handoff"
     if not free and not _keeps_gist(text, _squash(decision.draft)):
         return False

@@ -216,7 +216,7 @@ def _join_codes(tokens: list[_Token]) -> list[_Token]:
         run = tokens[i:end]
         while run and run[0].core.lower() in DASH_WORDS:  # a code never starts with a dash
             out.append(run.pop(0))
-        tail = []
+        tail: list[_Token] = []
         while run and run[-1].core.lower() in DASH_WORDS:
             tail.insert(0, run.pop())
         if _is_spoken_code(run):

@@ -68,7 +68,9 @@ def choose_tool(state: DialogueState, domain: Domain, offer: ToolOffer | None, *
         return None
     if offer.choice not in ("auto", "required"):  # a named tool: called whenever the slots fill it
         [tool] = [tool for tool in offer.tools if tool.name == offer.choice]
-        return _call(tool, _arguments(tool, state, domain, forced=True))
+        arguments = _arguments(tool, state, domain, forced=True)
+        assert arguments is not None  # forced: arguments it cannot fill raise ToolUnsatisfiable
+        return _call(tool, arguments)
     found = _auto(state, domain, offer.tools) if complete and not state.handed_off else None
     if found is None and offer.choice == "required":
         raise ToolUnsatisfiable("tool_choice is 'required' but no offered tool can be called yet: "

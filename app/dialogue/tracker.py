@@ -137,14 +137,14 @@ class DialogueTracker:
         if turn.embedding is None:
             return None, 0.0
         candidates = [(turn.utterance, turn.embedding), *turn.clauses]
-        scored = []
+        scored: list[tuple[int, float, str | None]] = []
         for text, embedding in candidates:
             act, score = self.classifier.classify(embedding)
             if skip_corrections and self._tier(act) != META and is_correction(text):
                 continue
             scored.append((self._tier(act) if score >= MIN_INTENT_SCORE else NOTHING, score, act))
-        best_tier, score, act = max(scored, default=(NOTHING, 0.0, None))
-        return (act, score) if best_tier > NOTHING else (None, score)
+        best_tier, best_score, best_act = max(scored, default=(NOTHING, 0.0, None))
+        return (best_act, best_score) if best_tier > NOTHING else (None, best_score)
 
     def _tier(self, act: str | None) -> int:
         if act is None:

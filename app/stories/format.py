@@ -124,7 +124,9 @@ def _story(raw: Any, path: Path, shared: tuple[str, ...]) -> Story:
     where = f"{path}: story {raw['name']!r}"
     _known_keys(raw, STORY_KEYS, where)
     _require(isinstance(raw.get("turns"), list) and raw["turns"], where, "needs a non-empty `turns` list")
-    turns, intent, slots = [], _UNSET, {}
+    turns: list[Turn] = []
+    intent: Any = _UNSET
+    slots: dict[str, str] = {}
     for number, turn in enumerate(raw["turns"], start=1):
         parsed, intent, slots = _turn(turn, path.parent, intent, slots, f"{where}, turn {number}")
         turns.append(parsed)

@@ -65,10 +65,8 @@ def report(outcomes: list[StoryOutcome], *, target: str, files: list[str], note:
         "files": files,
         "note": note,
         "overall": score(turns, outcomes),
-        "by_modality": {m: _group(outcomes, lambda t, m=m: m in t.modalities, lambda s, m=m: m in s.modalities)
-                        for m in MODALITIES},
-        "by_intent": {i: _group(outcomes, lambda t, i=i: t.check_intent and _intent_name(t.expected_intent) == i,
-                                lambda s, i=i: _intent_name(s.final_intent) == i) for i in intents},
+        "by_modality": {m: _modality_group(outcomes, m) for m in MODALITIES},
+        "by_intent": {i: _intent_group(outcomes, i) for i in intents},
         "by_file": {f: score([t for s in outcomes if s.source == f for t in s.turns],
                              [s for s in outcomes if s.source == f]) for f in sorted({s.source for s in outcomes})},
         "failed": [_failure(s) for s in outcomes if not s.success],
@@ -131,6 +129,15 @@ def _story_record(story: StoryOutcome) -> dict:
 def _group(outcomes: list[StoryOutcome], turn_in: Callable[[TurnOutcome], bool],
            story_in: Callable[[StoryOutcome], bool]) -> dict:
     return score([t for s in outcomes for t in s.turns if turn_in(t)], [s for s in outcomes if story_in(s)])
+
+
+def _modality_group(outcomes: list[StoryOutcome], modality: str) -> dict:
+    return _group(outcomes, lambda t: modality in t.modalities, lambda s: modality in s.modalities)
+
+
+def _intent_group(outcomes: list[StoryOutcome], intent: str) -> dict:
+    return _group(outcomes, lambda t: t.check_intent and _intent_name(t.expected_intent) == intent,
+                  lambda s: _intent_name(s.final_intent) == intent)
 
 
 def _intent_name(intent: str | None) -> str:

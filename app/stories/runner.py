@@ -127,7 +127,7 @@ async def run_story(client: StoryClient, story: Story) -> StoryOutcome:
     try:
         session = (await client.call("POST", "/v1/sessions"))["id"]
     except (RuntimeError, httpx.HTTPError) as error:
-        turns = (_failed(1, story.turns[0], f"no session: {type(error).__name__}: {error}"),)
+        turns: tuple[TurnOutcome, ...] = (_failed(1, story.turns[0], f"no session: {type(error).__name__}: {error}"),)
     else:
         try:
             turns = await _play_turns(client, session, story)

@@ -11,7 +11,7 @@ async def test_readyz_lists_models_once_loaded(client):
     body = response.json()
     assert body["ready"] and body["redis"]
     names = ("text", "speech", "vision", "decoder", "tts")
-    assert {m["name"]: m["status"] for m in body["models"]} == {name: "ready" for name in names}
+    assert {m["name"]: m["status"] for m in body["models"]} == dict.fromkeys(names, "ready")
     devices = {m["name"]: m["device"] for m in body["models"]}
     # The decoder runs in bfloat16 where this CPU computes it natively (PARLEY_DECODER_CPU_DTYPE=auto).
     assert devices == {"text": "cpu/float32", "speech": "cpu/float32", "vision": "cpu/float32",

@@ -102,7 +102,7 @@ async def test_a_session_is_exported_then_erased(client, session_id, api_setting
 
 
 def _files(root: Path) -> set[Path]:
-    return {path for path in root.rglob("*")}
+    return set(root.rglob("*"))
 
 
 async def test_media_never_reaches_disk_or_logs(client, session_id, tmp_path, monkeypatch, caplog):

@@ -1,3 +1,9 @@
+import pytest
+
+from app.dialogue.state import DialogueState
+from tests.server import write_session
+
+
 async def test_create_returns_id_time_and_empty_state(client):
     response = await client.post("/v1/sessions", json={"metadata": {"channel": "web"}})
     assert response.status_code == 201
@@ -39,3 +45,33 @@ async def test_unknown_create_field_is_422(client):
     response = await client.post("/v1/sessions", json={"meta": {}})
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_request"
+
+
+async def test_a_session_stored_before_the_format_version_is_migrated(client, api_settings):
+    """A session as a Parley without the schema field stored it is read (and migrated), and takes turns."""
+    history = [{"role": "user", "text": "hello", "turn": 1, "at": "2026-06-01T09:00:01.000Z"},
+               {"role": "assistant", "text": "Hi! How can I help?", "turn": 1, "at": "2026-06-01T09:00:02.000Z"}]
+    state = {**DialogueState().model_dump(), "turns": 1}
+    sid = write_session(api_settings.redis_url, api_settings.redis_prefix, tenant="default", state=state,
+                        history=history, schema=None)
+    detail = await client.get(f"/v1/sessions/{sid}")
+    assert detail.status_code == 200, detail.text
+    said = [(e["role"], e["text"], e["turn"], e["at"]) for e in detail.json()["history"]]
+    assert said == [(e["role"], e["text"], e["turn"], e["at"]) for e in history]
+    assert detail.json()["state"]["turns"] == 1
+    turn = await client.post(f"/v1/sessions/{sid}/turns", json={"text": "my lamp arrived broken"})
+    assert turn.status_code == 200, turn.text
+    assert turn.json()["turn"] == 2
+
+
+@pytest.mark.parametrize(("schema", "status", "says"), [("0", 410, "older Parley"), ("99", 409, "newer Parley")])
+async def test_a_session_this_parley_cannot_read_is_a_clear_4xx_not_a_404(client, api_settings, schema, status, says):
+    sid = write_session(api_settings.redis_url, api_settings.redis_prefix, tenant="default",
+                        state=DialogueState().model_dump(), history=[], schema=schema)
+    for method, url, body in [("GET", f"/v1/sessions/{sid}", None), ("GET", f"/v1/sessions/{sid}/state", None),
+                              ("POST", f"/v1/sessions/{sid}/turns", {"text": "hello"})]:
+        response = await client.request(method, url, json=body)
+        assert response.status_code == status, (method, url, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "session_version_unsupported" and says in error["message"], error
+    assert (await client.delete(f"/v1/sessions/{sid}")).status_code == 204  # what the 410 suggests still works

@@ -62,7 +62,7 @@ def test_only_meta_intents_keep_the_active_intent(packaged):
 def test_packaged_intent_has_varied_examples(packaged, intent):
     examples = packaged.intents[intent].examples
     assert 10 <= len(examples) <= 20
-    assert len(set(e.lower() for e in examples)) == len(examples)
+    assert len({e.lower() for e in examples}) == len(examples)
 
 
 @pytest.mark.parametrize("intent", sorted(TASK_INTENTS | META_INTENTS - {"inform"}))

@@ -331,3 +331,20 @@ def test_an_answer_that_outranks_the_task_this_turn_just_started_asks_nothing_fo
     assert decision.action == "answer" and decision.requested_slot is None and decision.draft == payment.answer
     billing_before = dataclasses.replace(billing_now, took_over=False)  # a billing case already open goes on
     assert decide(state(intent="billing"), billing_before, DOMAIN, found=Found(payment, 0.8)).requested_slot == "email"
+
+
+def test_a_reply_that_keeps_the_facts_but_not_what_the_policy_decided_to_say_is_refused():
+    decision = decide(state(intent="order_status", slots={"order_id": "4513"}), QUIET, DOMAIN)
+    assert grounded(decision.draft, decision, DOMAIN)
+    # Sent once after "Sorry, I gave you the wrong number. It is 4513.": the customer's words, as if the
+    # assistant had erred, and nothing of what the policy said about the order.
+    assert not grounded("Sorry, I gave you the wrong number. The correct number is 4513.", decision, DOMAIN)
+
+
+def test_an_intent_states_the_slots_it_lists_when_they_are_known():
+    shipped = decide(state(intent="order_status", slots={"order_id": "5520-Z", "expected_day": "Friday"}), QUIET,
+                     DOMAIN)
+    assert "5520-Z" in shipped.draft and "Friday" in shipped.draft and "Friday" in shipped.required
+    assert not grounded(shipped.draft.replace("Friday", "soon"), shipped, DOMAIN)
+    plain = decide(state(intent="order_status", slots={"order_id": "5520-Z"}), QUIET, DOMAIN)
+    assert "Friday" not in plain.draft and grounded(plain.draft, plain, DOMAIN)

@@ -1,5 +1,4 @@
 import io
-import time
 import tracemalloc
 
 import numpy as np
@@ -133,16 +132,14 @@ def test_truncated_wav_is_undecodable(espeak):
 def test_wav_claiming_ten_hours_is_refused_from_its_header():
     data = wav_header(10 * 3600 * RATE, data=b"\x00" * 2000)  # declares 1.15 GB of samples, carries 2 kB
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         err = refused(data)
-        elapsed = time.perf_counter() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert (err.status, err.code) == (413, "audio_too_long")
     assert "36000" in err.message
-    assert elapsed < 0.1 and peak < 1_000_000
+    assert peak < 1_000_000  # refused from the header: the 1.15 GB it declares was never allocated
 
 
 def test_real_audio_over_max_seconds_is_413(espeak):
