@@ -94,6 +94,20 @@ class SlotType:
     def unlabelled_or_own(self, text: str, labels: Labels, start: int) -> bool:
         return labels.type_before(text, start, self.glue) in (None, self.name)
 
+    def add_named_or_answer(self, text: str, labels: Labels, found: Iterable[re.Match[str]], matches: list[Match], *,
+                            requested: bool) -> None:
+        """Append each candidate in `found` that overlaps no match yet and that a label of this type names,
+        or that is the whole answer to this slot's own question ("4512" right after "what is your order
+        number?")."""
+        answer = bare_answer(text) if requested else None
+        for m in found:
+            if not free(m.span(), matches):
+                continue
+            if self.labelled(text, labels, m.start()):
+                matches.append(Match(m.group(), NAMED, m.span(), named=True))
+            elif answer == m.group().lower():
+                matches.append(Match(m.group(), ANSWER, m.span()))
+
 
 SLOT_TYPES: dict[str, type[SlotType]] = {}
 

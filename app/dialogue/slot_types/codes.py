@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from app.dialogue.slot_types.base import (
-    ANSWER, EXACT, NAMED, NOT_A_SLOT_TYPE, Labels, Match, SlotType, bare_answer, free, register,
+    EXACT, NAMED, NOT_A_SLOT_TYPE, Labels, Match, SlotType, free, register,
 )
 
 MAX_ID_LENGTH = 20  # longer letter/digit tokens are tracking numbers, hashes or URLs
@@ -73,13 +73,8 @@ class OrderId(SlotType):
             digits = re.sub(r"\D", "", m.group())
             if 3 <= len(digits) <= 12 and free(m.span(), matches) and self.labelled(text, labels, m.start()):
                 matches.append(Match(m.group(), NAMED, m.span(), named=True))
-        for m in _BARE_DIGITS.finditer(text):
-            if not 3 <= len(m.group()) <= 12 or not free(m.span(), matches):
-                continue
-            if self.labelled(text, labels, m.start()):
-                matches.append(Match(m.group(), NAMED, m.span(), named=True))
-            elif requested and bare_answer(text) == m.group():
-                matches.append(Match(m.group(), ANSWER, m.span()))
+        bare = (m for m in _BARE_DIGITS.finditer(text) if 3 <= len(m.group()) <= 12)
+        self.add_named_or_answer(text, labels, bare, matches, requested=requested)
         return matches
 
     def normalise(self, raw: str) -> str:
@@ -101,14 +96,8 @@ class ErrorCode(SlotType):
     def extract(self, text: str, labels: Labels, *, requested: bool) -> list[Match]:
         matches = [Match(m.group(), EXACT, m.span(), named=self.labelled(text, labels, m.start()))
                    for m in _HEX_CODE.finditer(text)]
-        answer = bare_answer(text) if requested else None
-        for m in _ERROR_VALUE.finditer(text):
-            if len(m.group()) > MAX_ID_LENGTH or not free(m.span(), matches):
-                continue
-            if self.labelled(text, labels, m.start()):
-                matches.append(Match(m.group(), NAMED, m.span(), named=True))
-            elif answer == m.group().lower():
-                matches.append(Match(m.group(), ANSWER, m.span()))
+        codes = (m for m in _ERROR_VALUE.finditer(text) if len(m.group()) <= MAX_ID_LENGTH)
+        self.add_named_or_answer(text, labels, codes, matches, requested=requested)
         return matches
 
     def normalise(self, raw: str) -> str:
@@ -129,15 +118,9 @@ class TrackingNumber(SlotType):
     def extract(self, text: str, labels: Labels, *, requested: bool) -> list[Match]:
         matches = [Match(m.group(), EXACT, m.span(), named=self.labelled(text, labels, m.start()))
                    for m in _UPS.finditer(text)]
-        answer = bare_answer(text) if requested else None
-        for m in _TRACKING_VALUE.finditer(text):
-            size = len(re.sub(r"[\s-]", "", m.group()))
-            if not MIN_TRACKING_CHARS <= size <= MAX_TRACKING_CHARS or not free(m.span(), matches):
-                continue
-            if self.labelled(text, labels, m.start()):
-                matches.append(Match(m.group(), NAMED, m.span(), named=True))
-            elif answer == m.group().lower():
-                matches.append(Match(m.group(), ANSWER, m.span()))
+        runs = (m for m in _TRACKING_VALUE.finditer(text)
+                if MIN_TRACKING_CHARS <= len(re.sub(r"[\s-]", "", m.group())) <= MAX_TRACKING_CHARS)
+        self.add_named_or_answer(text, labels, runs, matches, requested=requested)
         return matches
 
     def normalise(self, raw: str) -> str:

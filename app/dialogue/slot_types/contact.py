@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from app.dialogue.slot_types.base import (
-    ANSWER, EXACT, NAMED, Labels, Match, SlotType, bare_answer, drop_overlaps, free, register,
+    EXACT, Labels, Match, SlotType, drop_overlaps, register,
 )
 
 _EMAIL = re.compile(r"(?<![\w.+-])[a-z0-9][a-z0-9._%+-]*@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}(?![\w-])", re.I)
@@ -47,13 +47,8 @@ class Phone(SlotType):
 
     def extract(self, text: str, labels: Labels, *, requested: bool) -> list[Match]:
         matches = drop_overlaps([Match(m.group(), EXACT, m.span()) for p in _PHONES for m in p.finditer(text)])
-        for m in _BARE_DIGITS.finditer(text):
-            if not 7 <= len(m.group()) <= 15 or not free(m.span(), matches):
-                continue
-            if self.labelled(text, labels, m.start()):
-                matches.append(Match(m.group(), NAMED, m.span(), named=True))
-            elif requested and bare_answer(text) == m.group():
-                matches.append(Match(m.group(), ANSWER, m.span()))
+        digits = (m for m in _BARE_DIGITS.finditer(text) if 7 <= len(m.group()) <= 15)
+        self.add_named_or_answer(text, labels, digits, matches, requested=requested)
         return matches
 
     def normalise(self, raw: str) -> str:
