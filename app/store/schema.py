@@ -2,7 +2,7 @@
 
 A deploy that changes what a session stores (its state JSON, history entries or metadata) bumps
 SCHEMA_VERSION and registers the step from the previous version in MIGRATIONS. The stores migrate
-an older session when they read it (app/store.py: `upgrade`) and refuse one no chain of steps leads
+an older session when they read it (app/store/base.py: `upgrade`) and refuse one no chain of steps leads
 from, or one newer than they are, with SessionVersionUnsupported (an HTTP 410 or 409, never a 404).
 """
 

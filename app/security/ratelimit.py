@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 
-from app.store import RedisClient, redis_errors
+from app.store.redis import RedisClient, redis_errors
 
 if TYPE_CHECKING:
     from app.config import Settings
