@@ -63,7 +63,7 @@ def _upright(image: Image.Image) -> Image.Image:
 
 
 def _open_lazily(data: bytes) -> Image.Image:
-    """Parse the header only. Pillow's own bomb check (2x its global limit) also ends up as 413."""
+    """Parse the header only. Pillow's own bomb check (2x its global limit) also ends up as image_too_many_pixels."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides

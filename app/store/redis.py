@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 # and scripts, which is all the store and the rate limiter use.
 RedisClient = AsyncRedis | RedisCluster
 
-# Errors that mean "Redis is not there right now" (-> 503), not "the store has a bug".
+# Errors that mean "Redis is not there right now" (StoreUnavailable), not "the store has a bug".
 _UNAVAILABLE = (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError, rex.ReadOnlyError, rex.ClusterDownError)
 
 
@@ -118,7 +118,7 @@ return 1
 
 @contextlib.contextmanager
 def redis_errors() -> Iterator[None]:
-    """Map "Redis is not there" errors to StoreUnavailable (-> 503 with Retry-After)."""
+    """Map "Redis is not there" errors to StoreUnavailable (the caller may retry shortly)."""
     try:
         yield
     except Exception as exc:  # RedisClusterException is no RedisError
@@ -348,7 +348,7 @@ def connect(url: str, *, socket_timeout_s: float = 2.0) -> RedisClient:
     sentinel = Sentinel(list(target.nodes), sentinel_kwargs={
         "socket_timeout": socket_timeout_s, "socket_connect_timeout": socket_timeout_s})
     # The master is looked up through the sentinels on every new connection, so a failover is
-    # followed by reconnecting (ConnectionError -> retried, ReadOnlyError -> 503 until then).
+    # followed by reconnecting (ConnectionError -> retried, ReadOnlyError -> StoreUnavailable until then).
     return sentinel.master_for(target.service_name, db=target.db, retry=retry, **options)
 
 
