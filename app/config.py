@@ -68,9 +68,9 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(None, description="comma-separated key:tenant pairs")
     api_keys_file: Path | None = Field(None, description="lines sha256hex:tenant; printf %s KEY | sha256sum")
 
-    # Rate limits (app/security/ratelimit.py), counted in Redis (shared by replicas); each N per minute with bursts up
-    # to N; 0 = off. Per tenant, and per end user within the tenant: well below the tenant's, so that one noisy
-    # customer of a public page (open mode: all are tenant "default") is refused, not everyone.
+    # Rate limits (app/security/ratelimit.py), counted in Redis (shared by replicas); each N per minute with
+    # bursts up to N; 0 = off. Per tenant, and per end user within the tenant: well below the tenant's, so that
+    # one noisy customer of a public page (open mode: all are tenant "default") is refused, not everyone.
     rate_limit_per_min: int = Field(12_000, ge=0, le=1_000_000, description="requests per tenant (all of /v1)")
     turn_rate_limit_per_min: int = Field(3000, ge=0, le=1_000_000, description="turns per tenant (POST .../turns, "
                                                                                "chat completions)")

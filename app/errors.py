@@ -1,4 +1,4 @@
-"""Domain errors: what the pipeline, media decoding and the OpenAI serving layer refuse, in their own terms.
+"""Domain errors: what the pipeline and media decoding refuse, in their own terms.
 
 Plain exceptions that import nothing of the app. Each has a `kind` (what went wrong), a stable `code` for
 clients and a `message` that says what to do; only app/api/ turns a kind into an HTTP status

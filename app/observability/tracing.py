@@ -6,9 +6,9 @@ A request's W3C `traceparent` header continues the caller's trace, and webhook c
 (`trace_headers`).
 
 Each app has a tracer provider of its own (two apps in one process, as tests run them, trace apart): the
-request middleware (app/api/middleware/tracing.py) puts the app's tracer in a context variable, and `span` opens spans with it. Where
-tracing is off there is no middleware, the variable keeps the API's no-op tracer, and a span is a null
-context.
+request middleware (app/api/middleware/tracing.py) puts the app's tracer in a context variable (`request_span`),
+and `span` opens spans with it. Where tracing is off there is no middleware, the variable keeps the API's no-op
+tracer, and a span is a null context.
 """
 
 from __future__ import annotations
