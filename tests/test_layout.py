@@ -5,7 +5,8 @@ has to understand. The rules:
   - no import cycle between modules;
   - app/media/ and app/dialogue/ import nothing from app/store/ or app/api/, not even through other modules;
   - app/errors.py imports nothing of the app (its errors are plain; app/api/ gives them HTTP statuses);
-  - only app/api/ imports fastapi or starlette;
+  - only app/api/ imports fastapi or starlette, and only app/main.py (the entry) imports app/api/: the layers
+    below it never call up;
   - models/ imports nothing from app/.
 """
 
@@ -123,6 +124,8 @@ def violations(imports: dict[str, set[str]]) -> list[str]:
                 found.append(f"{module} -> {name}: domain errors import nothing of app/ or models/")
             if any(within(name, http) for http in HTTP_FRAMEWORKS) and not within(module, "app.api"):
                 found.append(f"{module} -> {name}: only app/api/ uses the HTTP framework")
+            if within(name, "app.api") and not within(module, "app.api") and module != "app.main":
+                found.append(f"{module} -> {name}: only the entry, app/main.py, imports app/api/")
             if within(module, "models") and within(name, "app"):
                 found.append(f"{module} -> {name}: models/ do not depend on app/")
     return found
@@ -142,13 +145,14 @@ def test_each_rule_catches_an_import_that_breaks_it():
     broken["app.dialogue.policy"] = broken["app.dialogue.policy"] | {"app.api.errors"}
     broken["app.errors"] = broken["app.errors"] | {"app.config"}
     broken["app.pipeline"] = broken["app.pipeline"] | {"fastapi"}
+    broken["app.wiring"] = broken["app.wiring"] | {"app.api.deps"}
     broken["app.observability.logs"] = broken["app.observability.logs"] | {"starlette.types"}
     broken["models.decoder"] = broken["models.decoder"] | {"app.config"}
     found = violations(broken)
     assert any(line.startswith("import cycle:") and "app.config" in line and "app.wiring" in line for line in found)
     for culprit in ("app.media.image -> app.store.base", "app.dialogue.policy -> app.api.errors",
                     "app.dialogue.actions -> app.api.sse",
-                    "app.errors -> app.config", "app.pipeline -> fastapi",
+                    "app.errors -> app.config", "app.pipeline -> fastapi", "app.wiring -> app.api.deps",
                     "app.observability.logs -> starlette.types", "models.decoder -> app.config"):
         assert any(line.startswith(culprit) for line in found), culprit
 
