@@ -16,7 +16,8 @@ from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.tracker import DialogueTracker, IntentClassifier
 from app.errors import ApiError
 from app.memory_store import InMemorySessionStore
-from app.pipeline import Encoders, RetryKey, TurnPipeline, UserTurn
+from app.pipeline import Encoders, RetryKey, TurnPipeline
+from app.turn import TurnInput
 from models.decoder import GREEDY, GenerationStats, ReplyContext, Sampling
 
 TENANT = "acme"
@@ -46,6 +47,7 @@ class GatedDecoder:
     containing "crash" makes it fail halfway."""
 
     wants_features = False
+    grounded_by_construction = False
 
     def __init__(self) -> None:
         self.gate = asyncio.Event()
@@ -98,11 +100,10 @@ def tracker() -> DialogueTracker:
 async def pipeline(tracker: DialogueTracker) -> AsyncIterator[TurnPipeline]:
     batched = {"max_batch_size": 8, "max_wait_ms": 0}
     encoders = Encoders(text=MicroBatcher("text", bag_of_words, **batched),
-                        speech=MicroBatcher("speech", no_media, **batched),
-                        vision=MicroBatcher("vision", no_media, **batched))
+                        media={name: MicroBatcher(name, no_media, **batched) for name in ("audio", "image")})
     built = TurnPipeline(InMemorySessionStore(), tracker, encoders=encoders, decoder=GatedDecoder(), max_new_tokens=8)
     yield built
-    for batcher in (encoders.text, encoders.speech, encoders.vision):
+    for batcher in encoders.all():
         await batcher.aclose()
 
 
@@ -112,7 +113,7 @@ async def new_session(pipeline: TurnPipeline) -> str:
 
 async def test_a_text_turn_commits_state_and_history(pipeline):
     sid = await new_session(pipeline)
-    result = await pipeline.run_turn(TENANT, sid, UserTurn(text="my lamp arrived broken"))
+    result = await pipeline.run_turn(TENANT, sid, TurnInput(text="my lamp arrived broken")).result()
     assert (result.turn, result.replayed) == (1, False) and result.reply
     stored = await pipeline.store.get(TENANT, sid)
     assert stored.turns == 1 and stored.state == result.state.model_dump()
@@ -124,34 +125,34 @@ async def test_a_text_turn_commits_state_and_history(pipeline):
 @pytest.mark.parametrize("failing", ["explode", "crash"], ids=["encoder", "decoder"])
 async def test_a_failed_turn_changes_nothing(pipeline, failing):
     sid = await new_session(pipeline)
-    await pipeline.run_turn(TENANT, sid, UserTurn(text="hello"))
+    await pipeline.run_turn(TENANT, sid, TurnInput(text="hello")).result()
     before = await pipeline.store.get(TENANT, sid)
     with pytest.raises(RuntimeError, match="crashed"):
-        await pipeline.run_turn(TENANT, sid, UserTurn(text=f"it will {failing} now"),
-                                retry_key=RetryKey("k1", "f1"))
+        await pipeline.run_turn(TENANT, sid, TurnInput(text=f"it will {failing} now"),
+                                retry_key=RetryKey("k1", "f1")).result()
     assert await pipeline.store.get(TENANT, sid) == before
     assert await pipeline.store.get_idempotent(TENANT, sid, "k1") is None
-    after = await pipeline.run_turn(TENANT, sid, UserTurn(text="my lamp arrived broken"))  # the lock was released
+    after = await pipeline.run_turn(TENANT, sid, TurnInput(text="my lamp arrived broken")).result()  # the lock was released
     assert after.turn == 2
 
 
 async def test_an_idempotent_retry_is_answered_from_the_store(pipeline):
     sid = await new_session(pipeline)
-    turn, key = UserTurn(text="my lamp arrived broken", fingerprint="f1"), RetryKey("k1", "f1")
-    first = await pipeline.run_turn(TENANT, sid, turn, retry_key=key)
-    again = await pipeline.run_turn(TENANT, sid, turn, retry_key=key)
+    turn, key = TurnInput(text="my lamp arrived broken", fingerprint="f1"), RetryKey("k1", "f1")
+    first = await pipeline.run_turn(TENANT, sid, turn, retry_key=key).result()
+    again = await pipeline.run_turn(TENANT, sid, turn, retry_key=key).result()
     assert again.replayed and (again.turn, again.reply, again.state) == (first.turn, first.reply, first.state)
     assert pipeline.decoder.calls == 1 and (await pipeline.store.get(TENANT, sid)).turns == 1
     with pytest.raises(ApiError) as reused:
-        await pipeline.run_turn(TENANT, sid, UserTurn(text="something else", fingerprint="f2"),
-                                retry_key=RetryKey("k1", "f2"))
+        await pipeline.run_turn(TENANT, sid, TurnInput(text="something else", fingerprint="f2"),
+                                retry_key=RetryKey("k1", "f2")).result()
     assert (reused.value.status, reused.value.code) == (422, "idempotency_key_reused")
     assert (await pipeline.store.get(TENANT, sid)).turns == 1
 
 
 async def test_the_turn_counter_counts_committed_turns(pipeline):
     sid = await new_session(pipeline)
-    turns = [(await pipeline.run_turn(TENANT, sid, UserTurn(text=text))).turn
+    turns = [(await pipeline.run_turn(TENANT, sid, TurnInput(text=text)).result()).turn
              for text in ("hello", "my lamp arrived broken", "thanks, bye")]
     stored = await pipeline.store.get(TENANT, sid)
     assert turns == [1, 2, 3] and stored.turns == 3 and stored.state["turns"] == 3
@@ -161,9 +162,9 @@ async def test_the_turn_counter_counts_committed_turns(pipeline):
 async def test_two_turns_of_one_session_are_serialised(pipeline):
     sid = await new_session(pipeline)
     pipeline.decoder.gate.clear()
-    first = asyncio.create_task(pipeline.run_turn(TENANT, sid, UserTurn(text="hello")))
+    first = asyncio.create_task(pipeline.run_turn(TENANT, sid, TurnInput(text="hello")).result())
     await pipeline.decoder.wait_inside(1)
-    second = asyncio.create_task(pipeline.run_turn(TENANT, sid, UserTurn(text="my lamp arrived broken")))
+    second = asyncio.create_task(pipeline.run_turn(TENANT, sid, TurnInput(text="my lamp arrived broken")).result())
     for _ in range(100):  # however long the loop runs, the second turn waits on the session's lock
         await asyncio.sleep(0)
     assert pipeline.decoder.calls == 1
@@ -178,7 +179,7 @@ async def test_two_turns_of_one_session_are_serialised(pipeline):
 async def test_turns_of_different_sessions_run_in_parallel(pipeline):
     a, b = await new_session(pipeline), await new_session(pipeline)
     pipeline.decoder.gate.clear()
-    turns = [asyncio.create_task(pipeline.run_turn(TENANT, sid, UserTurn(text="hello"))) for sid in (a, b)]
+    turns = [asyncio.create_task(pipeline.run_turn(TENANT, sid, TurnInput(text="hello")).result()) for sid in (a, b)]
     await pipeline.decoder.wait_inside(2)  # both are decoding at once: neither waits for the other's lock
     pipeline.decoder.gate.set()
     results = await asyncio.wait_for(asyncio.gather(*turns), STUCK_S)
