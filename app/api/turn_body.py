@@ -59,7 +59,7 @@ def _check_image_count(count: int, settings: Settings) -> None:
 
 def _decode(text: str, media: Media, settings: Settings, *, reply_audio: bool) -> TurnInput:
     """Decode media off the event loop; any bad item refuses the whole turn before it starts."""
-    sent = {name: items for name, items in media.items() if items}  # text alone has nothing to decode: no span
+    sent = {name: media[name] for name in MODALITIES if media.get(name)}  # text alone has nothing to decode: no span
     with span("media.decode", **{f"parley.{MODALITIES[name].plural}": len(items) for name, items in sent.items()}) \
             if sent else nullcontext():
         decoded = {name: tuple(MODALITIES[name].decode(data, settings) for data in items) for name, items in sent.items()}
