@@ -4,7 +4,8 @@ A modality says how its bytes are decoded and limited, which encoder reads a dec
 batcher) and what the encoder's reading of it becomes: evidence for the tracker, words added to the
 utterance, and what a reply shows of it. Text is not a modality here: it is the utterance every modality
 adds to. Adding one (a PDF, say) is a module like app/modalities/image.py plus its line in MODALITIES
-(app/modalities/__init__.py); the wire formats that carry it (app/schemas.py, the OpenAI parts) name it there.
+(app/modalities/__init__.py), and a loader in app/runtime.py if its encoder is a new model; the wire formats
+that carry it (app/schemas.py, app/api/turn_body.py's field names, the OpenAI parts) name it there.
 """
 
 from __future__ import annotations
