@@ -139,6 +139,7 @@ class ContinuousDecoder:
     """
 
     wants_features = False
+    grounded_by_construction = False  # an LM rewording the draft can drop a fact: checked once written
 
     def __init__(
         self, model: CausalLMDecoder, *, max_batch_size: int, on_batch: InferenceObserver = _ignore,

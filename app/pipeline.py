@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from opentelemetry import trace
 from opentelemetry.trace import Span
-from PIL.Image import Image
 
 from app.dialogue.actions import Conversation, WebhookClient
 from app.dialogue.domain import Domain
@@ -25,14 +23,13 @@ from app.dialogue.tools import ToolCall, ToolOffer, ToolResult, ToolUnsatisfiabl
 from app.dialogue.tracker import DialogueTracker, Evidence, TurnAnalysis, record_action
 from app.errors import ParleyError
 from app.batching import MicroBatcher
+from app.modalities import MODALITIES
 from app.observability.tracing import span
-from app.reply import DEFAULT_REPLY, ReplyOptions, TurnResult, WrittenReply, clip
-from app.schemas import ImageReading, ReplyAudio, Usage
+from app.reply import LiveClip, ReplyOptions, WrittenReply, clip
 from app.store.base import IdempotentReply, SessionRecord, SessionStore, utc_now
+from app.turn import EventSink, Replace, Token, TurnInput, TurnResult, TurnStream, from_record, to_record
 from models.decoder import Decoder, GenerationStats, Messages, ReplyContext, Sampling
-from models.speech import Transcript
 from models.tts import SpeechSynthesizer
-from models.vision import ImageReading as VisionReading
 
 HISTORY_IN_PROMPT = 4  # entries; a 135M model loses the thread with more
 EVIDENCE_KEPT = 6  # notes of earlier transcripts and images carried in the state
@@ -41,28 +38,9 @@ SYSTEM_PROMPT = (
     'Reply to the customer with this message, reworded naturally if you like, keeping every fact exactly: "{draft}"'
 )
 
-TokenSink = Callable[[str], None]
 T = TypeVar("T")
 NO_SESSION = Conversation()  # a stateless request: webhooks get no session id
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class UserTurn:
-    """A validated, decoded turn as the pipeline takes it."""
-
-    text: str
-    images: tuple[Image, ...] = ()
-    audio: np.ndarray | None = None  # (N,) float32 mono at the speech encoder's rate
-    fingerprint: str = ""  # hash of what was sent (text and media bytes), whatever the encoding
-    reply_audio: bool = False  # speak the reply too
-    tool_results: tuple[ToolResult, ...] = ()  # a client's answers to the tool call the previous reply made
-
-    @property
-    def modalities(self) -> list[str]:
-        present = {"text": bool(self.text), "image": bool(self.images), "audio": self.audio is not None,
-                   "tool": bool(self.tool_results)}
-        return [name for name, here in present.items() if here]
 
 
 @dataclass(frozen=True)
@@ -78,16 +56,13 @@ class Encoders:
     """Each encoder behind its batcher, so concurrent turns share its batches."""
 
     text: MicroBatcher[str, np.ndarray]  # utterance -> (D,) unit embedding
-    speech: MicroBatcher[np.ndarray, Transcript]  # (N,) 16 kHz clip -> transcript (+ features if the decoder wants)
-    vision: MicroBatcher[Image, VisionReading]
+    media: dict[str, MicroBatcher[Any, Any]]  # modality name -> its encoder (app/modalities/)
+
+    def all(self) -> list[MicroBatcher[Any, Any]]:
+        return [self.text, *self.media.values()]
 
 
-@dataclass(frozen=True)
-class Perception:
-    """What the encoders made of one turn's media."""
-
-    transcript: Transcript | None
-    readings: list[VisionReading]  # one per image, in order
+Perception = dict[str, list[Any]]  # modality name -> the encoder's output for each item the turn brought
 
 
 @dataclass(frozen=True)
@@ -99,7 +74,6 @@ class Understanding:
     decision: Decision
     found: Found  # what the knowledge base has for the turn
     seen: Perception
-    heard: str  # the voice clip's transcript ("" without one)
     utterance: str  # what the user typed and said
 
 
@@ -122,15 +96,18 @@ class TurnPipeline:
     async def create_session(self, tenant: str, metadata: dict) -> SessionRecord:
         return await self.store.create(tenant=tenant, state=DialogueState().model_dump(), metadata=metadata)
 
-    async def run_turn(
-        self, tenant: str, session_id: str, turn: UserTurn, *, on_token: TokenSink | None = None,
-        retry_key: RetryKey | None = None, options: ReplyOptions = DEFAULT_REPLY, tools: ToolOffer | None = None,
-    ) -> TurnResult:
+    def run_turn(self, tenant: str, session_id: str, turn: TurnInput, *, retry_key: RetryKey | None = None
+                 ) -> TurnStream:
         """Run one turn under the session's lock; commit state and history only if all of it succeeds.
 
         With a retry key, a turn already committed under that key is answered from the store
-        instead of being run again.
+        instead of being run again (its stream is Done alone).
         """
+        return TurnStream(lambda emit: self._run_turn(tenant, session_id, turn, retry_key, emit))
+
+    async def _run_turn(
+        self, tenant: str, session_id: str, turn: TurnInput, retry_key: RetryKey | None, emit: EventSink
+    ) -> TurnResult:
         steps = _Steps()
         with span("turn", **{"parley.session_id": session_id, "parley.tenant": tenant}):
             if retry_key and (stored := await self._replay(tenant, session_id, retry_key, turn)):
@@ -144,82 +121,79 @@ class TurnPipeline:
                     return stored
                 with steps.step("load"):
                     record = await self.store.get(tenant, session_id)
-                response = await self._reply(DialogueState.model_validate(record.state), record.history, turn, steps,
-                                             on_token=on_token, conversation=Conversation(session_id, tenant),
-                                             options=options, tools=tools)
+                result = await self._reply(DialogueState.model_validate(record.state), record.history, turn, steps,
+                                           emit=emit, conversation=Conversation(session_id, tenant))
                 remembered = None
                 if retry_key:
-                    # Without the spoken reply (about a megabyte of WAV): a replay speaks the stored words again.
-                    remembered = IdempotentReply(retry_key.key, retry_key.fingerprint, response.record())
+                    remembered = IdempotentReply(retry_key.key, retry_key.fingerprint, to_record(result))
                 with steps.step("commit"):
                     await self.store.commit_turn(
-                        lock, expected_turns=record.turns, state=response.state.model_dump(),
-                        entries=_entries(turn, response), idempotency=remembered,
+                        lock, expected_turns=record.turns, state=result.state.model_dump(),
+                        entries=_entries(turn, result), idempotency=remembered,
                     )
-        response.timings_ms = {**steps.timings, "total": steps.since_start()}
-        return response
+        result.timings_ms = {**steps.timings, "total": steps.since_start()}
+        return result
 
-    async def respond(
-        self, previous: DialogueState, history: list[dict], turn: UserTurn, *, on_token: TokenSink | None = None,
-        conversation: Conversation = NO_SESSION, options: ReplyOptions = DEFAULT_REPLY, tools: ToolOffer | None = None,
-    ) -> TurnResult:
+    def respond(
+        self, previous: DialogueState, history: list[dict], turn: TurnInput, *,
+        conversation: Conversation = NO_SESSION, started: float | None = None,
+    ) -> TurnStream:
         """Understand the turn and write the reply (options.n of them); touches no store (the caller commits,
-        or not).
+        or not). `started` (time.perf_counter()) is when the caller's work on the turn began, if earlier.
 
         Between the policy's decision and the reply, the webhook the decision needs is called (an
-        action, or the handoff); `conversation` says whom it is about. When the client offers `tools` and one
+        action, or the handoff); `conversation` says whom it is about. When the client offers tools and one
         can be filled from the state, the turn ends in that tool call instead: no webhook, no reply. The
         turn's tool results (its answers to such a call) are stated as a webhook's answer is."""
-        steps = _Steps()
-        with span("turn"):
-            response = await self._reply(previous, history, turn, steps, on_token=on_token, conversation=conversation,
-                                         options=options, tools=tools)
-        response.timings_ms = steps.timings
-        return response
+        async def run(emit: EventSink) -> TurnResult:
+            steps = _Steps(started)
+            with span("turn"):
+                result = await self._reply(previous, history, turn, steps, emit=emit, conversation=conversation)
+            result.timings_ms = {**steps.timings, "total": steps.since_start()}
+            return result
+
+        return TurnStream(run)
 
     async def _reply(
-        self, previous: DialogueState, history: list[dict], turn: UserTurn, steps: _Steps, *,
-        on_token: TokenSink | None, conversation: Conversation, options: ReplyOptions, tools: ToolOffer | None,
+        self, previous: DialogueState, history: list[dict], turn: TurnInput, steps: _Steps, *,
+        emit: EventSink, conversation: Conversation,
     ) -> TurnResult:
-        if turn.reply_audio and self.voice is None:
+        options = turn.options
+        if options.reply_audio and self.voice is None:
             raise ParleyError("invalid", "reply_audio_unavailable",
                               "spoken replies are off on this server (PARLEY_TTS=off, or no voice installed)")
         understood = await self._understand(previous, turn, steps)
         state, seen = understood.state, understood.seen
         said = [*history, {"role": "user", "text": understood.utterance, "turn": state.turns, "at": utc_now()}]
-        outcome = {"turn": state.turns, "transcript": understood.heard or None, "state": state,
-                   "images": [_public(r) for r in seen.readings], "timings_ms": steps.timings}
-        if not turn.tool_results and (call := self._tool_call(state, understood.decision, tools)) is not None:
-            return TurnResult(**outcome, reply="", action="tool_call", grounded=True, tool_call=call)
+        outcome: dict[str, Any] = {"turn": state.turns, "state": state, "timings_ms": steps.timings, "readings": {
+            name: [MODALITIES[name].summary(output) for output in outputs] for name, outputs in seen.items()}}
+        if not turn.tool_results and (call := self._tool_call(state, understood.decision, turn.tools)) is not None:
+            return TurnResult(**outcome, action="tool_call", choices=[], tool_call=call)
         if turn.tool_results:  # the client ran the call the previous reply made: its answer is this turn's
             decision = self._tool_answered(state, understood.analysis, turn.tool_results)
         else:
             decision = await self._act(conversation, state, understood.analysis, understood.decision, said,
                                        steps=steps, found=understood.found)
-        context = ReplyContext(
-            reply_prompt(decision, state, history, understood.utterance),
-            image_features=tuple(r.features for r in seen.readings if r.features is not None),
-            audio_features=seen.transcript.features if seen.transcript else None,
-        )
+        context = _decoder_context(reply_prompt(decision, state, history, understood.utterance), seen)
         stats = [GenerationStats() for _ in range(options.n)]
-        sink = on_token if options.n == 1 else None  # n replies cannot share one token stream
         with steps.step("decode"):
             written = await asyncio.gather(*(
-                self._write(context, decision, options, index, stats=stats[index], on_token=sink, steps=steps)
+                self._write(context, decision, options, index, stats=stats[index],
+                            emit=emit if options.n == 1 else None, steps=steps)  # n replies cannot share a stream
                 for index in range(options.n)))
         first = written[0]
+        if options.n == 1 and not first.grounded:
+            emit(Replace(first.text))
         spoken = None
-        if turn.reply_audio:
+        if options.reply_audio:
             with steps.step("speak"):
                 spoken = await self._speak(first.text)
         trace.get_current_span().set_attributes({  # the turn's span
             "parley.turn": state.turns, "parley.modalities": turn.modalities, "parley.action": decision.action,
             "parley.grounded": first.grounded})
-        return TurnResult(
-            **outcome, reply=first.text, action=decision.action, grounded=first.grounded, reply_audio=spoken,
-            usage=Usage(prompt_tokens=stats[0].prompt_tokens, completion_tokens=sum(w.completion_tokens for w in written)),
-            choices=list(written),
-        )
+        return TurnResult(**outcome, action=decision.action, choices=list(written), reply_audio=spoken,
+                          prompt_tokens=stats[0].prompt_tokens,
+                          completion_tokens=sum(w.completion_tokens for w in written))
 
     def _tool_call(self, state: DialogueState, decision: Decision, tools: ToolOffer | None) -> ToolCall | None:
         """The call a client's tool makes in place of this turn's reply, or None. The intent is complete
@@ -240,16 +214,17 @@ class TurnPipeline:
 
     async def _write(
         self, context: ReplyContext, decision: Decision, options: ReplyOptions, index: int, *,
-        stats: GenerationStats, on_token: TokenSink | None, steps: _Steps,
+        stats: GenerationStats, emit: EventSink | None, steps: _Steps,
     ) -> WrittenReply:
         """One reply: the decoder's, or the policy's draft when the decoder's drops a fact; then clipped to the
         client's stop sequences and max_tokens. The whole reply is written and checked before it is clipped:
         a reply stopped at max_tokens would fail the fact check for what it had not said yet, and the client
-        would get the start of the policy's wording instead of the start of the model's."""
-        generated = await self._generate(context, on_token, stats, steps, budget=self.max_new_tokens,
-                                          sampling=options.sampling(index))
-        reply_ok = grounded(generated, decision, self.domain)
+        would get the start of the policy's wording instead of the start of the model's. The pieces streamed
+        to `emit` are clipped as they come (LiveClip), the same way."""
         tokenizer = getattr(self.decoder, "tokenizer", None)  # local decoders have one; a remote one has none
+        generated = await self._generate(context, emit, stats, steps, budget=self.max_new_tokens,
+                                          sampling=options.sampling(index), live=LiveClip(options, tokenizer))
+        reply_ok = grounded(generated, decision, self.domain)
         text, cut = clip(generated.strip() if reply_ok else decision.draft, options, tokenizer)
         ran_out = reply_ok and stats.completion_tokens >= self.max_new_tokens  # the model was cut by the server
         finish = cut or ("length" if ran_out else "stop")
@@ -257,14 +232,14 @@ class TurnPipeline:
                                                                                   options.max_tokens)
         return WrittenReply(text=text, grounded=reply_ok, finish_reason=finish, completion_tokens=produced)
 
-    async def track(self, previous: DialogueState, turn: UserTurn) -> DialogueState:
+    async def track(self, previous: DialogueState, turn: TurnInput) -> DialogueState:
         """The state after `turn`, without writing a reply (to replay earlier turns of a conversation)."""
         return (await self._understand(previous, turn, _Steps())).state
 
-    async def _understand(self, previous: DialogueState, turn: UserTurn, steps: _Steps) -> Understanding:
+    async def _understand(self, previous: DialogueState, turn: TurnInput, steps: _Steps) -> Understanding:
         seen = await self._perceive(turn, steps)
-        heard = seen.transcript.text.strip() if seen.transcript else ""
-        utterance = " ".join(part for part in (turn.text, heard) if part)
+        heard = [MODALITIES[name].heard(output) for name, outputs in seen.items() for output in outputs]
+        utterance = " ".join(part for part in (turn.text, *heard) if part)
         vectors = []
         if utterance:
             with steps.step("encode.text", timing="encode"):  # the utterance and each of its clauses
@@ -280,10 +255,10 @@ class TurnPipeline:
                      if self.knowledge else NOTHING)
             decision = decide(state, analysis, self.domain, found=found)
             state.requested_slot = decision.requested_slot
-        return Understanding(state, analysis, decision, found, seen, heard, utterance)
+        return Understanding(state, analysis, decision, found, seen, utterance)
 
     async def _replay(
-        self, tenant: str, session_id: str, retry_key: RetryKey, turn: UserTurn
+        self, tenant: str, session_id: str, retry_key: RetryKey, turn: TurnInput
     ) -> TurnResult | None:
         stored = await self.store.get_idempotent(tenant, session_id, retry_key.key)
         if stored is None:
@@ -291,10 +266,10 @@ class TurnPipeline:
         if stored.fingerprint != retry_key.fingerprint:
             raise ParleyError("invalid", "idempotency_key_reused",
                               "this Idempotency-Key was used with a different request; use a new key for a new turn")
-        response = TurnResult.model_validate({**stored.response, "replayed": True})
-        if turn.reply_audio:  # the same key means the same request: it asked for the reply spoken
-            response.reply_audio = await self._speak(response.reply)
-        return response
+        result = from_record(stored.response)
+        if turn.options.reply_audio:  # the same key means the same request: it asked for the reply spoken
+            result.reply_audio = await self._speak(result.reply)
+        return result
 
     async def _act(
         self, who: Conversation, state: DialogueState, analysis: TurnAnalysis, decision: Decision, said: list[dict],
@@ -317,39 +292,41 @@ class TurnPipeline:
             return decide(state, analysis, self.domain, result=result, found=found)
         return decision
 
-    async def _speak(self, reply: str) -> ReplyAudio | None:
+    async def _speak(self, reply: str) -> bytes | None:
         """The reply as WAV, off the event loop; a voice that fails costs the audio, not the turn."""
         assert self.voice is not None  # checked before the turn started
         try:
-            wav = await asyncio.to_thread(self.voice.synthesize, reply)
+            return await asyncio.to_thread(self.voice.synthesize, reply)
         except Exception as exc:  # a subprocess or ONNX failure: the text reply still stands
             log.error("speaking the reply failed: %s", exc)
             return None
-        return ReplyAudio(data=base64.b64encode(wav).decode("ascii"))
 
-    async def _perceive(self, turn: UserTurn, steps: _Steps) -> Perception:
-        """Speech and vision run side by side, each batched with other turns' media."""
-        if turn.audio is None and not turn.images:
-            return Perception(transcript=None, readings=[])
-        speech = _ready(None) if turn.audio is None else _traced("encode.speech", self.encoders.speech.submit(turn.audio))
-        vision = _ready([]) if not turn.images else _traced(
-            "encode.vision", self.encoders.vision.map(list(turn.images)), **{"parley.images": len(turn.images)})
+    async def _perceive(self, turn: TurnInput, steps: _Steps) -> Perception:
+        """Each modality's encoder reads its items, side by side, each batched with other turns' media."""
+        present = [(MODALITIES[name], items) for name, items in turn.media.items() if items]
+        if not present:
+            return {}
         with steps.step("perceive", timing="media"):
-            transcript, readings = await asyncio.gather(speech, vision)
-        return Perception(transcript=transcript, readings=readings)
+            outputs = await asyncio.gather(*(
+                _traced(f"encode.{modality.encoder}", self.encoders.media[modality.name].map(list(items)),
+                        **{f"parley.{modality.plural}": len(items)})
+                for modality, items in present))
+        read = {modality.name: found for (modality, _), found in zip(present, outputs, strict=True)}
+        return {name: read[name] for name in MODALITIES if name in read}  # in the registry's order
 
     async def _generate(
-        self, context: ReplyContext, on_token: TokenSink | None, stats: GenerationStats, steps: _Steps, *,
-        budget: int, sampling: Sampling,
+        self, context: ReplyContext, emit: EventSink | None, stats: GenerationStats, steps: _Steps, *,
+        budget: int, sampling: Sampling, live: LiveClip,
     ) -> str:
-        """The decoder's reply; marks when the turn's first piece arrived."""
+        """The decoder's whole reply, its pieces emitted (as `live` lets them through) as they come; marks when
+        the turn's first piece arrived."""
         pieces: list[str] = []
         async for piece in self.decoder.stream(context, max_new_tokens=budget, stats=stats, sampling=sampling):
             if not pieces and "first_token" not in steps.timings:
                 steps.mark("first_token")
             pieces.append(piece)
-            if on_token is not None:
-                on_token(piece)
+            if emit is not None and (passed := live.feed(piece)):
+                emit(Token(passed))
         return "".join(pieces)
 
 
@@ -357,9 +334,9 @@ class _Steps:
     """Times the steps of one turn and traces each as a span: one mechanism, so that a reply's
     `timings_ms` and its trace tell the same story."""
 
-    def __init__(self) -> None:
+    def __init__(self, started: float | None = None) -> None:
         self.timings: dict[str, float] = {}  # ms per step; first_token: ms from the turn's start
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() if started is None else started
 
     @contextmanager
     def step(self, name: str, *, timing: str | None = None, **attributes: str | int) -> Iterator[Span]:
@@ -381,11 +358,6 @@ class _Steps:
         return round((time.perf_counter() - self.started) * 1000, 1)
 
 
-async def _ready(value: T) -> T:
-    """`value`, awaitable: what a modality the turn did not bring gives."""
-    return value
-
-
 async def _traced(name: str, work: Awaitable[T], **attributes: str | int) -> T:
     """`work` awaited in a span of its own (an encoder running beside another)."""
     with span(name, **attributes):
@@ -393,13 +365,10 @@ async def _traced(name: str, work: Awaitable[T], **attributes: str | int) -> T:
 
 
 def _evidence(text: str, seen: Perception) -> tuple[Evidence, ...]:
+    """What the turn brought, as the tracker reads it: the typed text, then each modality's readings."""
     pieces = [Evidence(text, "text")] if text else []
-    if seen.transcript and seen.transcript.text.strip():
-        pieces.append(Evidence(seen.transcript.text, "audio", seen.transcript.confidence))
-    for reading in seen.readings:
-        if reading.ocr_text:
-            pieces.append(Evidence(reading.ocr_text, "image", reading.ocr_confidence))
-        pieces += [Evidence(code, "image") for code in reading.barcodes]
+    for name, outputs in seen.items():
+        pieces += [piece for output in outputs for piece in MODALITIES[name].evidence(output)]
     return tuple(pieces)
 
 
@@ -408,9 +377,12 @@ def _notes(turn: int, evidence: tuple[Evidence, ...]) -> list[EvidenceNote]:
             if e.modality != "text"]
 
 
-def _public(reading: VisionReading) -> ImageReading:
-    return ImageReading(caption=reading.caption, ocr_text=reading.ocr_text or None, labels=reading.labels,
-                        barcodes=reading.barcodes)
+def _decoder_context(messages: Messages, seen: Perception) -> ReplyContext:
+    """The prompt, and for a decoder that reads them the encoders' states (models/decoder.py names them per
+    modality: that is the decoder's interface)."""
+    image_features = tuple(r.features for r in seen.get("image", []) if r.features is not None)
+    clips = seen.get("audio", [])
+    return ReplyContext(messages, image_features=image_features, audio_features=clips[0].features if clips else None)
 
 
 def reply_prompt(decision: Decision, state: DialogueState, history: list[dict], utterance: str) -> Messages:
@@ -423,13 +395,13 @@ def reply_prompt(decision: Decision, state: DialogueState, history: list[dict], 
     return messages
 
 
-def _entries(turn: UserTurn, response: TurnResult) -> list[dict]:
+def _entries(turn: TurnInput, result: TurnResult) -> list[dict]:
     at = utc_now()
-    user = {"role": "user", "text": turn.text, "turn": response.turn, "modalities": turn.modalities, "at": at}
-    if response.transcript:
-        user["transcript"] = response.transcript
-    if response.images:
-        user["images"] = [image.model_dump() for image in response.images]
-    assistant = {"role": "assistant", "text": response.reply, "turn": response.turn, "modalities": ["text"], "at": at,
-                 "action": response.action}
+    user = {"role": "user", "text": turn.text, "turn": result.turn, "modalities": turn.modalities, "at": at}
+    if result.transcript:
+        user["transcript"] = result.transcript
+    if result.images:
+        user["images"] = result.images
+    assistant = {"role": "assistant", "text": result.reply, "turn": result.turn, "modalities": ["text"], "at": at,
+                 "action": result.action}
     return [user, assistant]

@@ -2,7 +2,7 @@
 
 The OpenAI-compatible route fills ReplyOptions from its request; the native turn route uses the defaults. The
 pipeline passes the sampling settings to the decoder and clips each finished reply here: stop sequences first,
-then max_tokens.
+then max_tokens (LiveClip cuts the streamed pieces the same way).
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from app.dialogue.tools import ToolCall
-from app.schemas import TurnResponse
 from models.decoder import Sampling
 
 FinishReason = Literal["stop", "length"]
@@ -29,6 +27,7 @@ class ReplyOptions:
     stop: tuple[str, ...] = ()  # the reply ends before the first of these
     seed: int | None = None  # with temperature > 0: the same seed samples the same reply
     n: int = 1  # replies to write for the one tracked turn
+    reply_audio: bool = False  # speak the (first) reply too
 
     def sampling(self, index: int) -> Sampling:
         """Choice `index`'s sampling: with a seed, each choice draws from seed + index, so n choices differ
@@ -47,26 +46,6 @@ class WrittenReply(BaseModel):
     grounded: bool  # false: the model's wording dropped a fact and the policy's draft was used
     finish_reason: FinishReason
     completion_tokens: int = 0
-
-
-class TurnResult(TurnResponse):
-    """A turn as the pipeline returns it: the native response, plus what only OpenAI's protocol shows (all
-    the choices, or the tool call that stands instead of a reply). Those two are kept out of model_dump(), so a
-    native response or SSE event never carries them; record() keeps them for an idempotent replay."""
-
-    choices: list[WrittenReply] = Field(default_factory=list, exclude=True)
-    tool_call: ToolCall | None = Field(None, exclude=True)
-
-    def record(self) -> dict[str, Any]:
-        """Everything but the spoken reply (a replay speaks the stored words again)."""
-        extras = {"choices": [choice.model_dump() for choice in self.choices],
-                  "tool_call": self.tool_call.model_dump() if self.tool_call else None}
-        return self.model_dump(exclude={"reply_audio"}) | extras
-
-    def written(self) -> list[WrittenReply]:
-        """The choices; a stored reply from before they were recorded is one choice that stopped."""
-        return self.choices or [WrittenReply(text=self.reply, grounded=self.grounded, finish_reason="stop",
-                                             completion_tokens=self.usage.completion_tokens)]
 
 
 def clip(text: str, options: ReplyOptions, tokenizer: Any | None) -> tuple[str, FinishReason | None]:
@@ -88,3 +67,33 @@ def clip(text: str, options: ReplyOptions, tokenizer: Any | None) -> tuple[str, 
     if len(ids) <= options.max_tokens:
         return text, None
     return tokenizer.decode(ids[:options.max_tokens], skip_special_tokens=True).rstrip(), "length"
+
+
+class LiveClip:
+    """A reply's pieces passed on as they are written, cut where clip() cuts the whole: nothing from a stop
+    sequence on (the end of the text that could begin one is held until it does not), nothing past max_tokens.
+    With no stop sequences and no max_tokens every piece passes as it comes."""
+
+    def __init__(self, options: ReplyOptions, tokenizer: Any | None) -> None:
+        self.options = options
+        self.tokenizer = tokenizer
+        self.text = ""  # everything written so far
+        self.passed = 0  # characters of it passed on
+        self.cut = False
+
+    def feed(self, piece: str) -> str:
+        """What of the reply may be passed on now that `piece` was written ("" for nothing)."""
+        if self.cut:
+            return ""
+        self.text += piece
+        clipped, cut = clip(self.text, self.options, self.tokenizer)
+        end = len(clipped) if cut else len(self.text) - self._held()
+        self.cut = cut is not None
+        out = clipped[self.passed:end] if end > self.passed else ""
+        self.passed = max(self.passed, end)
+        return out
+
+    def _held(self) -> int:
+        """Characters at the end of the text that are the start of a stop sequence."""
+        return max((size for stop in self.options.stop for size in range(1, len(stop))
+                    if self.text.endswith(stop[:size])), default=0)

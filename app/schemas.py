@@ -1,10 +1,16 @@
 """Public request and response models: the OpenAPI contract. Pydantic only."""
 
-from typing import Any, Literal
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.dialogue.state import DialogueState
+
+if TYPE_CHECKING:
+    from app.turn import TurnResult
 
 
 class ErrorBody(BaseModel):
@@ -111,6 +117,16 @@ class TurnResponse(BaseModel):
                                                     "decode": 2100.0, "total": 2150.0}],
                                          description="ms per step; first_token: from the turn's start to the first "
                                                      "reply token")
+
+    @classmethod
+    def of(cls, result: TurnResult) -> TurnResponse:
+        """The pipeline's result (app/turn.py) in this wire form."""
+        spoken = ReplyAudio(data=base64.b64encode(result.reply_audio).decode("ascii")) if result.reply_audio else None
+        return cls(turn=result.turn, reply=result.reply, action=result.action, grounded=result.grounded,
+                   transcript=result.transcript, images=[ImageReading(**image) for image in result.images],
+                   state=result.state, reply_audio=spoken, replayed=result.replayed,
+                   usage=Usage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens),
+                   timings_ms=result.timings_ms)
 
 
 class HistoryEntry(BaseModel):

@@ -20,6 +20,7 @@ from app.dialogue.domain import Domain, load_domain
 from app.dialogue.knowledge import KnowledgeBase, knowledge_path, load_knowledge
 from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.tracker import DialogueTracker, IntentClassifier
+from app.modalities import MODALITIES
 from app.observability.metrics import Metrics
 from app.pipeline import Encoders, TurnPipeline
 from app.schemas import ModelStatus
@@ -123,9 +124,9 @@ class Runtime:
                                    "on_batch": self.metrics.observe_inference, "on_depth": self.metrics.set_queue_depth}
         encoders = Encoders(
             text=MicroBatcher("text", lambda texts: list(text.predict_batch(texts)), **batched),
-            speech=MicroBatcher("speech", lambda clips: speech.predict_batch(
-                clips, with_features=decoder.wants_features), **batched),
-            vision=MicroBatcher("vision", vision.predict_batch, **batched),
+            media={modality.name: MicroBatcher(modality.encoder, modality.batch(models[modality.encoder],
+                                                                                decoder.wants_features), **batched)
+                   for modality in MODALITIES.values()},
         )
         knowledge = KnowledgeBase(entries, text.predict_batch) if entries else None  # embedded once, here
         self.pipeline = TurnPipeline(self.store, tracker, encoders=encoders, decoder=decoder,
@@ -136,7 +137,7 @@ class Runtime:
     async def aclose(self) -> None:
         """Stop the batchers' workers and the decoding thread."""
         if self.pipeline is not None:
-            for batcher in (self.pipeline.encoders.text, self.pipeline.encoders.speech, self.pipeline.encoders.vision):
+            for batcher in self.pipeline.encoders.all():
                 await batcher.aclose()
             await self.pipeline.decoder.aclose()
             if self.pipeline.webhooks is not None:

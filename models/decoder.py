@@ -106,6 +106,9 @@ class GenerationStats:
 
 class Decoder(Protocol):
     wants_features: bool  # True: the pipeline asks the encoders for hidden states, not only text
+    # True: every reply states exactly the decision's facts (placeholders filled from it), so its tokens can be
+    # sent before the fact check; False: a client that cannot take a `replace` gets the reply once checked.
+    grounded_by_construction: bool
 
     def stream(
         self, context: ReplyContext, *, max_new_tokens: int, stats: GenerationStats | None = None,

@@ -45,6 +45,7 @@ def check_features(config, *, image_dim: int | None, audio_dim: int | None) -> N
 
 class FusedSeq2SeqDecoder:
     wants_features = True
+    grounded_by_construction = False
 
     def __init__(self, model: FusedSeq2Seq, tokenizer, *, placement: Placement) -> None:
         self.model, self.tokenizer, self.placement = model, tokenizer, placement

@@ -41,6 +41,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 class OpenAIDecoder:
     wants_features = False
+    grounded_by_construction = False  # any model behind a URL: its reply is checked once written
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None) -> None:
         self.base_url, self.model = base_url, model

@@ -1,6 +1,8 @@
 """TurnPipeline.run_turn on the in-memory store, with small encoders and a decoder of this file's own that
 implement the pipeline's Protocols (no mock of the store): what a turn commits, what a failed turn leaves,
 idempotent replays, the turn counter, and how turns of one session and of different sessions interleave.
+Then the turn contract (app/turn.py): TurnInput -> events -> TurnResult, the idempotency record, a modality
+registered by a test alone, and OpenAI streaming live or held back by the decoder's grounded_by_construction.
 The real default domain and policy run; the encoders and decoder are fakes, so replies are the policy's."""
 
 import asyncio
@@ -10,13 +12,20 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
+from app.api.turn_body import build_turn
 from app.batching import MicroBatcher
+from app.config import Settings
 from app.dialogue.domain import load_domain
 from app.dialogue.sentiment import SentimentAnalyzer
-from app.dialogue.tracker import DialogueTracker, IntentClassifier
+from app.api.openai.serving import ChatTarget, to_chunks
+from app.dialogue.state import DialogueState
+from app.dialogue.tracker import DialogueTracker, Evidence, IntentClassifier
 from app.errors import ParleyError
+from app.modalities import MODALITIES, Modality
+from app.pipeline import Encoders, RetryKey, TurnPipeline
+from app.reply import ReplyOptions, WrittenReply
 from app.store.memory import InMemorySessionStore
-from app.pipeline import Encoders, RetryKey, TurnPipeline, UserTurn
+from app.turn import Done, Replace, Token, TurnEvent, TurnInput, TurnResult, TurnStream, from_record, to_record
 from models.decoder import GREEDY, GenerationStats, ReplyContext, Sampling
 
 TENANT = "acme"
@@ -46,10 +55,12 @@ class GatedDecoder:
     containing "crash" makes it fail halfway."""
 
     wants_features = False
+    grounded_by_construction = False
 
     def __init__(self) -> None:
         self.gate = asyncio.Event()
         self.gate.set()
+        self.at_gate = asyncio.Event()  # set when the first word is out and the rest waits for the gate
         self.calls = 0
         self.inside = 0
         self.most_inside = 0
@@ -98,11 +109,10 @@ def tracker() -> DialogueTracker:
 async def pipeline(tracker: DialogueTracker) -> AsyncIterator[TurnPipeline]:
     batched = {"max_batch_size": 8, "max_wait_ms": 0}
     encoders = Encoders(text=MicroBatcher("text", bag_of_words, **batched),
-                        speech=MicroBatcher("speech", no_media, **batched),
-                        vision=MicroBatcher("vision", no_media, **batched))
+                        media={name: MicroBatcher(name, no_media, **batched) for name in ("audio", "image")})
     built = TurnPipeline(InMemorySessionStore(), tracker, encoders=encoders, decoder=GatedDecoder(), max_new_tokens=8)
     yield built
-    for batcher in (encoders.text, encoders.speech, encoders.vision):
+    for batcher in encoders.all():
         await batcher.aclose()
 
 
@@ -112,7 +122,7 @@ async def new_session(pipeline: TurnPipeline) -> str:
 
 async def test_a_text_turn_commits_state_and_history(pipeline):
     sid = await new_session(pipeline)
-    result = await pipeline.run_turn(TENANT, sid, UserTurn(text="my lamp arrived broken"))
+    result = await pipeline.run_turn(TENANT, sid, TurnInput(text="my lamp arrived broken")).result()
     assert (result.turn, result.replayed) == (1, False) and result.reply
     stored = await pipeline.store.get(TENANT, sid)
     assert stored.turns == 1 and stored.state == result.state.model_dump()
@@ -124,34 +134,34 @@ async def test_a_text_turn_commits_state_and_history(pipeline):
 @pytest.mark.parametrize("failing", ["explode", "crash"], ids=["encoder", "decoder"])
 async def test_a_failed_turn_changes_nothing(pipeline, failing):
     sid = await new_session(pipeline)
-    await pipeline.run_turn(TENANT, sid, UserTurn(text="hello"))
+    await pipeline.run_turn(TENANT, sid, TurnInput(text="hello")).result()
     before = await pipeline.store.get(TENANT, sid)
     with pytest.raises(RuntimeError, match="crashed"):
-        await pipeline.run_turn(TENANT, sid, UserTurn(text=f"it will {failing} now"),
-                                retry_key=RetryKey("k1", "f1"))
+        await pipeline.run_turn(TENANT, sid, TurnInput(text=f"it will {failing} now"),
+                                retry_key=RetryKey("k1", "f1")).result()
     assert await pipeline.store.get(TENANT, sid) == before
     assert await pipeline.store.get_idempotent(TENANT, sid, "k1") is None
-    after = await pipeline.run_turn(TENANT, sid, UserTurn(text="my lamp arrived broken"))  # the lock was released
+    after = await pipeline.run_turn(TENANT, sid, TurnInput(text="my lamp arrived broken")).result()  # the lock was released
     assert after.turn == 2
 
 
 async def test_an_idempotent_retry_is_answered_from_the_store(pipeline):
     sid = await new_session(pipeline)
-    turn, key = UserTurn(text="my lamp arrived broken", fingerprint="f1"), RetryKey("k1", "f1")
-    first = await pipeline.run_turn(TENANT, sid, turn, retry_key=key)
-    again = await pipeline.run_turn(TENANT, sid, turn, retry_key=key)
+    turn, key = TurnInput(text="my lamp arrived broken", fingerprint="f1"), RetryKey("k1", "f1")
+    first = await pipeline.run_turn(TENANT, sid, turn, retry_key=key).result()
+    again = await pipeline.run_turn(TENANT, sid, turn, retry_key=key).result()
     assert again.replayed and (again.turn, again.reply, again.state) == (first.turn, first.reply, first.state)
     assert pipeline.decoder.calls == 1 and (await pipeline.store.get(TENANT, sid)).turns == 1
     with pytest.raises(ParleyError) as reused:
-        await pipeline.run_turn(TENANT, sid, UserTurn(text="something else", fingerprint="f2"),
-                                retry_key=RetryKey("k1", "f2"))
+        await pipeline.run_turn(TENANT, sid, TurnInput(text="something else", fingerprint="f2"),
+                                retry_key=RetryKey("k1", "f2")).result()
     assert (reused.value.kind, reused.value.code) == ("invalid", "idempotency_key_reused")
     assert (await pipeline.store.get(TENANT, sid)).turns == 1
 
 
 async def test_the_turn_counter_counts_committed_turns(pipeline):
     sid = await new_session(pipeline)
-    turns = [(await pipeline.run_turn(TENANT, sid, UserTurn(text=text))).turn
+    turns = [(await pipeline.run_turn(TENANT, sid, TurnInput(text=text)).result()).turn
              for text in ("hello", "my lamp arrived broken", "thanks, bye")]
     stored = await pipeline.store.get(TENANT, sid)
     assert turns == [1, 2, 3] and stored.turns == 3 and stored.state["turns"] == 3
@@ -161,9 +171,9 @@ async def test_the_turn_counter_counts_committed_turns(pipeline):
 async def test_two_turns_of_one_session_are_serialised(pipeline):
     sid = await new_session(pipeline)
     pipeline.decoder.gate.clear()
-    first = asyncio.create_task(pipeline.run_turn(TENANT, sid, UserTurn(text="hello")))
+    first = asyncio.create_task(pipeline.run_turn(TENANT, sid, TurnInput(text="hello")).result())
     await pipeline.decoder.wait_inside(1)
-    second = asyncio.create_task(pipeline.run_turn(TENANT, sid, UserTurn(text="my lamp arrived broken")))
+    second = asyncio.create_task(pipeline.run_turn(TENANT, sid, TurnInput(text="my lamp arrived broken")).result())
     for _ in range(100):  # however long the loop runs, the second turn waits on the session's lock
         await asyncio.sleep(0)
     assert pipeline.decoder.calls == 1
@@ -178,9 +188,155 @@ async def test_two_turns_of_one_session_are_serialised(pipeline):
 async def test_turns_of_different_sessions_run_in_parallel(pipeline):
     a, b = await new_session(pipeline), await new_session(pipeline)
     pipeline.decoder.gate.clear()
-    turns = [asyncio.create_task(pipeline.run_turn(TENANT, sid, UserTurn(text="hello"))) for sid in (a, b)]
+    turns = [asyncio.create_task(pipeline.run_turn(TENANT, sid, TurnInput(text="hello")).result()) for sid in (a, b)]
     await pipeline.decoder.wait_inside(2)  # both are decoding at once: neither waits for the other's lock
     pipeline.decoder.gate.set()
     results = await asyncio.wait_for(asyncio.gather(*turns), STUCK_S)
     assert [r.turn for r in results] == [1, 1]
     assert [(await pipeline.store.get(TENANT, sid)).turns for sid in (a, b)] == [1, 1]
+
+
+class EchoDecoder:
+    """A Decoder that writes the policy's draft (from the prompt) word by word, so its replies pass the fact
+    check; after the first word it waits for its gate."""
+
+    wants_features = False
+
+    def __init__(self, *, grounded_by_construction: bool) -> None:
+        self.grounded_by_construction = grounded_by_construction
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.at_gate = asyncio.Event()  # set when the first word is out and the rest waits for the gate
+
+    async def stream(
+        self, context: ReplyContext, *, max_new_tokens: int, stats: GenerationStats | None = None,
+        sampling: Sampling = GREEDY,
+    ) -> AsyncIterator[str]:
+        draft = str(context.messages[0]["content"]).rsplit('exactly: "', 1)[1].removesuffix('"')
+        for index, word in enumerate(draft.split(" ")):
+            if index == 1:
+                self.at_gate.set()
+                await self.gate.wait()
+            if stats is not None:
+                stats.completion_tokens += 1
+            yield word if index == 0 else " " + word
+
+    async def aclose(self) -> None:
+        """Nothing to stop."""
+
+
+async def events_of(stream: TurnStream) -> list[TurnEvent]:
+    return [event async for event in stream]
+
+
+async def test_a_turn_input_gives_a_turn_result(pipeline):
+    pipeline.decoder = EchoDecoder(grounded_by_construction=False)
+    turn = TurnInput(text="my lamp arrived broken", options=ReplyOptions(n=2))
+    result = await pipeline.respond(DialogueState(), [], turn).result()
+    assert isinstance(result, TurnResult) and (result.turn, result.state.turns, result.replayed) == (1, 1, False)
+    assert len(result.choices) == 2 and result.reply == result.choices[0].text and result.grounded
+    assert result.completion_tokens == sum(choice.completion_tokens for choice in result.choices) > 0
+    assert result.readings == {} and result.tool_call is None and "total" in result.timings_ms
+
+
+async def test_a_reply_streams_as_tokens_then_done(pipeline):
+    pipeline.decoder = EchoDecoder(grounded_by_construction=False)
+    events = await events_of(pipeline.respond(DialogueState(), [], TurnInput(text="my lamp arrived broken")))
+    *tokens, done = events
+    assert tokens and all(isinstance(event, Token) for event in tokens) and isinstance(done, Done)
+    assert "".join(token.text for token in tokens) == done.result.reply and done.result.grounded
+
+
+async def test_a_reply_that_fails_the_fact_check_is_replaced_before_done(pipeline):
+    # "Happy to help." does not ask for the order number the policy asks for.
+    events = await events_of(pipeline.respond(DialogueState(), [], TurnInput(text="my lamp arrived broken")))
+    *tokens, replace, done = events
+    assert "".join(token.text for token in tokens) == "Happy to help."
+    assert isinstance(replace, Replace) and isinstance(done, Done) and not done.result.grounded
+    assert replace.text == done.result.reply != "Happy to help."
+
+
+async def test_streamed_tokens_are_clipped_as_the_reply_is(pipeline):
+    pipeline.decoder = EchoDecoder(grounded_by_construction=False)
+    turn = TurnInput(text="my lamp arrived broken", options=ReplyOptions(max_tokens=3))
+    *tokens, done = await events_of(pipeline.respond(DialogueState(), [], turn))
+    assert "".join(token.text for token in tokens) == done.result.reply and len(done.result.reply.split()) == 3
+    assert done.result.choices[0].finish_reason == "length"
+
+
+async def test_a_replayed_turn_is_done_alone(pipeline):
+    sid = await new_session(pipeline)
+    turn, key = TurnInput(text="hello", fingerprint="f1"), RetryKey("k1", "f1")
+    first = await pipeline.run_turn(TENANT, sid, turn, retry_key=key).result()
+    [done] = await events_of(pipeline.run_turn(TENANT, sid, turn, retry_key=key))
+    assert isinstance(done, Done) and done.result.replayed and done.result.choices == first.choices
+
+
+def test_idempotency_records_of_every_format_replay():
+    """A record as this contract writes it replays as the result it came from; one written before choices
+    were stored (the native response of the time) replays as one choice that stopped."""
+    result = TurnResult(turn=2, state=DialogueState(turns=2), action="respond", prompt_tokens=7, completion_tokens=3,
+                        choices=[WrittenReply(text="Hi.", grounded=True, finish_reason="stop", completion_tokens=3)],
+                        readings={"audio": [{"text": "hi there", "confidence": 0.9}],
+                                  "image": [{"caption": "a box", "ocr_text": None, "labels": [], "barcodes": []}]})
+    again = from_record(to_record(result))
+    assert (again.reply, again.choices, again.transcript, again.images) == ("Hi.", result.choices, "hi there",
+                                                                            result.images)
+    assert again.replayed and (again.prompt_tokens, again.completion_tokens) == (7, 3)
+    old = {"turn": 1, "reply": "Hello!", "action": "greet", "grounded": False, "transcript": None, "images": [],
+           "state": DialogueState(turns=1).model_dump(), "replayed": False, "usage": {"completion_tokens": 2},
+           "timings_ms": {"total": 5.0}}
+    replayed = from_record(old)
+    assert [(c.text, c.grounded, c.finish_reason) for c in replayed.choices] == [("Hello!", False, "stop")]
+    assert replayed.replayed and replayed.transcript is None and replayed.readings == {}
+
+
+def read_note(notes: list[bytes]) -> list[str]:
+    """The test modality's encoder: a note's text, as read."""
+    return [note.decode().upper() for note in notes]
+
+
+NOTE = Modality(
+    name="note", plural="notes", encoder="notes", single=False, max_items=lambda settings: 2,
+    max_bytes=lambda settings: 100, decode=lambda data, settings: data, batch=lambda model, features: read_note,
+    evidence=lambda text: [Evidence(text, "note")], summary=lambda text: {"text": text},
+)
+
+
+async def test_a_modality_is_registered_in_one_place(pipeline, monkeypatch):
+    """A kind of media the app does not have, registered by this test alone: the request parser decodes it,
+    its encoder reads it, the tracker takes its evidence and the result and history show it."""
+    monkeypatch.setitem(MODALITIES, "note", NOTE)
+    pipeline.encoders.media["note"] = MicroBatcher("notes", NOTE.batch(None, False), max_batch_size=8, max_wait_ms=0)
+    turn = build_turn("my lamp arrived broken", {"note": [b"order a7q-4412"]}, Settings())
+    assert turn.media == {"note": (b"order a7q-4412",)} and turn.modalities == ["text", "note"]
+    sid = await new_session(pipeline)
+    result = await pipeline.run_turn(TENANT, sid, turn).result()
+    await pipeline.encoders.media.pop("note").aclose()
+    assert result.readings == {"note": [{"text": "ORDER A7Q-4412"}]}
+    assert result.state.slots["order_id"] == "A7Q-4412" and result.state.slot_sources["order_id"].modality == "note"
+    user = (await pipeline.store.get(TENANT, sid)).history[0]
+    assert user["modalities"] == ["text", "note"]
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["grounded-by-construction", "checked-first"])
+async def test_openai_streaming_is_live_only_for_a_decoder_grounded_by_construction(pipeline, live):
+    pipeline.decoder = decoder = EchoDecoder(grounded_by_construction=live)
+    decoder.gate.clear()  # the decoder stops after its first word
+    events = pipeline.respond(DialogueState(), [], TurnInput(text="my lamp arrived broken"))
+    chunks = to_chunks(aiter(events), live=decoder.grounded_by_construction, model="parley",
+                       target=ChatTarget(TENANT), include_usage=False)
+    first = asyncio.ensure_future(anext(chunks))
+    await decoder.at_gate.wait()
+    if live:  # the first word goes out while the decoder still holds the rest
+        await asyncio.wait_for(asyncio.shield(first), 60)
+    else:  # however long the loop runs, a held-back reply sends nothing before it is checked
+        for _ in range(100):
+            await asyncio.sleep(0)
+        assert not first.done()
+    decoder.gate.set()
+    sent = [await first] + [chunk async for chunk in chunks]
+    contents = [chunk.choices[0].delta.content for chunk in sent if chunk.choices[0].delta.content]
+    reply = (await events.result()).reply
+    assert "".join(contents) == reply and sent[-1].choices[0].finish_reason == "stop"
+    assert len(contents) == (len(reply.split(" ")) if live else 1)  # word by word, or the checked reply at once

@@ -7,10 +7,11 @@ from fastapi.responses import StreamingResponse
 
 from app.api.deps import MetricsDep, PipelineDep, TenantDep
 from app.api.errors_doc import errors
-from app.api.sse import stream_turn
+from app.api.sse import native_error, native_events, stream_sse
 from app.api.turn_body import read_turn
-from app.pipeline import RetryKey, UserTurn
+from app.pipeline import RetryKey
 from app.schemas import TurnRequest, TurnResponse
+from app.turn import TurnInput, TurnResult
 
 router = APIRouter(prefix="/v1/sessions", tags=["turns"])
 
@@ -59,7 +60,7 @@ async def post_turn(
     # Resolved in this order: who asks and whether we can serve, before any media is decoded.
     tenant: TenantDep,
     pipeline: PipelineDep,
-    turn: Annotated[UserTurn, Depends(read_turn)],
+    turn: Annotated[TurnInput, Depends(read_turn)],
     metrics: MetricsDep,
     stream: Annotated[bool, Query(description="stream the reply as server-sent events")] = False,
     idempotency_key: Annotated[str | None, Header(
@@ -70,13 +71,13 @@ async def post_turn(
     """One user turn: text, photos and a voice clip in any mix, as JSON (base64 or data: URLs) or as a form with
     files (try it from /docs: pick a photo for `image`). The reply comes with the tracked state."""
     retry_key = RetryKey(idempotency_key, turn.fingerprint) if idempotency_key is not None else None
+    events = pipeline.run_turn(tenant, session_id, turn, retry_key=retry_key)
 
-    async def run(on_token=None) -> TurnResponse:  # noqa: ANN001 - a token sink or None
-        result = await pipeline.run_turn(tenant, session_id, turn, on_token=on_token, retry_key=retry_key)
+    def observe(result: TurnResult) -> None:
         if not result.replayed:
             metrics.observe_turn(turn.modalities, result.timings_ms["total"] / 1000)
-        return result
 
+    events.when_done(observe)
     if stream or "text/event-stream" in request.headers.get("accept", ""):
-        return await stream_turn(run)
-    return await run()
+        return await stream_sse(native_events(aiter(events)), native_error)
+    return TurnResponse.of(await events.result())

@@ -55,7 +55,8 @@ class _ModelReplica:
     def info(self) -> dict[str, Any]:
         """Which process holds the model and how many calls it has served (for operators and tests)."""
         return {"pid": os.getpid(), "model": type(self.model).__name__, "calls": self.calls,
-                "wants_features": getattr(self.model, "wants_features", False)}
+                "wants_features": getattr(self.model, "wants_features", False),
+                "grounded_by_construction": getattr(self.model, "grounded_by_construction", False)}
 
 
 @serve.deployment(ray_actor_options={"num_cpus": DEFAULT_CPUS})
@@ -96,7 +97,8 @@ class EncoderProxy:
 class DecoderProxy:
     """The Decoder interface, run by the decoder deployment; pieces arrive as the replica yields them."""
 
-    wants_features = False  # the remote decoder's own answer replaces this in connect()
+    wants_features = False  # the remote decoder's own answers replace these in connect()
+    grounded_by_construction = False
 
     def __init__(self, handle: DeploymentHandle) -> None:
         self.handle = handle
@@ -104,7 +106,8 @@ class DecoderProxy:
 
     def connect(self) -> DecoderProxy:
         """Itself, once a decoder replica is up (see EncoderProxy.connect)."""
-        self.wants_features = self.handle.info.remote().result()["wants_features"]
+        info = self.handle.info.remote().result()
+        self.wants_features, self.grounded_by_construction = info["wants_features"], info["grounded_by_construction"]
         return self
 
     async def stream(

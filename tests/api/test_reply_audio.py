@@ -23,7 +23,7 @@ async def test_spoken_reply_says_what_the_reply_says(app, client, session_id):
     assert response.status_code == 200
     body = response.json()
     assert "4512" in body["reply"]  # the policy acknowledges the order number (the tiny decoder's words fail grounding)
-    words = heard(app.state.runtime.pipeline.encoders.speech, base64.b64decode(body["reply_audio"]["data"]))
+    words = heard(app.state.runtime.pipeline.encoders.media["audio"], base64.b64decode(body["reply_audio"]["data"]))
     assert "4512" in words.split() and "order" in words.split(), words
 
 

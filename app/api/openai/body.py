@@ -1,4 +1,4 @@
-"""Reading an OpenAI chat request into turns: each user message becomes a UserTurn through the same checks and
+"""Reading an OpenAI chat request into turns: each user message becomes a TurnInput through the same checks and
 decoders as a native turn (app/api/turn_body.py, app/media/), assistant messages become history.
 
 Content parts: `text`, `image_url` (data: URLs; http(s) only from hosts in PARLEY_OPENAI_IMAGE_HOSTS, fetched with
@@ -27,9 +27,11 @@ from app.errors import ParleyError
 from app.media.image import decode_data_url_or_base64
 from app.media.text import clean_text
 from app.dialogue.tools import ToolResult
-from app.api.openai.serving import DecodedChat, PastMessage
-from app.pipeline import UserTurn
 from app.api.openai.protocol import AudioPart, ChatCompletionRequest, ChatMessage, ImagePart, TextPart
+from app.api.openai.serving import DecodedChat, PastMessage
+from app.modalities import MODALITIES
+from app.reply import ReplyOptions
+from app.turn import TurnInput
 
 READ_CHUNK = 64 * 1024  # bytes per read of a fetched image
 
@@ -86,35 +88,36 @@ def _tool_results(messages: list[ChatMessage], settings: Settings) -> tuple[tupl
     return tuple(results), users[-1] if users else None
 
 
-def _tool_turn(results: tuple[ToolResult, ...], *, reply_audio: bool) -> UserTurn:
+def _tool_turn(results: tuple[ToolResult, ...], *, reply_audio: bool) -> TurnInput:
     """Tool outputs as a session turn with nothing typed; its fingerprint (for Idempotency-Key) is the outputs'."""
     digest = hashlib.sha256(repr([(r.call_id, r.content) for r in results]).encode()).hexdigest()
-    return UserTurn("", fingerprint=f"tool:{digest}", reply_audio=reply_audio, tool_results=results)
+    return TurnInput("", fingerprint=f"tool:{digest}", options=ReplyOptions(reply_audio=reply_audio),
+                     tool_results=results)
 
 
-async def _user_turn(message: ChatMessage, index: int, settings: Settings, *, reply_audio: bool = False) -> UserTurn:
+async def _user_turn(message: ChatMessage, index: int, settings: Settings, *, reply_audio: bool = False) -> TurnInput:
     param = f"messages.{index}.content"
     try:
-        texts, images, audios = await _parts(message, settings)
-        if not (any(t.strip() for t in texts) or images or audios):
+        texts, media = await _parts(message, settings)
+        if not (any(t.strip() for t in texts) or any(media.values())):
             raise ApiError(400, "empty_turn", f"message {index} carries nothing: send text, image_url or input_audio")
-        audio = audios[0] if audios else None
-        return await asyncio.to_thread(build_turn, "\n".join(texts), images, audio, settings, reply_audio=reply_audio)
+        return await asyncio.to_thread(build_turn, "\n".join(texts), media, settings, reply_audio=reply_audio)
     except (ApiError, ParleyError) as exc:
         exc.param = exc.param or param
         raise
 
 
-async def _parts(message: ChatMessage, settings: Settings) -> tuple[list[str], list[bytes], list[bytes]]:
-    """(texts, image bytes, audio bytes) of a message, media not yet decoded."""
+async def _parts(message: ChatMessage, settings: Settings) -> tuple[list[str], dict[str, list[bytes]]]:
+    """(texts, modality name -> item bytes) of a message, media not yet decoded: image_url parts are images,
+    input_audio parts audio."""
     if message.content is None or isinstance(message.content, str):
-        return [message.content or ""], [], []
-    images = [part for part in message.content if isinstance(part, ImagePart)]
+        return [message.content or ""], {}
     texts = [part.text for part in message.content if isinstance(part, TextPart)]
-    image_bytes = [await _image_bytes(part.image_url.url, settings) for part in images]
-    audio_bytes = [decode_data_url_or_base64(part.input_audio.data, max_bytes=settings.max_audio_bytes, kind="audio")
-                   for part in message.content if isinstance(part, AudioPart)]
-    return texts, image_bytes, audio_bytes
+    images = [await _image_bytes(part.image_url.url, settings) for part in message.content
+              if isinstance(part, ImagePart)]
+    audio = [decode_data_url_or_base64(part.input_audio.data, max_bytes=MODALITIES["audio"].max_bytes(settings),
+                                       kind="audio") for part in message.content if isinstance(part, AudioPart)]
+    return texts, {"image": images, "audio": audio}
 
 
 def _check_media_budget(messages: list[ChatMessage], settings: Settings) -> None:

@@ -10,11 +10,14 @@ from fastapi.responses import StreamingResponse
 
 from app.api.deps import MetricsDep, PipelineDep, SettingsDep, TenantDep
 from app.api.errors_doc import openai_errors
+from app.api.errors import ApiError, error_response
 from app.api.openai.body import read_conversation
-from app.api.openai.serving import (ChatTarget, check_model, reply_options, run_chat, served_models, to_chunks,
-                                to_completion, tool_offer)
-from app.pipeline import RetryKey
 from app.api.openai.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ModelList
+from app.api.openai.serving import (ChatTarget, check_model, reply_options, run_chat, served_models, to_chunks,
+                                    to_completion, tool_offer)
+from app.api.sse import stream_sse
+from app.pipeline import RetryKey
+from app.turn import TurnResult
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -73,22 +76,31 @@ async def chat_completions(
     conversation = await read_conversation(body, settings, with_past=session_id is None)
     retry_key = RetryKey(idempotency_key, conversation.last.fingerprint) if idempotency_key else None
     target = ChatTarget(tenant, session_id, retry_key)
-    result = await run_chat(pipeline, conversation, target, options=options, tools=tools)
-    if not result.replayed:
-        metrics.observe_turn(conversation.last.modalities, result.timings_ms["total"] / 1000)
+    events = await run_chat(pipeline, conversation, target, options=options, tools=tools)
+
+    def observe(result: TurnResult) -> None:
+        if not result.replayed:
+            metrics.observe_turn(conversation.last.modalities, result.timings_ms["total"] / 1000)
+
+    events.when_done(observe)
     if not body.stream:
-        return to_completion(result, model=body.model, target=target)
+        return to_completion(await events.result(), model=body.model, target=target)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return _sse(to_chunks(result, model=body.model, target=target, include_usage=include_usage))
+    chunks = to_chunks(aiter(events), live=pipeline.decoder.grounded_by_construction, model=body.model,
+                       target=target, include_usage=include_usage)
+    return await stream_sse(_lines(chunks), _error_line)
 
 
-def _sse(chunks: list[ChatCompletionChunk]) -> StreamingResponse:
-    async def lines() -> AsyncIterator[str]:
-        for chunk in chunks:
-            yield f"data: {_wire(chunk)}\n\n"
-        yield "data: [DONE]\n\n"
+async def _lines(chunks: AsyncIterator[ChatCompletionChunk]) -> AsyncIterator[str]:
+    async for chunk in chunks:
+        yield f"data: {_wire(chunk)}\n\n"
+    yield "data: [DONE]\n\n"
 
-    return StreamingResponse(lines(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+def _error_line(err: ApiError) -> str:
+    """An error after the stream began, in OpenAI's error shape, as its last event."""
+    body = error_response(err.status, err.code, err.message, path=router.prefix + "/chat/", param=err.param).body
+    return f"data: {bytes(body).decode()}\n\n"
 
 
 def _wire(chunk: ChatCompletionChunk) -> str:

@@ -9,15 +9,19 @@ it (lock, state, history, Idempotency-Key); earlier messages are the client's co
 
 Sampling, length and stop parameters become ReplyOptions (app/reply.py); `tools` a ToolOffer
 (app/dialogue/tools.py): a turn whose state fills a tool's arguments answers with that tool call.
+Both go into the turn's TurnInput; the turn's events and TurnResult (app/turn.py) become OpenAI's completion
+or its stream of chunks here.
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,8 +30,8 @@ from app.config import Settings
 from app.dialogue.state import DialogueState
 from app.dialogue.tools import ToolCall, ToolOffer, ToolSpec, check_schema
 from app.api.errors import ApiError
-from app.pipeline import RetryKey, TurnPipeline, UserTurn
-from app.reply import ReplyOptions, TurnResult, WrittenReply
+from app.pipeline import RetryKey, TurnPipeline
+from app.reply import ReplyOptions, WrittenReply
 from app.api.openai.protocol import (
     MODEL_ID,
     AssistantMessage,
@@ -46,6 +50,7 @@ from app.api.openai.protocol import (
     ToolCallFunction,
     ToolCallOut,
 )
+from app.turn import Done, Replace, Token, TurnEvent, TurnInput, TurnResult, TurnStream
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +63,7 @@ class PastMessage:
 
     role: Literal["user", "assistant"]
     text: str  # what was typed (user) or replied (assistant)
-    turn: UserTurn | None = None  # user messages: the decoded turn, folded into the dialogue state
+    turn: TurnInput | None = None  # user messages: the decoded turn, folded into the dialogue state
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ class DecodedChat:
     """A chat request's messages, decoded (app/api/openai/body.py)."""
 
     past: tuple[PastMessage, ...]  # empty when a session holds the conversation
-    last: UserTurn  # the last message, always the user's: this is what gets the reply
+    last: TurnInput  # the last message, always the user's: this is what gets the reply
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,8 @@ def reply_options(body: ChatCompletionRequest, *, stateful: bool) -> ReplyOption
     limits = [limit for limit in (body.max_tokens, body.max_completion_tokens) if limit is not None]
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
     return ReplyOptions(max_tokens=min(limits) if limits else None, temperature=body.temperature or 0.0,
-                        top_p=body.top_p if body.top_p is not None else 1.0, stop=stop, seed=body.seed, n=body.n or 1)
+                        top_p=body.top_p if body.top_p is not None else 1.0, stop=stop, seed=body.seed, n=body.n or 1,
+                        reply_audio="audio" in (body.modalities or []))
 
 
 def tool_offer(body: ChatCompletionRequest) -> ToolOffer | None:
@@ -138,12 +144,13 @@ def tool_offer(body: ChatCompletionRequest) -> ToolOffer | None:
 async def run_chat(
     pipeline: TurnPipeline, conversation: DecodedChat, target: ChatTarget, *, options: ReplyOptions,
     tools: ToolOffer | None,
-) -> TurnResult:
+) -> TurnStream:
+    """The request's turn, running: the last message with the request's reply options and tools."""
+    turn = dataclasses.replace(conversation.last, options=options, tools=tools)
     if target.session_id is not None:
-        result = await pipeline.run_turn(target.tenant, target.session_id, conversation.last,
-                                         retry_key=target.retry_key, options=options, tools=tools)
+        events = pipeline.run_turn(target.tenant, target.session_id, turn, retry_key=target.retry_key)
     else:
-        started = time.perf_counter()
+        started = time.perf_counter()  # the turn's total time includes the folding
         state = DialogueState()
         history: list[dict] = []
         for message in conversation.past:
@@ -153,12 +160,12 @@ async def run_chat(
         # Folding runs no webhooks: a conversation handed over before this request was announced then,
         # so the handoff webhook is not called again for it.
         state.handoff_notified = state.handed_off
-        result = await pipeline.respond(state, history, conversation.last, options=options, tools=tools)
-        result.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 1)  # folding included
+        events = pipeline.respond(state, history, turn, started=started)
     # Slot values are personal data (a product, an issue in the user's words): only their names are logged.
-    log.info("chat completion: %s, action %s, intent %s, slots %s", "session turn" if target.session_id else
-             "stateless", result.action, result.state.intent, sorted(result.state.slots))
-    return result
+    events.when_done(lambda result: log.info(
+        "chat completion: %s, action %s, intent %s, slots %s", "session turn" if target.session_id else "stateless",
+        result.action, result.state.intent, sorted(result.state.slots)))
+    return events
 
 
 def completion_id() -> str:
@@ -171,37 +178,69 @@ def to_completion(result: TurnResult, *, model: str, target: ChatTarget) -> Chat
         choices = [Choice(message=AssistantMessage(content=None, tool_calls=[call]), finish_reason="tool_calls")]
     else:
         choices = [Choice(index=index, message=AssistantMessage(content=reply.text, audio=_spoken(result, index)),
-                          finish_reason=reply.finish_reason) for index, reply in enumerate(result.written())]
+                          finish_reason=reply.finish_reason) for index, reply in enumerate(result.choices)]
     return ChatCompletion(id=completion_id(), created=int(time.time()), model=model, choices=choices,
                           usage=_usage(result), parley=_extras(result, target))
 
 
-def to_chunks(result: TurnResult, *, model: str, target: ChatTarget, include_usage: bool) -> list[ChatCompletionChunk]:
-    """The reply as OpenAI stream chunks, per choice: the role, the content word by word (or the tool call in
-    one delta), the spoken reply when asked for, the finish (with `parley`); with include_usage a last chunk
-    with no choices and the token counts."""
+async def to_chunks(
+    events: AsyncIterator[TurnEvent], *, live: bool, model: str, target: ChatTarget, include_usage: bool,
+) -> AsyncIterator[ChatCompletionChunk]:
+    """The turn's events as OpenAI stream chunks.
+
+    `live` (a decoder grounded by construction): the reply's tokens go out as they are written. Otherwise the
+    reply is held back and sent once it passed the fact check, because this protocol has no `replace` to take
+    back words already sent. Per choice: the role, the content, the spoken reply when asked for, the finish
+    (with `parley`); a tool call comes in one delta; with include_usage a last chunk with no choices and the
+    token counts."""
     common = {"id": completion_id(), "created": int(time.time()), "model": model}
 
     def chunk(index: int, delta: Delta, finish: str | None = None, **extra) -> ChatCompletionChunk:
         return ChatCompletionChunk(**common, choices=[ChunkChoice(index=index, delta=delta, finish_reason=finish)],
                                    **extra)
 
+    sent: str | None = None  # the content sent live, once the reply has begun
+    async for item in events:
+        if isinstance(item, Token) and live:
+            piece = item.text if sent else item.text.lstrip()  # the reply as stored starts at its first word
+            if sent is None:
+                yield chunk(0, Delta(role="assistant", content=""))
+            sent = (sent or "") + piece
+            if piece:
+                yield chunk(0, Delta(content=piece))
+        elif isinstance(item, Replace) and sent is not None:
+            log.warning("a decoder grounded by construction wrote a reply that failed the fact check: the client "
+                        "has its words, the session stores the policy's")
+        elif isinstance(item, Done):
+            for done in _finished(item.result, chunk, sent, _extras(item.result, target)):
+                yield done
+            if include_usage:
+                yield ChatCompletionChunk(**common, choices=[], usage=_usage(item.result))
+
+
+def _finished(result: TurnResult, chunk: Callable[..., ChatCompletionChunk], sent: str | None,
+              extras: ParleyExtras) -> list[ChatCompletionChunk]:
+    """The chunks of a finished turn; `sent`: choice 0's content already sent live (None: nothing was)."""
     if result.tool_call is not None:
         call = ToolCallDelta(**_tool_call(result.tool_call).model_dump())
-        chunks = [chunk(0, Delta(role="assistant", content=None)), chunk(0, Delta(tool_calls=[call])),
-                  chunk(0, Delta(), "tool_calls", parley=_extras(result, target))]
-    else:
-        chunks = [piece for index, reply in enumerate(result.written())
-                  for piece in _reply_chunks(reply, index, chunk, _spoken(result, index), _extras(result, target))]
-    if include_usage:
-        chunks.append(ChatCompletionChunk(**common, choices=[], usage=_usage(result)))
-    return chunks
+        return [chunk(0, Delta(role="assistant", content=None)), chunk(0, Delta(tool_calls=[call])),
+                chunk(0, Delta(), "tool_calls", parley=extras)]
+    return [piece for index, reply in enumerate(result.choices)
+            for piece in _reply_chunks(reply, index, chunk, _spoken(result, index), extras,
+                                       sent=sent if index == 0 else None)]
 
 
 def _reply_chunks(reply: WrittenReply, index: int, chunk: Callable[..., ChatCompletionChunk],
-                  spoken: SpokenReply | None, extras: ParleyExtras) -> list[ChatCompletionChunk]:
-    chunks = [chunk(index, Delta(role="assistant", content=""))]
-    chunks += [chunk(index, Delta(content=piece)) for piece in _pieces(reply.text)]
+                  spoken: SpokenReply | None, extras: ParleyExtras, *, sent: str | None) -> list[ChatCompletionChunk]:
+    """One choice's chunks after what was sent live of it: its role and content (or the rest of its content),
+    its spoken reply, its finish."""
+    if sent is None:
+        chunks = [chunk(index, Delta(role="assistant", content=""))]
+        rest = reply.text
+    else:
+        chunks, rest = [], reply.text[len(sent):] if reply.text.startswith(sent) else ""
+    if rest:
+        chunks.append(chunk(index, Delta(content=rest)))
     if spoken is not None:
         chunks.append(chunk(index, Delta(audio=spoken)))
     chunks.append(chunk(index, Delta(), reply.finish_reason, parley=extras))
@@ -213,26 +252,18 @@ def _tool_call(call: ToolCall) -> ToolCallOut:
     return ToolCallOut(id=call.id, function=ToolCallFunction(name=call.name, arguments=arguments))
 
 
-def _pieces(text: str) -> list[str]:
-    """Word-sized pieces that join back to `text` exactly (each carries its leading whitespace)."""
-    pieces: list[str] = []
-    for word in text.split(" "):
-        pieces.append(word if not pieces else " " + word)
-    return [piece for piece in pieces if piece]
-
-
 def _spoken(result: TurnResult, index: int = 0) -> SpokenReply | None:
     """The spoken reply, on the first choice (the one the turn's reply is)."""
     if result.reply_audio is None or index:
         return None
-    return SpokenReply(id=f"audio-{uuid.uuid4().hex}", data=result.reply_audio.data, expires_at=int(time.time()),
-                       transcript=result.reply)
+    return SpokenReply(id=f"audio-{uuid.uuid4().hex}", data=base64.b64encode(result.reply_audio).decode("ascii"),
+                       expires_at=int(time.time()), transcript=result.reply)
 
 
 def _usage(result: TurnResult) -> CompletionUsage:
     """The decoder's tokens for the answered message, its prompt counted once and every choice's reply (folding
     earlier messages decodes nothing; a tool call decodes nothing)."""
-    prompt, completion = result.usage.prompt_tokens, result.usage.completion_tokens
+    prompt, completion = result.prompt_tokens, result.completion_tokens
     return CompletionUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 

@@ -58,7 +58,7 @@ async def create_transcription(
                        "model transcribes English (send language=en, or leave it out)", param="language")
     clip = await asyncio.to_thread(_decoded, await file.read(), settings)
     with span("encode.speech"):
-        heard = await pipeline.encoders.speech.submit(clip)
+        heard = await pipeline.encoders.media["audio"].submit(clip)
     text = heard.text.strip()
     if response_format == "text":
         return PlainTextResponse(text)
