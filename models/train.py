@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.fused import IGNORE_INDEX, FusedConfig, FusedSeq2Seq, encode_context, render_context
+from models.fused import IGNORE_INDEX, FusedConfig, FusedSeq2Seq, encode_context, encode_decision, render_context
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,17 @@ class Example:
     id: str
     context: list[dict[str, str]]  # [{"role": "user"|"assistant"|"system", "content": ...}], oldest first
     text: str
-    reply: str
+    reply: str  # delexicalised where the data has a decision: "Order [order_id] is [status]."
     images: tuple[Path, ...] = ()
     audio: Path | None = None
     intent: str | None = None
     slots: dict[str, str] = field(default_factory=dict)
+    decision: str = ""  # the policy's decision as text (app/dialogue/decision_text.py describe)
+    values: dict[str, str] = field(default_factory=dict)  # placeholder name -> value
+    required: tuple[str, ...] = ()  # placeholders the reply must use
+    act: str | None = None
+    split: str = "train"  # "train" | "heldout"
+    holdout: str | None = None  # what a held-out example is new in: "phrasing" | "values" | "flow"
 
     @property
     def modalities(self) -> list[str]:
@@ -76,6 +82,9 @@ def read_jsonl(path: Path) -> list[Example]:
                 images=tuple(path.parent / p for p in images),
                 audio=path.parent / row["audio"] if row.get("audio") else None,
                 intent=row.get("intent"), slots=dict(row.get("slots") or {}),
+                decision=row.get("decision") or "", values={str(k): str(v) for k, v in (row.get("values") or {}).items()},
+                required=tuple(row.get("required") or ()), act=row.get("act"),
+                split=row.get("split") or "train", holdout=row.get("holdout"),
             ))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}:{number}: not a valid example ({exc!r})") from exc
@@ -86,13 +95,18 @@ def read_jsonl(path: Path) -> list[Example]:
 
 @dataclass
 class Item:
-    """A featurised example: what the model trains on."""
+    """A featurised example: what the model trains on, or one reply's request when serving."""
 
     input_ids: list[int]  # rendered context, newest tokens kept
-    labels: list[int]  # reply tokens + end token
+    labels: list[int]  # reply tokens + end token (none when serving)
+    decision_ids: list[int] = field(default_factory=list)  # the decision text; empty: the model reads none
     image: np.ndarray | None = None  # (P, Dv), all the turn's images one after the other
     audio: np.ndarray | None = None  # (T, Da)
     reply: str = ""
+
+    def __len__(self) -> int:
+        """The tokens the model reads (a reply's prompt tokens)."""
+        return len(self.input_ids) + len(self.decision_ids)
 
 
 def featurise(examples: list[Example], tokenizer, *, config: FusedConfig, image_featuriser=None,
@@ -123,6 +137,7 @@ def featurise(examples: list[Example], tokenizer, *, config: FusedConfig, image_
             items.append(Item(
                 input_ids=encode_context(tokenizer, context, config),
                 labels=encode_reply(tokenizer, e.reply, config),
+                decision_ids=encode_decision(tokenizer, e.decision, config),
                 image=image, audio=heard[e.id].features if e.id in heard else None, reply=e.reply,
             ))
     return items
@@ -170,7 +185,8 @@ def _pad_features(rows: list[np.ndarray | None], dim: int) -> tuple[torch.Tensor
 
 
 def collate(items: list[Item], config: FusedConfig, *, with_labels: bool = True) -> dict[str, torch.Tensor]:
-    """Items -> the model's keyword arguments: input_ids/attention_mask (B, L), image_features/image_mask
+    """Items -> the model's keyword arguments: input_ids/attention_mask (B, L), decision_ids/decision_mask
+    (B, K) when any item has a decision, image_features/image_mask
     (B, P, Dv)/(B, P), audio_features/audio_mask (B, T, Da)/(B, T), labels (B, S) padded with IGNORE_INDEX."""
     B = len(items)
     L = max(len(i.input_ids) for i in items)
@@ -182,6 +198,13 @@ def collate(items: list[Item], config: FusedConfig, *, with_labels: bool = True)
         input_ids[b, : len(item.input_ids)] = torch.tensor(item.input_ids)
         attention_mask[b, : len(item.input_ids)] = 1
     batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if any(i.decision_ids for i in items):
+        K = max(len(i.decision_ids) for i in items)
+        batch["decision_ids"] = torch.full((B, K), config.pad_token_id, dtype=torch.long)
+        batch["decision_mask"] = torch.zeros(B, K, dtype=torch.long)
+        for b, item in enumerate(items):
+            batch["decision_ids"][b, : len(item.decision_ids)] = torch.tensor(item.decision_ids, dtype=torch.long)
+            batch["decision_mask"][b, : len(item.decision_ids)] = 1
     for name, rows, dim in (("image", [i.image for i in items], config.image_dim),
                             ("audio", [i.audio for i in items], config.audio_dim)):
         padded = _pad_features(rows, dim)
