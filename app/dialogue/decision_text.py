@@ -26,6 +26,7 @@ class DecisionText:
     text: str  # "act=respond intent=order_status ask=none ... say: order_id product know: email evidence: ..."
     values: dict[str, str] = field(default_factory=dict)  # placeholder name -> what the reply says in its place
     required: tuple[str, ...] = ()  # placeholder names the reply must contain
+    sources: dict[str, str] = field(default_factory=dict)  # fact name -> "image" | "audio" it came on this turn
 
 
 def act_name(decision: Decision, domain: Domain) -> str:
@@ -47,7 +48,7 @@ def describe(
     values = {name: _spoken(name, value, domain) for name, value in facts.items()}
     required = _required_names(decision, values)
     known = [name for name in values if name not in required]
-    evidence = [f"{name}={source}" for name in values if (source := _source(name, state)) is not None]
+    sources = {name: source for name in values if (source := _source(name, state)) is not None}
     fields = {
         "act": act_name(decision, domain),
         "intent": state.intent or "none",
@@ -59,8 +60,8 @@ def describe(
     parts = [" ".join(f"{key}={value}" for key, value in fields.items())]
     parts += [f"{label}: {' '.join(names)}" for label, names in
               (("corrected", [n for n in corrected if n in values]), ("say", list(required)), ("know", known),
-               ("evidence", evidence)) if names]
-    return DecisionText(" ".join(parts), values, required)
+               ("evidence", [f"{name}={source}" for name, source in sources.items()])) if names]
+    return DecisionText(" ".join(parts), values, required, sources)
 
 
 def fill(reply: str, values: dict[str, str]) -> str | None:
@@ -92,11 +93,13 @@ def _required_names(decision: Decision, values: dict[str, str]) -> tuple[str, ..
 
 
 def _source(name: str, state: DialogueState) -> str | None:
-    """Where fact `name` came from, when it was a photo or a voice clip."""
+    """Where fact `name` came from, when this turn's photo or voice clip brought it (a reply says so then)."""
     if name in SHOWN_ON_PHOTO:
         return "image"
     source = state.slot_sources.get(name)
-    return source.modality if source is not None and source.modality in SPOKEN_MODALITIES else None
+    if source is None or source.turn != state.turns or source.modality not in SPOKEN_MODALITIES:
+        return None
+    return source.modality
 
 
 def _spoken(name: str, value: str, domain: Domain) -> str:

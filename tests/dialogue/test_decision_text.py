@@ -28,9 +28,11 @@ def test_a_slot_question_is_named_by_the_act_and_requires_no_placeholder():
 
 
 def test_a_fact_from_a_photo_is_marked_with_its_source():
-    state = DialogueState(intent="order_status", slots={"order_id": "A7Q-4412"},
-                          slot_sources={"order_id": SlotSource(modality="image", turn=1, confidence=0.9)})
+    state = DialogueState(intent="order_status", slots={"order_id": "A7Q-4412"}, turns=2,
+                          slot_sources={"order_id": SlotSource(modality="image", turn=2, confidence=0.9)})
     assert "evidence: order_id=image" in describe(decide(state, QUIET, DOMAIN), state, DOMAIN).text
+    later = state.model_copy(update={"turns": 3})  # said when the photo came, not on every later turn
+    assert "evidence" not in describe(decide(later, QUIET, DOMAIN), later, DOMAIN).text
 
 
 def test_a_knowledge_answer_is_one_placeholder_said_word_for_word():
