@@ -12,12 +12,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 
 import uvicorn
 
-from app import evaluation
+from app import evaluation, training
 from app.config import Settings
 from app.logs import logging_config
 from app.stories import cli as stories
 from app.store import EmbeddedRedis
-from models import train
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,14 +29,15 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--workers", type=int, default=1, help=(
         "worker processes on one port; each loads its own models (see README for memory per replica) "
         "and they share sessions through Redis, so PARLEY_REDIS_URL must name a Redis server"))
-    train.add_arguments(commands.add_parser("train", help="fine-tune a FusedSeq2Seq on a JSONL dialogue set"))
+    training.add_arguments(commands.add_parser("train", help="train the FusedSeq2Seq reply model (default: on data "
+                                                            "generated from the domain)"))
     evaluation.add_arguments(commands.add_parser("eval", help="score a running server on a JSONL dialogue set"))
     stories.add_arguments(commands.add_parser("test", help="play conversation stories (YAML) and score them"))
     args = parser.parse_args(argv)
     if args.command == "test":
         raise SystemExit(stories.run(args))
     if args.command == "train":
-        train.run(args)
+        training.run(args)
     elif args.command == "eval":
         evaluation.run(args)
     else:

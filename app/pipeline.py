@@ -17,6 +17,7 @@ from opentelemetry.trace import Span
 from PIL.Image import Image
 
 from app.dialogue.actions import Conversation, WebhookClient
+from app.dialogue.decision_text import PLACEHOLDER, describe, fill
 from app.dialogue.domain import Domain
 from app.dialogue.knowledge import NOTHING, Found, KnowledgeBase, held_error_code, passages
 from app.dialogue.policy import Decision, decide, grounded
@@ -196,10 +197,12 @@ class TurnPipeline:
         else:
             decision = await self._act(conversation, state, understood.analysis, understood.decision, said,
                                        steps=steps, found=understood.found)
+        described = describe(decision, state, self.domain, corrected=understood.analysis.corrected)
         context = ReplyContext(
             reply_prompt(decision, state, history, understood.utterance),
             image_features=tuple(r.features for r in seen.readings if r.features is not None),
             audio_features=seen.transcript.features if seen.transcript else None,
+            decision=described.text, values=described.values, required=described.required,
         )
         stats = [GenerationStats() for _ in range(options.n)]
         sink = on_token if options.n == 1 else None  # n replies cannot share one token stream
@@ -248,7 +251,8 @@ class TurnPipeline:
         would get the start of the policy's wording instead of the start of the model's."""
         generated = await self._generate(context, on_token, stats, steps, budget=self.max_new_tokens,
                                           sampling=options.sampling(index))
-        reply_ok = grounded(generated, decision, self.domain)
+        # A [placeholder] left in the reply names a fact the decision lacks: the model invented it.
+        reply_ok = grounded(generated, decision, self.domain) and not PLACEHOLDER.search(generated)
         tokenizer = getattr(self.decoder, "tokenizer", None)  # local decoders have one; a remote one has none
         text, cut = clip(generated.strip() if reply_ok else decision.draft, options, tokenizer)
         ran_out = reply_ok and stats.completion_tokens >= self.max_new_tokens  # the model was cut by the server
@@ -344,7 +348,10 @@ class TurnPipeline:
     ) -> str:
         """The decoder's reply; marks when the turn's first piece arrived."""
         pieces: list[str] = []
+        delexicalised = getattr(self.decoder, "grounded_by_construction", False)
         async for piece in self.decoder.stream(context, max_new_tokens=budget, stats=stats, sampling=sampling):
+            if delexicalised:  # its placeholders arrive whole (one token each): the decision's values go in
+                piece = fill(piece, context.values) or piece  # an unknown one stays, and fails the check
             if not pieces and "first_token" not in steps.timings:
                 steps.mark("first_token")
             pieces.append(piece)

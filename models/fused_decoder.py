@@ -127,6 +127,24 @@ class FusedSeq2SeqDecoder:
         full = state.positions >= self.model.config.max_target_positions
         return FusedBatch(state, chosen.masked_fill(full, min(self.stop_ids)))
 
+    def write_all(self, requests: list[Item], *, max_new_tokens: int, batch_size: int = 64) -> list[str]:
+        """Greedy replies to many requests, `batch_size` rows at a time (evaluation; the server streams)."""
+        replies: list[str] = []
+        for start in range(0, len(requests), batch_size):
+            batch = self.prefill(requests[start:start + batch_size])
+            written: list[list[int]] = [[] for _ in range(batch.size)]
+            done = [False] * batch.size
+            for _ in range(max_new_tokens):
+                for row, token in enumerate(batch.next_ids.tolist()):
+                    done[row] = done[row] or token in self.stop_ids
+                    if not done[row]:
+                        written[row].append(token)
+                if all(done):
+                    break
+                batch = self.step(batch)
+            replies += [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in written]
+        return replies
+
     @staticmethod
     def merge(first: FusedBatch, second: FusedBatch) -> FusedBatch:
         """One batch of both: self-attention caches padded on the left, memories on the right."""

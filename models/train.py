@@ -17,12 +17,10 @@ the built-in pixel patches); the projectors and the decoder train. Checkpoints g
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import random
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -381,83 +379,6 @@ def _load_checkpoint(model, optimiser, schedule, scaler, directory: Path) -> dic
     schedule.load_state_dict(saved["schedule"])
     scaler.load_state_dict(saved["scaler"])
     return saved["state"]
-
-
-# --- `parley train` ------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data", type=Path, help="training JSONL (see models/train.py for the format)")
-    parser.add_argument("--val", type=Path, help="validation JSONL (default: every 10th example of DATA)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder: serve it with fused:OUT")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-    parser.add_argument("--init", help="start from this fused checkpoint instead of a new model")
-    parser.add_argument("--tokenizer", default="default",
-                        help="HF tokenizer folder or id; default: the packaged SmolLM2 tokenizer")
-    parser.add_argument("--speech-model", default="default", help="as PARLEY_SPEECH_MODEL (serve with the same)")
-    parser.add_argument("--vision-backbone", default="patches",
-                        help="'patches' (built in), a ViT/CLIP/SigLIP id or folder (serve with the same "
-                             "PARLEY_VISION_BACKBONE), or 'none'")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--d-model", type=int, default=256)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--text-layers", type=int, default=2)
-    parser.add_argument("--decoder-layers", type=int, default=4)
-    defaults = TrainOptions()
-    for name in ("epochs", "batch_size", "grad_accum", "lr", "max_steps", "checkpoint_every", "seed"):
-        value = getattr(defaults, name)
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
-    parser.add_argument("--only-projectors", action="store_true", help="freeze the decoder too")
-
-
-def run(args: argparse.Namespace) -> None:
-    from transformers import AutoTokenizer
-
-    from models.registry import default_decoder, resolve_placement, resolve_source
-    from models.speech import load_speech_encoder
-    from models.vision import load_image_featuriser
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    placement = resolve_placement(args.device)
-    cache = Path.home() / ".cache" / "parley" / "models"
-    examples = read_jsonl(args.data)
-    val_examples = read_jsonl(args.val) if args.val else examples[::10]
-    if not args.val:
-        examples = [e for i, e in enumerate(examples) if i % 10] or examples
-    has_audio = any(e.audio for e in examples + val_examples)
-    has_image = any(e.images for e in examples + val_examples)
-    speech = load_speech_encoder(args.speech_model, placement=placement, offline=True, cache_dir=cache) \
-        if has_audio else None
-    vision = load_image_featuriser(args.vision_backbone, placement=placement, offline=True) \
-        if has_image and args.vision_backbone != "none" else None
-    if args.init or args.resume and (args.out / CHECKPOINT).exists():
-        source = args.init or str(args.out / CHECKPOINT)
-        model = FusedSeq2Seq.from_pretrained(source)
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(
-            resolve_source(args.tokenizer, default=lambda: default_decoder(cache)), local_files_only=True)
-        model = FusedSeq2Seq(new_config(tokenizer, d_model=args.d_model, n_heads=args.heads,
-                                        text_layers=args.text_layers, decoder_layers=args.decoder_layers,
-                                        image_dim=vision.feature_dim if vision else 0,
-                                        audio_dim=speech.feature_dim if speech else 0,
-                                        image_features=args.vision_backbone if vision else "",
-                                        audio_features=args.speech_model if speech else ""))
-    model.to(placement.device)  # type: ignore[arg-type]  # transformers' wrapper of `to` is typed as taking a model
-    started = time.perf_counter()
-    items = featurise(examples, tokenizer, config=model.config, image_featuriser=vision, speech_encoder=speech)
-    val_items = featurise(val_examples, tokenizer, config=model.config, image_featuriser=vision,
-                          speech_encoder=speech)
-    log.info("featurised %d + %d examples in %.1f s; the model has %d parameters", len(items), len(val_items),
-             time.perf_counter() - started, sum(p.numel() for p in model.parameters()))
-    options = TrainOptions(**{name: getattr(args, name) for name in (
-        "epochs", "batch_size", "grad_accum", "lr", "max_steps", "checkpoint_every", "seed", "only_projectors")})
-    args.out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    history = train(model, items, options=options, val_items=val_items, tokenizer=tokenizer, out_dir=args.out,
-                    resume=args.resume)
-    log.info("trained in %.1f s; final: %s; model in %s", time.perf_counter() - started,
-             json.dumps(history[-1] if history else {}), args.out)
 
 
 def new_config(tokenizer, **sizes) -> FusedConfig:
