@@ -54,7 +54,6 @@ GENERATOR_VERSION = 1  # bump when the generator's output changes for the same i
 DIALOGUES = 6400  # about 3.7 turns each: over 20,000 training turns
 MEDIA = 400  # photo turns, and as many voice turns
 HELDOUT_SHARE = {"phrasing": 0.015, "values": 0.015, "flow": 0.012}  # of dialogues: about 5% of turns held out
-MEDIA_MARGIN = 1.6  # media dialogues per media turn wanted
 MAX_TURNS = 10
 CHUNK = 64  # dialogues run side by side, so their turns' sentences are embedded in one batch
 CONTEXT_TURNS = 4
@@ -161,8 +160,7 @@ class _Writer:
         rng = random.Random(f"{self.seed}-{number}")
         holdout = _holdout(rng)
         pool = self.pools[1] if holdout == "values" else self.pools[0]
-        # Media dialogues spread over the run; not every one reaches a turn a photo fits, hence the margin.
-        every = max(1, int(dialogues / (MEDIA_MARGIN * media))) if media else 0
+        every = max(1, dialogues // media) if media else 0  # media dialogues spread over the run
         with_media = bool(every) and number % every == 0
         photo = with_media and self.counts["planned"]["image"] < media
         voice = with_media and self.counts["planned"]["audio"] < media

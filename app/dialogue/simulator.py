@@ -267,7 +267,7 @@ class Customer:
         if step == "greet":
             return UserTurn(pick("greetings", self.rng, heldout=heldout), step=step)
         if step == "photo_first":
-            return self._photo("order_id", step=step) or UserTurn(pick("greetings", self.rng, heldout=heldout), step=step)
+            return self._photo("order_id", step=step)
         if step in ("task", "switch"):
             if step == "switch":
                 assert self.goal.switch_to is not None
@@ -291,16 +291,19 @@ class Customer:
             self.goal.given.append("product")
         text = text.format(product=self._synonym(product))
         needs = self.domain.intents[self.goal.intent].required_slots
+        if self.photo_left and not any(slot in PHOTO_SLOTS for slot in needs):  # no question a photo answers
+            shown = self._photo("error_code" if self.goal.intent == "technical_support" else "order_id", step=step)
+            return UserTurn(text, read=shown.read, photos=shown.photos, step=step)
         inline = [slot for slot in needs if slot not in self.goal.given and slot != "product"]
-        if inline and self.rng.random() < 0.3:  # "my lamp arrived broken, order 4512"
+        if inline and not self.photo_left and self.rng.random() < 0.3:  # "my lamp arrived broken, order 4512"
             slot = inline[0]
             text += ", " + self._inform_words(slot)
             self.goal.given.append(slot)
         return UserTurn(text, step=step)
 
     def _inform(self, slot: str) -> UserTurn:
-        if self.photo_left and slot in PHOTO_SLOTS and (shown := self._photo(slot, step="inform")):
-            return shown
+        if self.photo_left and slot in PHOTO_SLOTS:
+            return self._photo(slot, step="inform")
         self.goal.given.append(slot)
         return UserTurn(self._inform_words(slot), step="inform")
 
@@ -321,7 +324,7 @@ class Customer:
         text = self.phrases.pick("corrections", self.rng, heldout=self.goal.heldout == "phrasing")
         return UserTurn(text.format(value=fresh, label=slot.replace("_id", " number").replace("_", " ")), step="correct")
 
-    def _photo(self, slot: str, *, step: str) -> UserTurn | None:
+    def _photo(self, slot: str, *, step: str) -> UserTurn:
         """A photo of a document that carries `slot` (and what else such a document shows)."""
         self.photo_left = False
         values = self.goal.values
@@ -356,7 +359,7 @@ class Customer:
             text = f"{text} {self.phrases.pick('polite', self.rng, heldout=self.goal.heldout == 'phrasing')}"
         if self.rng.random() < 0.12:
             text = typo(text, self.rng, keep=tuple(self.goal.values.values()))
-        if self.voice_left and not turn.photos and (turn.step == "inform" or self.rng.random() < 0.3):
+        if self.voice_left and not turn.photos and turn.step in ("task", "inform", "switch"):
             self.voice_left = False
             heard = self._spoken_values(text)
             voice = AudioSpec(say=heard, voice=self.rng.choice(VOICES), speed=self.rng.randrange(130, 190, 10))
