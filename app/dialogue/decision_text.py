@@ -23,7 +23,7 @@ SHOWN_ON_PHOTO = ("expected", "carrier")
 
 @dataclass(frozen=True)
 class DecisionText:
-    text: str  # "act=respond intent=order_status ask=none ... say: order_id product know: email evidence: ..."
+    text: str  # "act=respond intent=order_status ask=none user=inform ... say: order_id product know: email ..."
     values: dict[str, str] = field(default_factory=dict)  # placeholder name -> what the reply says in its place
     required: tuple[str, ...] = ()  # placeholder names the reply must contain
     sources: dict[str, str] = field(default_factory=dict)  # fact name -> "image" | "audio" it came on this turn
@@ -53,6 +53,7 @@ def describe(
         "act": act_name(decision, domain),
         "intent": state.intent or "none",
         "ask": decision.requested_slot or "none",
+        "user": state.last_act or "none",  # what the customer's turn did (ask_recall, inform, an intent)
         "acted": "yes" if decision.acted else "no",
         "sentiment": state.sentiment or "neutral",
         "handoff": "yes" if state.handed_off else "no",
@@ -76,6 +77,15 @@ def missing(reply: str, required: tuple[str, ...] | list[str]) -> list[str]:
     """The required placeholders `reply` leaves out, in order."""
     used = set(PLACEHOLDER.findall(reply))
     return [name for name in required if name not in used]
+
+
+def delexicalise(text: str, values: dict[str, str]) -> str:
+    """`text` with each value written as its [placeholder] (longest values first, so "A7Q-4412" is not
+    cut by a shorter value inside it): the policy's own wording as a training target."""
+    for name, value in sorted(values.items(), key=lambda item: -len(item[1])):
+        if value:
+            text = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", f"[{name}]", text, flags=re.IGNORECASE)
+    return text
 
 
 def placeholders(reply: str) -> list[str]:

@@ -27,7 +27,7 @@ POLICY_FACTS = ("answer", "code", "expected", "carrier")
 FIELD = re.compile(r"\{(\w+)\}")  # {label}, {slot}, {noted}, {recalled}: filled when composing
 # Acts whose phrasing lists sit directly under `acts` (respond and ask_slot have one list per intent/slot).
 PLAIN_ACTS = ("answer", "answer_from_photo", "unknown_question", "unknown_code", "off_topic", "fallback",
-              "acknowledge", "acknowledge_photo", "recall", "recall_nothing", "handoff", "handoff_acted",
+              "acknowledge", "acknowledge_photo", "recall", "recall_nothing", "recall_missing", "handoff", "handoff_acted",
               "handed_off", "handoff_failed", "action_unavailable", "acted")
 
 
@@ -60,8 +60,8 @@ class ResponseBank:
         if state.sentiment == "negative" and "sorry" not in core.lower() and not act.startswith("hand"):
             parts.append(rng.choice(self.openings))
         parts += [_about(rng.choice(self.corrections), name) for name in corrected if name in described.values]
-        for name, modality in described.sources.items():
-            if name not in POLICY_FACTS and modality in self.sources:
+        for name, modality in described.sources.items():  # ids and addresses, not a word like "damaged"
+            if name in domain.slots and not domain.slots[name].values and modality in self.sources:
                 parts.append(_about(rng.choice(self.sources[modality]), name))
         if decision.acted and act == "respond":
             parts.append(rng.choice(self.acts["acted"]))
@@ -82,7 +82,10 @@ class ResponseBank:
             return rng.choice(self.respond[state.intent])
         if act == "ask_slot":
             assert decision.requested_slot is not None
-            return rng.choice(self.ask_slot[decision.requested_slot])
+            question = rng.choice(self.ask_slot[decision.requested_slot])
+            if state.last_act != "ask_recall":
+                return question
+            return f"{_about(rng.choice(self.acts['recall_missing']), decision.requested_slot)} {question}"
         if act == "answer" and "code" in described.values and decision.draft.startswith("The photo shows error"):
             return rng.choice(self.acts["answer_from_photo"])
         if act == "unknown_question" and "code" in described.values:

@@ -13,7 +13,8 @@ def test_a_response_names_its_facts_and_never_their_values():
     state = DialogueState(intent="damaged_item", slots={"order_id": "A7Q-4412", "product": "coffee_maker"},
                           sentiment="negative")
     described = describe(decide(state, QUIET, DOMAIN), state, DOMAIN)
-    assert described.text.startswith("act=respond intent=damaged_item ask=none acted=no sentiment=negative handoff=no")
+    assert described.text.startswith(
+        "act=respond intent=damaged_item ask=none user=none acted=no sentiment=negative handoff=no")
     assert "A7Q-4412" not in described.text and "coffee" not in described.text
     assert set(described.required) == {"order_id", "product"}
     assert described.values == {"order_id": "A7Q-4412", "product": "coffee maker"}  # as the policy says it

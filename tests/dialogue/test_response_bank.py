@@ -51,7 +51,7 @@ def scenarios():
         "status": "shipped", "eta_day": "Monday"})}, ()
     for slot in DOMAIN.slots:
         asked = TurnAnalysis(act="ask_recall", act_score=0.9, asked_slots=(slot,), filled=())
-        yield f"ask_slot.{slot}", filled(None), asked, {}, ()
+        yield f"ask_slot.{slot}", filled(None, last_act="ask_recall"), asked, {}, ()
     yield "ask_slot.task", filled("damaged_item", "product"), QUIET, {}, ()
     photo = SlotSource(modality="image", turn=2, confidence=0.9)
     voice = SlotSource(modality="audio", turn=2, confidence=0.8)
