@@ -3,12 +3,16 @@
 
 import argparse
 import os
+import sys
 
 # Read once by torch's libgomp when torch loads (below, through models.train): once Whisper's own OpenMP
 # runtime has run in the process, the default wait policy lets torch's workers sleep between the hundreds of
 # small parallel regions of a decoding step, and every step took ~1.5x longer (35 vs 23 ms at batch 1 here).
 # Workers that spin keep steps at full speed (bench/RESULTS.md). An operator's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
+# Not for `parley train`, which shares its cores with other work: spinning workers stole them from one another
+# and training steps took 3-5x longer on a busy machine.
+if sys.argv[1:2] != ["train"]:
+    os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 
 import uvicorn
 

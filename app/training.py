@@ -104,10 +104,10 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _generated(args: argparse.Namespace) -> Path:
-    from app.dialogue import dataset
+    from app.dialogue.dataset import build
 
     sizes = {"dialogues": args.dialogues} if args.dialogues else {}
-    return dataset.build(args.data_dir, seed=args.seed, **sizes)
+    return build(args.data_dir, seed=args.seed, **sizes)
 
 
 def _split(examples: list[Example], val: list[Example] | None) -> tuple[list[Example], list[Example]]:

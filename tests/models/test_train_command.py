@@ -33,7 +33,7 @@ def dataset_lines(n: int = 60, seed: int = 0) -> list[dict]:
         heldout = i % 6 == 5
         lines.append({
             "id": f"d{i}", "split": "heldout" if heldout else "train",
-            "holdout": ["phrasing", "values", "flow"][i % 3] if heldout else None,
+            "holdout": ["phrasing", "values", "flow"][i // 6 % 3] if heldout else None,
             "context": [{"role": "user", "text": "hi"}, {"role": "assistant", "text": "Hello! How can I help?"}],
             "text": f"where is my order {values['order_id']}", "images": [], "audio": None,
             "decision": template.format(s=rng.choice(["neutral", "negative"])),
@@ -99,6 +99,6 @@ def test_scores_over_a_set():
                        {"order_id": "A", "status": "late"}, ("order_id", "status"))]
     result = score(examples, act_of)
     assert result["slot_error_rate"] == pytest.approx(1 / 4) and result["missing"] == 1
-    assert result["act_accuracy"] == 1.0 and result["kept"] == pytest.approx(2 / 3)
+    assert result["act_accuracy"] == 1.0 and result["kept"] == pytest.approx(2 / 3, abs=1e-4)
     assert 0 < result["bleu"] < 100 and 0 < result["rouge_l"] < 1
     assert distinct_2(["a b a b", "a b"]) == pytest.approx(2 / 4)
