@@ -184,3 +184,44 @@ async def test_turns_of_different_sessions_run_in_parallel(pipeline):
     results = await asyncio.wait_for(asyncio.gather(*turns), STUCK_S)
     assert [r.turn for r in results] == [1, 1]
     assert [(await pipeline.store.get(TENANT, sid)).turns for sid in (a, b)] == [1, 1]
+
+
+class DelexicalisingDecoder:
+    """A reply model that writes placeholders, as the FusedSeq2Seq does: the policy's draft (read from the
+    prompt) with each value the decision gives replaced by its [placeholder], plus `extra`, one token per word."""
+
+    wants_features = False
+    grounded_by_construction = True
+
+    def __init__(self, extra: str = "") -> None:
+        self.extra = extra
+        self.written = ""  # what it wrote, placeholders and all
+
+    async def stream(
+        self, context: ReplyContext, *, max_new_tokens: int, stats: GenerationStats | None = None,
+        sampling: Sampling = GREEDY,
+    ) -> AsyncIterator[str]:
+        draft = str(context.messages[0]["content"]).rsplit('"', 2)[1]
+        for name, value in sorted(context.values.items(), key=lambda item: -len(item[1])):
+            draft = draft.replace(value, f"[{name}]")
+        self.written = draft + self.extra
+        for piece in self.written.split(" "):
+            yield piece + " "
+
+    async def aclose(self) -> None:
+        """Nothing to stop."""
+
+
+@pytest.mark.parametrize("extra, kept", [("", True), (" It arrives [eta].", False)], ids=["filled", "invented"])
+async def test_placeholders_are_filled_from_the_decision_or_the_draft_is_sent(pipeline, extra, kept):
+    pipeline.decoder = decoder = DelexicalisingDecoder(extra)
+    sid = await new_session(pipeline)
+    await pipeline.run_turn(TENANT, sid, UserTurn(text="I want to return my headphones"))
+    streamed: list[str] = []
+    result = await pipeline.run_turn(TENANT, sid, UserTurn(text="the order number is A7Q-4412"),
+                                     on_token=streamed.append)
+    assert "[order_id]" in decoder.written and "A7Q-4412" not in decoder.written
+    assert "A7Q-4412" in result.reply and "[" not in result.reply
+    assert result.grounded is kept
+    assert "".join(streamed).startswith(result.reply if kept else "")  # what streamed was filled, too
+    assert "A7Q-4412" in "".join(streamed) and "[order_id]" not in "".join(streamed)
