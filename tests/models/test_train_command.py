@@ -2,6 +2,7 @@
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -9,7 +10,8 @@ from app.cli import main
 from app.reply_metrics import ActOf, Scored, distinct_2, kept, score, slot_errors
 from models.fused import FusedSeq2Seq
 from models.fused_decoder import FusedSeq2SeqDecoder
-from models.registry import resolve_placement
+from models.registry import resolve_placement, shipped_fused_checkpoint
+from models.train import read_jsonl
 
 ACTS = {  # act -> (decision template, reply phrasings, required)
     "respond": ("act=respond intent=order_status ask=none acted=no sentiment={s} handoff=no say: order_id status",
@@ -102,3 +104,24 @@ def test_scores_over_a_set():
     assert result["act_accuracy"] == 1.0 and result["kept"] == pytest.approx(2 / 3, abs=1e-4)
     assert 0 < result["bleu"] < 100 and 0 < result["rouge_l"] < 1
     assert distinct_2(["a b a b", "a b"]) == pytest.approx(2 / 4)
+
+
+HELDOUT = Path(__file__).parents[1] / "data" / "fused_heldout.jsonl"  # held-out turns of the generated set
+
+
+@pytest.mark.skipif(shipped_fused_checkpoint() is None, reason="no FusedSeq2Seq checkpoint ships in models/checkpoints")
+def test_the_shipped_checkpoint_states_the_facts_and_the_act():
+    """The packaged model, loaded as the server loads it, on turns from held-out dialogues."""
+    from models.train import featurise
+
+    checkpoint = shipped_fused_checkpoint()
+    assert checkpoint is not None and (checkpoint / "README.md").exists()  # the model card ships with it
+    assert (checkpoint / "model.safetensors").stat().st_size <= 40 * 2**20
+    decoder = FusedSeq2SeqDecoder.load(checkpoint, placement=resolve_placement("cpu"))
+    examples = read_jsonl(HELDOUT)
+    items = featurise(examples, decoder.tokenizer, config=decoder.model.config)
+    replies = decoder.write_all(items, max_new_tokens=decoder.model.config.max_target_positions)
+    act_of = ActOf([e.reply for e in examples], [e.act or "" for e in examples])
+    result = score([Scored(r, e.reply, e.act, e.values, e.required) for r, e in zip(replies, examples, strict=True)],
+                   act_of)
+    assert result["slot_error_rate"] <= 0.01 and result["act_accuracy"] >= 0.9 and result["kept"] >= 0.95
