@@ -65,11 +65,10 @@ class ResponseBank:
                 parts.append(_about(rng.choice(self.sources[modality]), name))
         if decision.acted and act == "respond":
             parts.append(rng.choice(self.acts["acted"]))
-        parts.append(core)
-        said = set(PLACEHOLDER.findall(" ".join(parts)))
-        for name in described.required:
-            if name not in said:
-                parts.append(_about(rng.choice(self.facts.get(name) or self.facts["default"]), name))
+        said = set(PLACEHOLDER.findall(" ".join([*parts, core])))
+        facts = [_about(rng.choice(self.facts.get(name) or self.facts["default"]), name)
+                 for name in described.required if name not in said]
+        parts += [*facts, core] if act == "ask_slot" else [core, *facts]  # a question comes last
         if decision.requested_slot is not None and act != "ask_slot":  # an aside, then the task goes on
             parts.append(rng.choice(self.ask_slot[decision.requested_slot]))
         return " ".join(parts)
