@@ -115,7 +115,7 @@ def _generated(args: argparse.Namespace) -> Path:
 def _split(examples: list[Example], val: list[Example] | None) -> tuple[list[Example], list[Example]]:
     """(training, held-out): the data's own split when it has one, else every 10th example held out."""
     if val is not None:
-        return examples, val
+        return [e for e in examples if e.split != "heldout"] or examples, val
     heldout = [e for e in examples if e.split == "heldout"]
     if heldout:
         return [e for e in examples if e.split != "heldout"], heldout
