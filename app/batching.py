@@ -2,7 +2,7 @@
 
 - MicroBatcher: in front of an encoder. Concurrent requests wait up to `max_wait_ms` for
   company, then go through the model's `predict_batch` together (at most `max_batch_size`).
-- ContinuousDecoder: in front of the causal LM. Sequences join the running batch between
+- ContinuousDecoder: in front of a local decoder (the causal LM, the FusedSeq2Seq). Sequences join the running batch between
   decoding steps and leave it when done (iteration-level scheduling); each sequence's
   tokens go to its own caller as they are produced.
 """
@@ -16,10 +16,10 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from models.decoder import (GREEDY, CausalLMDecoder, DecodeBatch, GenerationStats, ReplyContext, RowSampler, Sampling,
-                            TextStream, row_sampler)
+from models.decoder import GREEDY, GenerationStats, ReplyContext, RowSampler, Sampling, TextStream, row_sampler
+from models.registry import Placement
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +109,29 @@ class MicroBatcher(Generic[In, Out]):
 _END = object()  # a sequence is finished
 
 
+class StepDecoder(Protocol):
+    """A model decoded one step at a time over a batch: models/decoder.py CausalLMDecoder (requests are prompt
+    ids) and models/fused_decoder.py FusedSeq2SeqDecoder (requests carry the decision and features). A batch
+    is the model's own; all this scheduler reads of it is `next_ids` (B,)."""
+
+    tokenizer: Any
+    placement: Placement
+    stop_ids: set[int]
+
+    def prepare(self, context: ReplyContext) -> Any: ...  # one reply's request; len() = its prompt tokens
+    def warm_up(self) -> None: ...
+    def text_stream(self) -> TextStream: ...
+    def prefill(self, requests: list[Any], samplers: list[RowSampler | None] | None = None) -> Any: ...
+    def step(self, batch: Any, samplers: list[RowSampler | None] | None = None) -> Any: ...
+    def merge(self, first: Any, second: Any) -> Any: ...
+    def select(self, batch: Any, rows: list[int]) -> Any: ...
+
+
 @dataclass
 class _Sequence:
     """One reply being generated; owned by the decoding thread once submitted."""
 
-    prompt: list[int]
+    prompt: Any  # the model's request (StepDecoder.prepare)
     max_new_tokens: int
     loop: asyncio.AbstractEventLoop
     out: asyncio.Queue  # str pieces, then _END or an exception
@@ -132,21 +150,20 @@ class _Sequence:
 
 
 class ContinuousDecoder:
-    """The Decoder the pipeline uses for a local causal LM: one thread runs every decoding step.
+    """The Decoder the pipeline uses for a local model: one thread runs every decoding step.
 
     Between two steps the thread takes in waiting sequences (one prefill for all of them, merged
     into the running batch, at most `max_batch_size` rows) and drops the ones that finished.
     """
 
-    wants_features = False
-    grounded_by_construction = False  # an LM rewording the draft can drop a fact: checked once written
-
     def __init__(
-        self, model: CausalLMDecoder, *, max_batch_size: int, on_batch: InferenceObserver = _ignore,
+        self, model: StepDecoder, *, max_batch_size: int, on_batch: InferenceObserver = _ignore,
         on_depth: DepthObserver = _ignore,
     ) -> None:
         assert max_batch_size >= 1
         self.model, self.max_batch_size = model, max_batch_size
+        self.wants_features: bool = getattr(model, "wants_features", False)  # the fused model may read features
+        self.grounded_by_construction: bool = getattr(model, "grounded_by_construction", False)
         self.on_batch, self.on_depth = on_batch, on_depth
         self._inbox: queue.Queue[_Sequence | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="decoder", daemon=True)
@@ -160,7 +177,7 @@ class ContinuousDecoder:
         self, context: ReplyContext, *, max_new_tokens: int, stats: GenerationStats | None = None,
         sampling: Sampling = GREEDY,
     ) -> AsyncIterator[str]:
-        prompt = await asyncio.to_thread(self.model.prompt_ids, context.messages)
+        prompt = await asyncio.to_thread(self.model.prepare, context)
         sequence = _Sequence(prompt, max_new_tokens, asyncio.get_running_loop(), asyncio.Queue(),
                              self.model.text_stream(), stats if stats is not None else GenerationStats(),
                              row_sampler(sampling, self.model.placement.device))
@@ -185,7 +202,7 @@ class ContinuousDecoder:
         # Warm up here, on the thread that decodes: a warm-up forward pass on another thread left every
         # later step on this one about 1.7x slower (24 -> 40 ms at batch 1 here).
         self.model.warm_up()
-        batch: DecodeBatch | None = None
+        batch: Any = None  # the model's batch of running rows
         rows: list[_Sequence] = []
         while True:
             arrivals = self._take_arrivals(block=not rows, room=self.max_batch_size - len(rows))

@@ -37,7 +37,8 @@ class Settings(BaseSettings):
     speech_model: str = Field("default", description="default (Whisper base, CTranslate2), a CTranslate2 dir, a HF id or dir")
     caption_model: str | None = Field(None, description="optional image captioner: HF id or local dir")
     vision_backbone: str | None = Field(None, description="optional ViT/CLIP/SigLIP for image features")
-    decoder: str = Field("default", description="default, a HF id, a local dir, fused:<checkpoint dir>, or openai:<base-url>#<model>")
+    decoder: str = Field("default", description="default (the shipped FusedSeq2Seq), smollm2, a HF id, a local dir, "
+                         "fused:<checkpoint dir>, or openai:<base-url>#<model>")
     decoder_api_key: SecretStr | None = Field(None, description="bearer key for an openai: remote decoder")
     decoder_max_new_tokens: int = Field(64, ge=1, le=1024)
     decoder_cpu_dtype: Literal["auto", "float32", "bfloat16", "int8"] = Field(

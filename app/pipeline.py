@@ -15,6 +15,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 
 from app.dialogue.actions import Conversation, WebhookClient
+from app.dialogue.decision_text import PLACEHOLDER, DecisionText, describe, fill
 from app.dialogue.domain import Domain
 from app.dialogue.knowledge import NOTHING, Found, KnowledgeBase, held_error_code, passages
 from app.dialogue.policy import Decision, decide, grounded
@@ -174,7 +175,8 @@ class TurnPipeline:
         else:
             decision = await self._act(conversation, state, understood.analysis, understood.decision, said,
                                        steps=steps, found=understood.found)
-        context = _decoder_context(reply_prompt(decision, state, history, understood.utterance), seen)
+        described = describe(decision, state, self.domain, corrected=understood.analysis.corrected)
+        context = _decoder_context(reply_prompt(decision, state, history, understood.utterance), seen, described)
         stats = [GenerationStats() for _ in range(options.n)]
         with steps.step("decode"):
             written = await asyncio.gather(*(
@@ -224,7 +226,8 @@ class TurnPipeline:
         tokenizer = getattr(self.decoder, "tokenizer", None)  # local decoders have one; a remote one has none
         generated = await self._generate(context, emit, stats, steps, budget=self.max_new_tokens,
                                           sampling=options.sampling(index), live=LiveClip(options, tokenizer))
-        reply_ok = grounded(generated, decision, self.domain)
+        # A [placeholder] left in the reply names a fact the decision lacks: the model invented it.
+        reply_ok = grounded(generated, decision, self.domain) and not PLACEHOLDER.search(generated)
         text, cut = clip(generated.strip() if reply_ok else decision.draft, options, tokenizer)
         ran_out = reply_ok and stats.completion_tokens >= self.max_new_tokens  # the model was cut by the server
         finish = cut or ("length" if ran_out else "stop")
@@ -321,7 +324,10 @@ class TurnPipeline:
         """The decoder's whole reply, its pieces emitted (as `live` lets them through) as they come; marks when
         the turn's first piece arrived."""
         pieces: list[str] = []
+        delexicalised = getattr(self.decoder, "grounded_by_construction", False)
         async for piece in self.decoder.stream(context, max_new_tokens=budget, stats=stats, sampling=sampling):
+            if delexicalised:  # its placeholders arrive whole (one token each): the decision's values go in
+                piece = fill(piece, context.values) or piece  # an unknown one stays, and fails the check
             if not pieces and "first_token" not in steps.timings:
                 steps.mark("first_token")
             pieces.append(piece)
@@ -377,12 +383,13 @@ def _notes(turn: int, evidence: tuple[Evidence, ...]) -> list[EvidenceNote]:
             if e.modality != "text"]
 
 
-def _decoder_context(messages: Messages, seen: Perception) -> ReplyContext:
-    """The prompt, and for a decoder that reads them the encoders' states (models/decoder.py names them per
-    modality: that is the decoder's interface)."""
+def _decoder_context(messages: Messages, seen: Perception, described: DecisionText) -> ReplyContext:
+    """The prompt, the decision as the reply model reads it, and for a decoder that reads them the encoders'
+    states (models/decoder.py names them per modality: that is the decoder's interface)."""
     image_features = tuple(r.features for r in seen.get("image", []) if r.features is not None)
     clips = seen.get("audio", [])
-    return ReplyContext(messages, image_features=image_features, audio_features=clips[0].features if clips else None)
+    return ReplyContext(messages, image_features=image_features, audio_features=clips[0].features if clips else None,
+                        decision=described.text, values=described.values, required=described.required)
 
 
 def reply_prompt(decision: Decision, state: DialogueState, history: list[dict], utterance: str) -> Messages:

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from app.batching import ContinuousDecoder, MicroBatcher
+from app.batching import ContinuousDecoder, MicroBatcher, StepDecoder
 from app.config import Settings
 from app.dialogue.acceptance import check_wording
 from app.dialogue.actions import HANDOFF_RETRIES, HANDOFF_TIMEOUT_S, WebhookClient, worst_case_s
@@ -27,7 +27,8 @@ from app.schemas import ModelStatus
 from app.store.base import SessionStore
 from models.decoder import CausalLMDecoder, Decoder
 from models.fused_decoder import FusedSeq2SeqDecoder
-from models.registry import Placement, default_decoder, default_text_model, resolve_placement, resolve_source
+from models.registry import (DEFAULT, SMOLLM2, Placement, default_decoder, default_text_model, resolve_placement,
+                             resolve_source, shipped_fused_checkpoint)
 from models.remote import OpenAIDecoder
 from models.speech import load_speech_encoder
 from models.text import TextEncoder
@@ -70,17 +71,25 @@ def model_loaders(settings: Settings, metrics: Metrics) -> dict[str, ModelLoader
 
 
 def load_decoder(settings: Settings, placement: Placement, metrics: Metrics) -> Decoder:
-    """PARLEY_DECODER: "default", a Hugging Face id or a local folder -> a local causal LM whose
-    replies are decoded together across sessions; "openai:<base-url>#<model>" -> that model on an
-    OpenAI-compatible server, which batches on its own; "fused:<dir>" -> a FusedSeq2Seq trained with
-    `parley train`, reading the encoders' features (checked against them once they are loaded)."""
-    if settings.decoder.startswith(FUSED):
-        return FusedSeq2SeqDecoder.load(settings.decoder.removeprefix(FUSED), placement=placement)
-    if settings.decoder.startswith("openai:"):
+    """PARLEY_DECODER: "default" -> the FusedSeq2Seq shipped in the package (SmolLM2 where none is);
+    "fused:<dir>" -> a FusedSeq2Seq trained with `parley train`, reading the encoders' features (checked
+    against them once they are loaded); "smollm2", a Hugging Face id or a local folder -> a local causal LM
+    rewording the policy's draft; both local kinds are decoded together across sessions.
+    "openai:<base-url>#<model>" -> that model on an OpenAI-compatible server, which batches on its own."""
+    spec = settings.decoder
+    if spec.startswith("openai:"):
         key = settings.decoder_api_key.get_secret_value() if settings.decoder_api_key else None
-        return OpenAIDecoder.from_spec(settings.decoder, api_key=key)
-    source = resolve_source(settings.decoder, default=lambda: default_decoder(settings.data_dir / "models"))
-    model = CausalLMDecoder.load(source, placement=placement, offline=settings.hf_offline)
+        return OpenAIDecoder.from_spec(spec, api_key=key)
+    shipped = shipped_fused_checkpoint()
+    if spec == DEFAULT and shipped is not None:
+        spec = f"{FUSED}{shipped}"
+    model: StepDecoder
+    if spec.startswith(FUSED):
+        model = FusedSeq2SeqDecoder.load(spec.removeprefix(FUSED), placement=placement)
+    else:
+        source = resolve_source(DEFAULT if spec == SMOLLM2 else spec,
+                                default=lambda: default_decoder(settings.data_dir / "models"))
+        model = CausalLMDecoder.load(source, placement=placement, offline=settings.hf_offline)
     return ContinuousDecoder(model, max_batch_size=settings.decoder_max_batch,
                              on_batch=metrics.observe_inference, on_depth=metrics.set_queue_depth)
 
@@ -145,10 +154,11 @@ class Runtime:
 
     def _check_features(self, decoder: Decoder, *, speech: Any, vision: Any) -> None:
         """A fused decoder must get features of the sizes it was trained on: else fail now, not per turn."""
-        if not isinstance(decoder, FusedSeq2SeqDecoder):
+        model = getattr(decoder, "model", decoder)  # the ContinuousDecoder's model
+        if not isinstance(model, FusedSeq2SeqDecoder):
             return
         try:
-            decoder.check_encoders(image_dim=vision.feature_dim, audio_dim=speech.feature_dim)
+            model.check_encoders(image_dim=vision.feature_dim, audio_dim=speech.feature_dim)
         except ValueError as exc:
             self.models["decoder"].status, self.models["decoder"].error = "failed", str(exc)
             log.error("the fused decoder does not fit the encoders: %s", exc)

@@ -39,6 +39,11 @@ class ReplyContext:
     messages: Messages  # the fused text prompt: system (facts, evidence, draft), recent history, the user's turn
     image_features: tuple[np.ndarray, ...] = ()  # one (P, Dv) per image, when the vision encoder gives features
     audio_features: np.ndarray | None = None  # (T, Da) speech encoder states
+    # The policy's decision as text, and the values of the [placeholders] a delexicalised reply may use
+    # (app/dialogue/decision_text.py); a decoder that writes placeholders reads these.
+    decision: str = ""
+    values: dict[str, str] = field(default_factory=dict)
+    required: tuple[str, ...] = ()  # placeholders the reply must use
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,10 @@ class CausalLMDecoder:
             if len(ids) <= MAX_PROMPT_TOKENS or len(messages) <= 2:
                 return list(ids[-MAX_PROMPT_TOKENS:])
             messages = messages[:1] + messages[2:]
+
+    def prepare(self, context: ReplyContext) -> list[int]:
+        """What prefill takes for one reply: its prompt ids."""
+        return self.prompt_ids(context.messages)
 
     def warm_up(self) -> None:
         """One short prefill and step, so the first user does not pay for kernel selection."""

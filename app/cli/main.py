@@ -3,20 +3,23 @@
 
 import argparse
 import os
+import sys
 
 # Read once by torch's libgomp when torch loads (below, through models.train): once Whisper's own OpenMP
 # runtime has run in the process, the default wait policy lets torch's workers sleep between the hundreds of
 # small parallel regions of a decoding step, and every step took ~1.5x longer (35 vs 23 ms at batch 1 here).
 # Workers that spin keep steps at full speed (bench/RESULTS.md). An operator's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
+# Not for `parley train`, which shares its cores with other work: spinning workers stole them from one another
+# and training steps took 3-5x longer on a busy machine.
+if sys.argv[1:2] != ["train"]:
+    os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 
 import uvicorn
 
-from app.cli import evaluate, stories
+from app.cli import evaluate, stories, train
 from app.config import Settings
 from app.observability.logs import logging_config
 from app.store.embedded import EmbeddedRedis
-from models import train
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,7 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--workers", type=int, default=1, help=(
         "worker processes on one port; each loads its own models (see README for memory per replica) "
         "and they share sessions through Redis, so PARLEY_REDIS_URL must name a Redis server"))
-    train.add_arguments(commands.add_parser("train", help="fine-tune a FusedSeq2Seq on a JSONL dialogue set"))
+    train.add_arguments(commands.add_parser("train", help="train the FusedSeq2Seq reply model (default: on data "
+                                                         "generated from the domain)"))
     evaluate.add_arguments(commands.add_parser("eval", help="score a running server on a JSONL dialogue set"))
     stories.add_arguments(commands.add_parser("test", help="play conversation stories (YAML) and score them"))
     args = parser.parse_args(argv)

@@ -4,7 +4,7 @@ A modality says how its bytes are decoded and limited, which encoder reads a dec
 batcher) and what the encoder's reading of it becomes: evidence for the tracker, words added to the
 utterance, and what a reply shows of it. Text is not a modality here: it is the utterance every modality
 adds to. Adding one (a PDF, say) is a module like app/modalities/image.py plus its line in MODALITIES
-(app/modalities/__init__.py), and a loader in app/runtime.py if its encoder is a new model; the wire formats
+(app/modalities/__init__.py), and a loader in app/wiring.py if its encoder is a new model; the wire formats
 that carry it (app/schemas.py, app/api/turn_body.py's field names, the OpenAI parts) name it there.
 """
 
@@ -28,7 +28,7 @@ def _adds_no_words(_: Any) -> str:
 class Modality:
     name: str  # the key in TurnInput.media, a history entry's `modalities` and TurnResult.readings
     plural: str  # "images": span attributes and messages
-    encoder: str  # the model that reads it (a loader name in app/runtime.py), also its batcher's metrics name
+    encoder: str  # the model that reads it (a loader name in app/wiring.py), also its batcher's metrics name
     single: bool  # at most one per turn (a voice clip); its hash is marked by name, so absent differs from empty
     max_items: Callable[[Settings], int]  # per turn
     max_bytes: Callable[[Settings], int]  # one item, encoded: checked before it is decoded

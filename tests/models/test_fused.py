@@ -1,7 +1,5 @@
 """FusedSeq2Seq on a tiny config: shapes and masks, save/load, generate with and without the KV cache."""
 
-from contextlib import aclosing
-
 import numpy as np
 import pytest
 import torch
@@ -76,7 +74,7 @@ def test_loss_ignores_padding_and_trains():
 
 
 def test_generate_with_cache_equals_without():
-    model = tiny(1)
+    model = tiny(0)
     kw = dict(inputs(1), max_new_tokens=12, do_sample=False, min_new_tokens=12)
     cached, plain = model.generate(**kw, use_cache=True), model.generate(**kw, use_cache=False)
     assert cached.shape == (3, 13) and len(set(cached[0, 1:].tolist())) > 1  # not a constant reply
@@ -198,47 +196,94 @@ def _decoder(tmp_path):
     return decoder
 
 
-async def test_serving_decoder_streams_what_generate_writes(tmp_path):
-    from models.decoder import GenerationStats, ReplyContext
+def _context(rng: np.random.Generator, words: str, decision: str = "", *, images: int = 0, audio: bool = False):
+    from models.decoder import ReplyContext
 
+    return ReplyContext([{"role": "system", "content": "facts"}, {"role": "user", "content": words}],
+                        image_features=tuple(rng.normal(size=(3, 12)).astype(np.float32) for _ in range(images)),
+                        audio_features=rng.normal(size=(5, 8)).astype(np.float32) if audio else None,
+                        decision=decision)
+
+
+def _greedy(decoder, batch, steps: int) -> list[list[int]]:
+    """Each row's next tokens over `steps` steps (stop tokens included)."""
+    tokens = [batch.next_ids.tolist()]
+    for _ in range(steps - 1):
+        batch = decoder.step(batch)
+        tokens.append(batch.next_ids.tolist())
+    return [list(row) for row in zip(*tokens, strict=True)]
+
+
+def test_batched_rows_decode_as_each_alone(tmp_path):
+    """Rows of different lengths, media and start times give the tokens each gives alone (greedy)."""
     decoder = _decoder(tmp_path)
     rng = np.random.default_rng(0)
-    messages = [{"role": "system", "content": "facts"}, {"role": "user", "content": "hello how can i help"}]
-    context = ReplyContext(messages,
-                           image_features=(rng.normal(size=(3, 12)).astype(np.float32),) * 2,
-                           audio_features=rng.normal(size=(5, 8)).astype(np.float32))
-    batch = decoder.inputs(context)
-    assert batch["image_features"].shape == (1, 6, 12) and batch["audio_features"].shape == (1, 5, 8)
-    stats = GenerationStats()
-    pieces = [p async for p in decoder.stream(context, max_new_tokens=12, stats=stats)]
-    expected = decoder.model.generate(**batch, max_new_tokens=12, do_sample=False)
-    text = decoder.tokenizer.decode(expected[0, 1:], skip_special_tokens=True)
-    assert "".join(pieces) == text.rstrip("\ufffd")  # a byte-level model may end inside a character
-    assert len(pieces) > 1 and stats.prompt_tokens == batch["input_ids"].shape[1]
-    assert stats.completion_tokens == expected.shape[1] - 1
-    # A caller that stops after the first piece stops the generation at its next token: the stream's
-    # clean-up waits for the worker thread, so this returns instead of running 200 steps in the background.
-    stats = GenerationStats()
-    async with aclosing(decoder.stream(context, max_new_tokens=200, stats=stats)) as stream:
-        async for _ in stream:
-            break
-    assert stats.completion_tokens < 200
+    contexts = [_context(rng, "hello how can i help", "act=respond say: order_id", images=2, audio=True),
+                _context(rng, "my lamp arrived broken"),
+                _context(rng, "thank you goodbye", "act=ask_slot ask=email", audio=True)]
+    requests = [decoder.prepare(c) for c in contexts]
+    alone = [_greedy(decoder, decoder.prefill([r]), 8)[0] for r in requests]
+    assert len({tuple(a) for a in alone}) == 3  # the inputs matter
+    together = _greedy(decoder, decoder.prefill(requests), 8)
+    assert together == alone
+    # A row that joins two steps late, then the first row leaving: the others go on as alone.
+    running = decoder.step(decoder.prefill(requests[:2]))
+    running = decoder.step(running)
+    merged = decoder.merge(running, decoder.prefill(requests[2:]))
+    rows = [[], [], alone[2][:1]]
+    for _ in range(3):
+        merged = decoder.step(merged)
+        for row, token in zip(rows, merged.next_ids.tolist(), strict=True):
+            row.append(token)
+    assert rows[0] == alone[0][3:6] and rows[1] == alone[1][3:6] and rows[2] == alone[2][:4]
+    narrowed = decoder.step(decoder.select(merged, [1, 2]))
+    assert narrowed.next_ids.tolist() == [alone[1][6], alone[2][4]]
 
 
-async def test_serving_decoder_samples_with_the_replys_own_seed(tmp_path):
-    from models.decoder import ReplyContext, Sampling
+async def test_continuous_decoder_streams_what_generate_writes(tmp_path):
+    from app.batching import ContinuousDecoder
+    from models.decoder import GenerationStats
 
     decoder = _decoder(tmp_path)
-    context = ReplyContext([{"role": "system", "content": "facts"}, {"role": "user", "content": "hello how can i help"}])
+    context = _context(np.random.default_rng(0), "hello how can i help", "act=respond say: order_id", images=2,
+                       audio=True)
+    request = decoder.prepare(context)
+    assert request.image.shape == (6, 12) and request.audio.shape == (5, 8)
+    batching = ContinuousDecoder(decoder, max_batch_size=4)
+    assert batching.grounded_by_construction and batching.wants_features
+    try:
+        stats = GenerationStats()
+        pieces = [p async for p in batching.stream(context, max_new_tokens=12, stats=stats)]
+        batch = collate([request], decoder.model.config, with_labels=False)
+        expected = decoder.model.generate(**batch, max_new_tokens=12, do_sample=False)[0, 1:].tolist()
+        if decoder.model.config.eos_token_id in expected:
+            expected = expected[:expected.index(decoder.model.config.eos_token_id)]
+        text = decoder.tokenizer.decode(expected, skip_special_tokens=True)
+        assert "".join(pieces) == text.rstrip("\ufffd")  # a byte-level model may end inside a character
+        assert len(pieces) > 1 and stats.prompt_tokens == len(request)
+        assert stats.completion_tokens == len(expected)
+    finally:
+        await batching.aclose()
+
+
+async def test_continuous_decoder_samples_with_the_replys_own_seed(tmp_path):
+    from app.batching import ContinuousDecoder
+    from models.decoder import Sampling
+
+    batching = ContinuousDecoder(_decoder(tmp_path), max_batch_size=4)
+    context = _context(np.random.default_rng(0), "hello how can i help")
 
     async def reply(sampling: Sampling | None = None) -> str:
         options = {"sampling": sampling} if sampling else {}
-        return "".join([p async for p in decoder.stream(context, max_new_tokens=12, **options)])
+        return "".join([p async for p in batching.stream(context, max_new_tokens=12, **options)])
 
-    greedy = await reply()
-    assert await reply(Sampling(temperature=0, seed=4)) == greedy
-    hot = await reply(Sampling(temperature=1.5, seed=4))
-    torch.manual_seed(99)  # the global generator plays no part
-    assert await reply(Sampling(temperature=1.5, seed=4)) == hot
-    others = {await reply(Sampling(temperature=1.5, seed=seed)) for seed in (5, 6)}
-    assert others != {hot}  # another seed, another reply
+    try:
+        greedy = await reply()
+        assert await reply(Sampling(temperature=0, seed=4)) == greedy
+        hot = await reply(Sampling(temperature=1.5, seed=4))
+        torch.manual_seed(99)  # the global generator plays no part
+        assert await reply(Sampling(temperature=1.5, seed=4)) == hot
+        others = {await reply(Sampling(temperature=1.5, seed=seed)) for seed in (5, 6)}
+        assert others != {hot}  # another seed, another reply
+    finally:
+        await batching.aclose()
