@@ -6,10 +6,10 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.auth import load_api_keys
 from app.observability.tracing import TracingMode, otlp_exporter_class
-from app.client_address import Network, parse_networks
-from app.redis_url import parse_redis_url
+from app.security.auth import ApiKeys, load_api_keys
+from app.security.client_address import Network, parse_networks
+from app.store.url import parse_redis_url
 from models.remote import parse_spec
 
 
@@ -68,9 +68,9 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(None, description="comma-separated key:tenant pairs")
     api_keys_file: Path | None = Field(None, description="lines sha256hex:tenant; printf %s KEY | sha256sum")
 
-    # Rate limits (app/ratelimit.py), counted in Redis (shared by replicas); each N per minute with bursts up
-    # to N; 0 = off. Per tenant, and per end user within the tenant: well below the tenant's, so that one noisy
-    # customer of a public page (open mode: all are tenant "default") is refused, not everyone.
+    # Rate limits (app/security/ratelimit.py), counted in Redis (shared by replicas); each N per minute with
+    # bursts up to N; 0 = off. Per tenant, and per end user within the tenant: well below the tenant's, so that
+    # one noisy customer of a public page (open mode: all are tenant "default") is refused, not everyone.
     rate_limit_per_min: int = Field(12_000, ge=0, le=1_000_000, description="requests per tenant (all of /v1)")
     turn_rate_limit_per_min: int = Field(3000, ge=0, le=1_000_000, description="turns per tenant (POST .../turns, "
                                                                                "chat completions)")
@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     @property
     def trusted_proxy_networks(self) -> tuple[Network, ...]:
         return parse_networks(self.trusted_proxies)
+
+    def accepted_api_keys(self) -> ApiKeys:
+        """PARLEY_API_KEYS and PARLEY_API_KEYS_FILE merged, as digests (app/security/auth.py)."""
+        return load_api_keys(self.api_keys.get_secret_value() if self.api_keys else None, self.api_keys_file)
 
     @property
     def openai_image_host_set(self) -> frozenset[str]:
@@ -149,5 +153,5 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _api_keys_parse(self) -> "Settings":
         """Fail at start-up, not at the first request, on a malformed key list or a bad tenant name."""
-        load_api_keys(self.api_keys.get_secret_value() if self.api_keys else None, self.api_keys_file)
+        self.accepted_api_keys()
         return self

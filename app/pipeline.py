@@ -23,12 +23,12 @@ from app.dialogue.policy import Decision, decide, grounded
 from app.dialogue.state import DialogueState, EvidenceNote
 from app.dialogue.tools import ToolCall, ToolOffer, ToolResult, ToolUnsatisfiable, choose_tool, tool_answer
 from app.dialogue.tracker import DialogueTracker, Evidence, TurnAnalysis, record_action
-from app.errors import ApiError
+from app.errors import ParleyError
 from app.batching import MicroBatcher
 from app.observability.tracing import span
 from app.reply import DEFAULT_REPLY, ReplyOptions, TurnResult, WrittenReply, clip
 from app.schemas import ImageReading, ReplyAudio, Usage
-from app.store import IdempotentReply, SessionRecord, SessionStore, utc_now
+from app.store.base import IdempotentReply, SessionRecord, SessionStore, utc_now
 from models.decoder import Decoder, GenerationStats, Messages, ReplyContext, Sampling
 from models.speech import Transcript
 from models.tts import SpeechSynthesizer
@@ -182,8 +182,8 @@ class TurnPipeline:
         on_token: TokenSink | None, conversation: Conversation, options: ReplyOptions, tools: ToolOffer | None,
     ) -> TurnResult:
         if turn.reply_audio and self.voice is None:
-            raise ApiError(422, "reply_audio_unavailable",
-                           "spoken replies are off on this server (PARLEY_TTS=off, or no voice installed)")
+            raise ParleyError("invalid", "reply_audio_unavailable",
+                              "spoken replies are off on this server (PARLEY_TTS=off, or no voice installed)")
         understood = await self._understand(previous, turn, steps)
         state, seen = understood.state, understood.seen
         said = [*history, {"role": "user", "text": understood.utterance, "turn": state.turns, "at": utc_now()}]
@@ -227,7 +227,7 @@ class TurnPipeline:
         try:
             return choose_tool(state, self.domain, tools, complete=decision.action in ("respond", "call_action"))
         except ToolUnsatisfiable as exc:
-            raise ApiError(400, "tool_unsatisfiable", str(exc), param="tool_choice") from exc
+            raise ParleyError("unsatisfiable", "tool_unsatisfiable", str(exc), param="tool_choice") from exc
 
     def _tool_answered(self, state: DialogueState, analysis: TurnAnalysis, results: tuple[ToolResult, ...]) -> Decision:
         """The client's tool output into the state and the decision, as an action webhook's answer goes."""
@@ -289,8 +289,8 @@ class TurnPipeline:
         if stored is None:
             return None
         if stored.fingerprint != retry_key.fingerprint:
-            raise ApiError(422, "idempotency_key_reused",
-                           "this Idempotency-Key was used with a different request; use a new key for a new turn")
+            raise ParleyError("invalid", "idempotency_key_reused",
+                              "this Idempotency-Key was used with a different request; use a new key for a new turn")
         response = TurnResult.model_validate({**stored.response, "replayed": True})
         if turn.reply_audio:  # the same key means the same request: it asked for the reply spoken
             response.reply_audio = await self._speak(response.reply)

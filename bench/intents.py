@@ -17,7 +17,7 @@ from app.dialogue.policy import decide
 from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.state import DialogueState
 from app.dialogue.tracker import DialogueTracker, Evidence
-from app.runtime import _intent_classifier
+from app.wiring import _intent_classifier
 from bench.make_dataset import DIALOGUES, Turn
 from models.registry import default_text_model, resolve_placement
 from models.text import TextEncoder

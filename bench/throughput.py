@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 
-# The same OpenMP wait policy as `parley serve` sets (app/cli.py), for the baseline in this process too: without
+# The same OpenMP wait policy as `parley serve` sets (app/cli/main.py), for the baseline in this process too: without
 # it, plain generate runs ~1.5x slower once faster-whisper has run, and the comparison would flatter Parley.
 os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 

@@ -27,7 +27,7 @@ READ_TIMEOUT_S = 60.0  # longest wait for the first chunk (prompt processing) or
 
 class DecoderUnavailable(Exception):
     """The remote decoder did not answer, timed out or refused the request; the turn fails and
-    changes nothing (503)."""
+    changes nothing, and may be retried."""
 
 
 def parse_spec(spec: str) -> tuple[str, str]:

@@ -6,7 +6,8 @@ import pytest
 import redis
 import redis.asyncio
 
-from app.store import EmbeddedRedis, RedisSessionStore, close_client, connect
+from app.store.embedded import EmbeddedRedis
+from app.store.redis import RedisSessionStore, close_client, connect
 from tests.server import delete_prefix, redis_cluster, unique_prefix
 
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"

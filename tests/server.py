@@ -17,10 +17,10 @@ import redis
 from redis.cluster import ClusterNode
 from redis.sentinel import Sentinel
 
-from app.redis_url import parse_redis_url
+from app.store.url import parse_redis_url
 
 
-# Every rate limit off, for tests that put load on a server on purpose (app/ratelimit.py has tests of its own).
+# Every rate limit off, for tests that put load on a server on purpose (app/security/ratelimit.py has tests of its own).
 NO_RATE_LIMITS = {
     "PARLEY_RATE_LIMIT_PER_MIN": "0", "PARLEY_TURN_RATE_LIMIT_PER_MIN": "0", "PARLEY_CLIENT_RATE_LIMIT_PER_MIN": "0",
     "PARLEY_CLIENT_TURN_RATE_LIMIT_PER_MIN": "0", "PARLEY_SESSION_TURN_RATE_LIMIT_PER_MIN": "0",
@@ -39,7 +39,7 @@ def unique_prefix() -> str:
 
 
 def sync_client(redis_url: str) -> redis.Redis | redis.RedisCluster:
-    """A blocking client for any URL `app.store.connect` takes (standalone, Cluster or Sentinel)."""
+    """A blocking client for any URL `app.store.redis.connect` takes (standalone, Cluster or Sentinel)."""
     target = parse_redis_url(redis_url)
     if target.kind == "standalone":
         return redis.Redis.from_url(redis_url)

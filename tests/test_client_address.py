@@ -4,7 +4,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from app.client_address import UNKNOWN, client_key, parse_networks
+from app.security.client_address import UNKNOWN, client_key, parse_networks
 from app.config import Settings
 from tests.factories import tiny_causal_lm
 from tests.server import NO_RATE_LIMITS, parley_test_server

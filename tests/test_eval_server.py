@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from app.cli import main
+from app.cli.main import main
 from models.vision import PatchFeatures
 from tests.factories import tiny_fused
 from tests.samples import document, encoded, speech_wav

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.evaluation import Outcome, markdown, report
+from app.cli.evaluate import Outcome, markdown, report
 
 
 def outcome(id, modalities, reply, reference, *, intent="order_status", slots=None, expected=None, grounded=True,

@@ -4,8 +4,8 @@ lock runs out after lock_ttl_ms. Time moves by hand; nothing sleeps."""
 
 import pytest
 
-from app.memory_store import InMemorySessionStore
-from app.store import IdempotentReply, SessionBusy, SessionNotFound
+from app.store.memory import InMemorySessionStore
+from app.store.base import IdempotentReply, SessionBusy, SessionNotFound
 from tests.clock import ManualClock
 
 TENANT = "acme"

@@ -262,7 +262,7 @@ def test_json_logs_carry_the_request_id_and_no_personal_data(server_run):
     ours = [line for line in lines if line["request_id"] == "trace-42"]
     assert any(line["logger"] == "parley.access" and line["route"] == "/v1/chat/completions" for line in ours)
     # The completion's log line names the slots it filled, never their values.
-    assert any(line["logger"] == "app.openai_serving" and "'email'" in line["message"] for line in ours)
+    assert any(line["logger"] == "app.api.openai.serving" and "'email'" in line["message"] for line in ours)
     assert EMAIL not in log_path.read_text()  # ...but never logged
 
 

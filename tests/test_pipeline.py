@@ -14,8 +14,8 @@ from app.batching import MicroBatcher
 from app.dialogue.domain import load_domain
 from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.tracker import DialogueTracker, IntentClassifier
-from app.errors import ApiError
-from app.memory_store import InMemorySessionStore
+from app.errors import ParleyError
+from app.store.memory import InMemorySessionStore
 from app.pipeline import Encoders, RetryKey, TurnPipeline, UserTurn
 from models.decoder import GREEDY, GenerationStats, ReplyContext, Sampling
 
@@ -142,10 +142,10 @@ async def test_an_idempotent_retry_is_answered_from_the_store(pipeline):
     again = await pipeline.run_turn(TENANT, sid, turn, retry_key=key)
     assert again.replayed and (again.turn, again.reply, again.state) == (first.turn, first.reply, first.state)
     assert pipeline.decoder.calls == 1 and (await pipeline.store.get(TENANT, sid)).turns == 1
-    with pytest.raises(ApiError) as reused:
+    with pytest.raises(ParleyError) as reused:
         await pipeline.run_turn(TENANT, sid, UserTurn(text="something else", fingerprint="f2"),
                                 retry_key=RetryKey("k1", "f2"))
-    assert (reused.value.status, reused.value.code) == (422, "idempotency_key_reused")
+    assert (reused.value.kind, reused.value.code) == ("invalid", "idempotency_key_reused")
     assert (await pipeline.store.get(TENANT, sid)).turns == 1
 
 

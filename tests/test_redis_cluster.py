@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.ratelimit import Limit, RateLimiter
-from app.store import IdempotentReply, RedisSessionStore, close_client, connect
+from app.security.ratelimit import Limit, RateLimiter
+from app.store.base import IdempotentReply
+from app.store.redis import RedisSessionStore, close_client, connect
 from tests.api.inprocess import in_process_client
 from tests.factories import tiny_causal_lm
 from tests.server import delete_prefix, redis_sentinel, sync_client, unique_prefix

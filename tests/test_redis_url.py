@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.redis_url import RedisTarget, parse_redis_url
+from app.store.url import RedisTarget, parse_redis_url
 
 
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://u:p@host:6380/2", "unix:///tmp/r.sock?db=1"])

@@ -13,20 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from app.memory_store import InMemorySessionStore
-from app.store import (
-    EmbeddedRedis,
+from app.store.memory import InMemorySessionStore
+from app.store.base import (
     IdempotentReply,
-    RedisSessionStore,
     SessionBusy,
     SessionLock,
     SessionNotFound,
     SessionStore,
     StoreUnavailable,
     TurnConflict,
-    close_client,
-    connect,
 )
+from app.store.embedded import EmbeddedRedis
+from app.store.redis import RedisSessionStore, close_client, connect
 from tests.clock import ManualClock
 from tests.server import delete_prefix, unique_prefix
 

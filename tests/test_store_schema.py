@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from app.store import RedisSessionStore, SessionVersionUnsupported
-from app.store_schema import MIGRATIONS, SCHEMA_VERSION, StoredSession
+from app.store.base import SessionVersionUnsupported
+from app.store.redis import RedisSessionStore
+from app.store.schema import MIGRATIONS, SCHEMA_VERSION, StoredSession
 from tests.server import write_session
 
 TENANT = "acme"

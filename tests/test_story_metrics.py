@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from app.stories.cli import passes
+from app.cli.stories import passes
 from app.stories.format import Turn
 from app.stories.metrics import markdown, report, score, slot_f1
 from app.stories.runner import StoryOutcome, TurnOutcome, judge

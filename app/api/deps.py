@@ -4,15 +4,15 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
-from app.auth import DEFAULT_TENANT, ApiKeys
-from app.client_address import client_key
+from app.security.auth import DEFAULT_TENANT, ApiKeys
+from app.security.client_address import client_key
 from app.config import Settings
-from app.errors import ApiError
-from app.metrics import Metrics
+from app.api.errors import ApiError
+from app.observability.metrics import Metrics
 from app.pipeline import TurnPipeline
-from app.ratelimit import RateLimiter
-from app.runtime import Runtime
-from app.store import _SESSION_ID, SessionStore  # the store's own id rule: ids it could never have issued
+from app.security.ratelimit import RateLimiter
+from app.wiring import Runtime
+from app.store.base import _SESSION_ID, SessionStore  # the store's own id rule: ids it could never have issued
 
 
 def get_runtime(request: Request) -> Runtime:

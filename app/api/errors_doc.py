@@ -3,7 +3,7 @@
 from typing import Any
 
 from app.schemas import ErrorResponse
-from app.schemas_openai import OpenAIErrorResponse
+from app.api.openai.protocol import OpenAIErrorResponse
 
 _MEANINGS = {
     400: "malformed request (OpenAI-compatible routes: the schema or a message is wrong)",

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 from app.api.deps import PipelineDep, SettingsDep, StoreDep, TenantDep
 from app.api.errors_doc import errors
 from app.dialogue.state import DialogueState
-from app.errors import ApiError
+from app.api.errors import ApiError
 from app.schemas import SessionCreate, SessionCreated, SessionDetail
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])

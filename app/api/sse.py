@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi.responses import StreamingResponse
 
-from app.errors import as_api_error
+from app.api.errors import as_api_error
 from app.schemas import TurnResponse
 
 TurnRunner = Callable[[Callable[[str], None]], Coroutine[Any, Any, TurnResponse]]

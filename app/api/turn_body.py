@@ -12,7 +12,7 @@ from starlette.datastructures import UploadFile
 
 from app.api.deps import SettingsDep
 from app.config import Settings
-from app.errors import ApiError, validation_message
+from app.api.errors import ApiError, validation_message
 from app.media.audio import decode_audio
 from app.media.image import decode_data_url_or_base64, decode_image
 from app.media.text import clean_text

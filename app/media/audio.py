@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from app.errors import ApiError
+from app.errors import ParleyError
 
 SAMPLE_RATE = 16000  # Whisper's rate: 160 samples per 10 ms mel hop
 WAV_UNKNOWN_SIZE = 0xFFFFFFFF  # streaming writers put this in the data chunk when they cannot seek back
@@ -25,13 +25,13 @@ FORMATS = "WAV, FLAC, OGG/Vorbis" + (" or MP3" if _MP3 else "")  # what this lib
 def decode_audio(data: bytes, *, max_seconds: float, max_bytes: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Audio file bytes -> float32 mono samples in [-1, 1] at `sample_rate`, shape (N,).
 
-    Raises ApiError: 413 audio_too_large / audio_too_long, 422 empty_audio / undecodable_audio.
+    Raises ParleyError: too_large (audio_too_large, audio_too_long), invalid (empty_audio, undecodable_audio).
     Silence is valid audio.
     """
     if not data:
-        raise ApiError(422, "empty_audio", "the audio is empty (0 bytes)")
+        raise ParleyError("invalid", "empty_audio", "the audio is empty (0 bytes)")
     if len(data) > max_bytes:
-        raise ApiError(413, "audio_too_large", f"the audio is {len(data)} bytes; the limit is {max_bytes}")
+        raise ParleyError("too_large", "audio_too_large", f"the audio is {len(data)} bytes; the limit is {max_bytes}")
     declared_frames = _wav_declared_frames(data)  # None unless a RIFF/WAVE header says how long it is
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
@@ -39,7 +39,7 @@ def decode_audio(data: bytes, *, max_seconds: float, max_bytes: int, sample_rate
             # libsndfile clamps a WAV's frame count to the bytes present; the header's own claim is checked too.
             frames = f.frames if declared_frames is None else max(f.frames, declared_frames)
             if frames <= 0:
-                raise ApiError(422, "empty_audio", "the audio holds no samples (zero length)")
+                raise ParleyError("invalid", "empty_audio", "the audio holds no samples (zero length)")
             _check_duration(frames / rate, max_seconds)
             if declared_frames is not None and f.frames < declared_frames:
                 raise _undecodable(f"truncated: the header declares {declared_frames} frames, {f.frames} are present")
@@ -67,11 +67,12 @@ def _resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
 
 def _check_duration(seconds: float, max_seconds: float) -> None:
     if seconds > max_seconds:
-        raise ApiError(413, "audio_too_long", f"the audio is {seconds:.1f} s long; the limit is {max_seconds:g} s")
+        raise ParleyError("too_large", "audio_too_long",
+                          f"the audio is {seconds:.1f} s long; the limit is {max_seconds:g} s")
 
 
-def _undecodable(why: str) -> ApiError:
-    return ApiError(422, "undecodable_audio", f"could not decode the audio ({why}); send {FORMATS}")
+def _undecodable(why: str) -> ParleyError:
+    return ParleyError("invalid", "undecodable_audio", f"could not decode the audio ({why}); send {FORMATS}")
 
 
 def _wav_declared_frames(data: bytes) -> int | None:

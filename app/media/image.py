@@ -15,7 +15,7 @@ import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from app.errors import ApiError
+from app.errors import ParleyError
 
 log = logging.getLogger(__name__)
 
@@ -33,21 +33,23 @@ _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+
 def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
     """Encoded PNG/JPEG/WebP/GIF bytes -> RGB image, EXIF orientation applied (GIF: first frame)."""
     if not data:
-        raise ApiError(422, "empty_image", "the image is empty (0 bytes)")
+        raise ParleyError("invalid", "empty_image", "the image is empty (0 bytes)")
     if len(data) > max_bytes:
-        raise ApiError(413, "image_too_large", f"the image is {len(data)} bytes; the limit is {max_bytes}")
+        raise ParleyError("too_large", "image_too_large", f"the image is {len(data)} bytes; the limit is {max_bytes}")
     image = _open_lazily(data)
     if image.format not in ALLOWED_FORMATS:
-        raise ApiError(415, "unsupported_image_type", f"{image.format} images are not accepted; send {ALLOWED_LIST}")
+        raise ParleyError("unsupported_media", "unsupported_image_type",
+                          f"{image.format} images are not accepted; send {ALLOWED_LIST}")
     width, height = image.size  # from the header: no pixels decoded yet
     if width * height > max_pixels:
-        raise ApiError(413, "image_too_many_pixels",
-                       f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+        raise ParleyError("too_large", "image_too_many_pixels",
+                          f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
     try:
         image.seek(0)  # GIF / animated WebP / MPO: the first frame
         image.load()
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt pixel data
-        raise ApiError(422, "undecodable_image", f"the {image.format} image is corrupt or truncated: {exc}") from exc
+        raise ParleyError("invalid", "undecodable_image",
+                          f"the {image.format} image is corrupt or truncated: {exc}") from exc
     return _to_rgb(_upright(image))
 
 
@@ -61,20 +63,21 @@ def _upright(image: Image.Image) -> Image.Image:
 
 
 def _open_lazily(data: bytes) -> Image.Image:
-    """Parse the header only. Pillow's own bomb check (2x its global limit) also ends up as 413."""
+    """Parse the header only. Pillow's own bomb check (2x its global limit) also ends up as image_too_many_pixels."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
             return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise ApiError(413, "image_too_many_pixels", f"the image declares too many pixels: {exc}") from exc
+        raise ParleyError("too_large", "image_too_many_pixels", f"the image declares too many pixels: {exc}") from exc
     except UnidentifiedImageError as exc:
         if _TEXT_LIKE.match(data[:64]) or _is_text(data[:512]):
-            raise ApiError(415, "unsupported_image_type",
-                           f"this is text (SVG, HTML or similar), not an image; send {ALLOWED_LIST}") from exc
-        raise ApiError(422, "undecodable_image", f"the bytes are not a recognisable image; send {ALLOWED_LIST}") from exc
+            raise ParleyError("unsupported_media", "unsupported_image_type",
+                              f"this is text (SVG, HTML or similar), not an image; send {ALLOWED_LIST}") from exc
+        raise ParleyError("invalid", "undecodable_image",
+                          f"the bytes are not a recognisable image; send {ALLOWED_LIST}") from exc
     except (OSError, ValueError, SyntaxError) as exc:  # a known format whose header is broken
-        raise ApiError(422, "undecodable_image", f"the image header is corrupt: {exc}") from exc
+        raise ParleyError("invalid", "undecodable_image", f"the image header is corrupt: {exc}") from exc
 
 
 def _is_text(head: bytes) -> bool:
@@ -109,32 +112,34 @@ def decode_data_url_or_base64(value: str, *, max_bytes: int, kind: str = "image"
     """
     allowed, allowed_list = _INLINE_MIMES[kind]
     if _REMOTE.match(value) or value.lstrip().startswith("//"):
-        raise ApiError(422, "remote_url_refused",
-                       f"{kind} URLs are not fetched; send the {kind} inline as base64 or a data: URL")
+        raise ParleyError("invalid", "remote_url_refused",
+                          f"{kind} URLs are not fetched; send the {kind} inline as base64 or a data: URL")
     payload = value.strip()
     match = _DATA_URL.match(payload)
     if match:
         mime = (match["mime"] or "").lower()
         if mime and mime not in allowed and not (kind == "audio" and mime.startswith("audio/")):
-            raise ApiError(415, f"unsupported_{kind}_type", f"{mime} is not accepted as {kind}; send {allowed_list}")
+            raise ParleyError("unsupported_media", f"unsupported_{kind}_type",
+                              f"{mime} is not accepted as {kind}; send {allowed_list}")
         if not match["b64"]:
-            raise ApiError(422, "invalid_base64", "data: URLs must be base64-encoded (';base64,')")
+            raise ParleyError("invalid", "invalid_base64", "data: URLs must be base64-encoded (';base64,')")
         payload = payload[match.end() :]
     elif payload.lower().startswith("data:"):
-        raise ApiError(422, "invalid_base64", "malformed data: URL; expected data:<mime>;base64,<data>")
+        raise ParleyError("invalid", "invalid_base64", "malformed data: URL; expected data:<mime>;base64,<data>")
     payload = re.sub(r"\s+", "", payload)
     if not payload:
-        raise ApiError(422, f"empty_{kind}", f"the {kind} is empty")
+        raise ParleyError("invalid", f"empty_{kind}", f"the {kind} is empty")
     max_encoded = 4 * ((max_bytes + 2) // 3)  # base64 of max_bytes bytes, padding included
     if len(payload) > max_encoded:
-        raise ApiError(413, f"{kind}_too_large", f"the encoded {kind} is {len(payload)} characters; "
-                       f"the limit is {max_encoded} ({max_bytes} bytes)")
+        raise ParleyError("too_large", f"{kind}_too_large", f"the encoded {kind} is {len(payload)} characters; "
+                          f"the limit is {max_encoded} ({max_bytes} bytes)")
     try:
         if "-" in payload or "_" in payload:
             payload = payload.replace("-", "+").replace("_", "/")
         data = base64.b64decode(payload + "=" * (-len(payload) % 4), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise ApiError(422, "invalid_base64", f"the {kind} is not valid base64: {exc}") from exc
+        raise ParleyError("invalid", "invalid_base64", f"the {kind} is not valid base64: {exc}") from exc
     if len(data) > max_bytes:
-        raise ApiError(413, f"{kind}_too_large", f"the {kind} is {len(data)} bytes; the limit is {max_bytes}")
+        raise ParleyError("too_large", f"{kind}_too_large",
+                          f"the {kind} is {len(data)} bytes; the limit is {max_bytes}")
     return data

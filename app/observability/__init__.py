@@ -1,2 +1,2 @@
-"""Observability: tracing (tracing.py). Logs, redaction and metrics still live in app/logs.py, app/redaction.py
-and app/metrics.py."""
+"""Observability: logs (logs.py) with redaction (redaction.py), Prometheus metrics (metrics.py), traces
+(tracing.py). The HTTP middleware that feeds them per request is in app/api/middleware/."""

@@ -6,15 +6,16 @@ A request's W3C `traceparent` header continues the caller's trace, and webhook c
 (`trace_headers`).
 
 Each app has a tracer provider of its own (two apps in one process, as tests run them, trace apart): the
-request middleware puts the app's tracer in a context variable, and `span` opens spans with it. Where
-tracing is off there is no middleware, the variable keeps the API's no-op tracer, and a span is a null
-context.
+request middleware (app/api/middleware/tracing.py) puts the app's tracer in a context variable (`request_span`),
+and `span` opens spans with it. Where tracing is off there is no middleware, the variable keeps the API's no-op
+tracer, and a span is a null context.
 """
 
 from __future__ import annotations
 
 import importlib
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal
@@ -23,14 +24,12 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Span, SpanKind, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 TracingMode = Literal["off", "console", "otlp"]
 TRACER_NAME = "parley"
-TRACED_PATHS = ("/v1/",)  # the API; health probes, metrics scrapes and the chat page's files are not traced
 OTLP_MODULE = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
 OTLP_MISSING = ("PARLEY_TRACING=otlp needs the OTLP exporter, which is not installed: "
                 "pip install 'parley[otlp]' (opentelemetry-exporter-otlp-proto-http), or set PARLEY_TRACING=console|off")
@@ -100,48 +99,15 @@ def trace_headers() -> dict[str, str]:
     return headers
 
 
-class TraceRequests:
-    """ASGI middleware: each /v1 request as a SERVER span, continuing the caller's trace when a valid
-    `traceparent` header came with it; the app's tracer is current for everything the request runs."""
-
-    def __init__(self, app: ASGIApp, *, tracer: Tracer) -> None:
-        self.app = app
-        self.tracer = tracer
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(TRACED_PATHS):
-            await self.app(scope, receive, send)
-            return
-        method = scope["method"]
-        carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
-        status = 500  # unless a response starts
-        attributes = {"http.request.method": method, "url.path": scope["path"]}
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        token = _current_tracer.set(self.tracer)
-        try:
-            with self.tracer.start_as_current_span(method, context=_W3C.extract(carrier), kind=SpanKind.SERVER,
-                                                   attributes=attributes) as request_span:
-                try:
-                    await self.app(scope, receive, send_status)
-                finally:
-                    _describe(request_span, scope, status)
-        finally:
-            _current_tracer.reset(token)
-
-
-def _describe(request_span: Span, scope: Scope, status: int) -> None:
-    """Name the request's span after its route template once routing has run (e.g. "POST
-    /v1/sessions/{session_id}/turns": one name per route, whatever the ids), and record the status."""
-    route = getattr(scope.get("route"), "path", None)
-    if route is not None:
-        request_span.update_name(f"{scope['method']} {route}")
-        request_span.set_attribute("http.route", route)
-    request_span.set_attribute("http.response.status_code", status)
-    if status >= 500:
-        request_span.set_status(Status(StatusCode.ERROR))
+@contextmanager
+def request_span(tracer: Tracer, method: str, *, headers: Mapping[str, str],
+                 attributes: Mapping[str, AttributeValue]) -> Iterator[Span]:
+    """A SERVER span for one request, continuing the caller's trace when `headers` carry a valid
+    `traceparent`; `tracer` is the one `span` uses for everything run inside."""
+    token = _current_tracer.set(tracer)
+    try:
+        with tracer.start_as_current_span(method, context=_W3C.extract(dict(headers)), kind=SpanKind.SERVER,
+                                          attributes=attributes) as server_span:
+            yield server_span
+    finally:
+        _current_tracer.reset(token)

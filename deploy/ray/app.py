@@ -31,8 +31,8 @@ from ray.serve.handle import DeploymentHandle
 
 from app.config import Settings
 from app.main import create_app
-from app.metrics import Metrics
-from app.runtime import ModelLoader, model_loaders
+from app.observability.metrics import Metrics
+from app.wiring import ModelLoader, model_loaders
 from models.decoder import GenerationStats, ReplyContext
 
 MODELS = ("text", "speech", "vision", "decoder")  # deployment names, as serve.status() shows them
@@ -43,7 +43,7 @@ DEFAULT_CPUS = 0.25
 
 
 class _ModelReplica:
-    """One model, loaded the way the single-process server loads it (app.runtime.model_loaders)."""
+    """One model, loaded the way the single-process server loads it (app.wiring.model_loaders)."""
 
     def __init__(self, name: str, settings: Settings) -> None:
         if settings.torch_threads:

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.dialogue.domain import DEFAULT_DOMAIN_PATH, load_domain
-from app.runtime import _webhooks
+from app.wiring import _webhooks
 from tests.api.inprocess import asgi_client, in_process_app
 from tests.server import unique_prefix
 from tests.webhooks import Backend, Reply, backend_server

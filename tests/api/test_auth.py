@@ -8,8 +8,8 @@ import httpx
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from app.auth import auth_from_settings, open_mode_warning
 from app.config import Settings
+from app.security.auth import open_mode_warning
 from tests.api.inprocess import in_process_client
 from tests.server import unique_prefix
 
@@ -38,7 +38,7 @@ def assert_unauthorized(response: httpx.Response) -> None:
 
 
 async def test_open_mode_needs_no_header(client, api_settings):
-    assert open_mode_warning(api_settings) is not None
+    assert open_mode_warning(api_settings.accepted_api_keys()) is not None
     response = await client.post("/v1/sessions")
     assert response.status_code == 201
     assert (await client.get(f"/v1/sessions/{response.json()['id']}")).status_code == 200
@@ -89,7 +89,7 @@ async def test_hashed_keys_file_and_keys_stay_out_of_logs_and_errors(api_setting
         "api_keys": SecretStr(f"{KEY_A}:alpha"), "api_keys_file": keys_file, "redis_prefix": unique_prefix(),
         "log_level": "DEBUG",
     })
-    assert open_mode_warning(settings) is None
+    assert open_mode_warning(settings.accepted_api_keys()) is None
     caplog.set_level(logging.DEBUG)
     bodies = []
     async with in_process_client(settings) as client:
@@ -135,10 +135,10 @@ def test_bad_keys_file_line_fails_at_load(tmp_path):
 
 
 def test_keys_map_to_tenants(api_settings):
-    keys = auth_from_settings(api_settings.model_copy(update={"api_keys": SecretStr("k:1:alpha,k2:beta")}))
+    keys = api_settings.model_copy(update={"api_keys": SecretStr("k:1:alpha,k2:beta")}).accepted_api_keys()
     assert keys.tenant_for("k:1") == "alpha" and keys.tenant_for("k2") == "beta"
     assert keys.tenant_for("k") is None and keys.tenant_for("") is None
-    assert auth_from_settings(api_settings).open
+    assert api_settings.accepted_api_keys().open
 
 
 async def test_openai_routes_need_the_key_and_keep_tenants_apart(keyed):

@@ -4,8 +4,8 @@ import json
 import logging
 import sys
 
-from app.logs import JsonFormatter, logging_config, request_id
-from app.metrics import Metrics
+from app.observability.logs import JsonFormatter, logging_config, request_id
+from app.observability.metrics import Metrics
 
 
 async def test_request_id_is_taken_or_made_and_stamped_on_every_log_line(client, session_id, caplog):

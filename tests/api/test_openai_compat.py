@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from app.errors import error_response
-from app.openai_serving import decoder_name
+from app.api.errors import error_response
+from app.api.openai.serving import decoder_name
 
 OPENAI_FIELDS = {"message", "type", "param", "code"}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio
 
-from app.redaction import RedactingFilter, install_redaction, redact
+from app.observability.redaction import RedactingFilter, install_redaction, redact
 from tests.samples import document, encoded, speech_wav
 
 
@@ -74,8 +74,8 @@ def test_install_redaction_masks_every_logger(caplog):
         assert caplog.records[-1].getMessage() == "contact [email] / [card]"
     finally:
         logging.setLogRecordFactory(before)
-        import app.redaction
-        app.redaction._installed = None
+        import app.observability.redaction
+        app.observability.redaction._installed = None
 
 
 async def _session_keys(api_settings, session_id: str) -> list[bytes]:

@@ -9,8 +9,9 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from app.ratelimit import Limit, RateLimiter
-from app.store import StoreUnavailable, close_client, connect
+from app.security.ratelimit import Limit, RateLimiter
+from app.store.base import StoreUnavailable
+from app.store.redis import close_client, connect
 from tests.api.inprocess import asgi_client, in_process_app
 from tests.server import delete_prefix, unique_prefix
 

@@ -19,7 +19,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from app.config import Settings
-from app.observability.tracing import OTLP_MODULE, TraceRequests
+from app.api.middleware.tracing import TraceRequests
+from app.observability.tracing import OTLP_MODULE
 from tests.api.inprocess import asgi_client, in_process_app
 from tests.api.test_actions import SECRET, SHIPPED, domain_with_lookup
 from tests.samples import document, encoded, speech_wav

@@ -5,7 +5,7 @@ import pytest
 from app.dialogue.domain import load_domain
 from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.tracker import DialogueTracker
-from app.runtime import _intent_classifier
+from app.wiring import _intent_classifier
 from models.registry import default_text_model, resolve_placement
 from models.text import TextEncoder
 

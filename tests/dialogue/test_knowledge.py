@@ -11,7 +11,7 @@ from app.dialogue.policy import decide, grounded
 from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.state import DialogueState, EvidenceNote, SlotSource
 from app.dialogue.tracker import DialogueTracker, Evidence, TurnInput
-from app.runtime import _intent_classifier
+from app.wiring import _intent_classifier
 from models.registry import default_text_model, resolve_placement
 from models.text import TextEncoder
 from tests.readme import readme_block

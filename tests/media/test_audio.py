@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from app.errors import ApiError
+from app.errors import ParleyError
 from app.media.audio import decode_audio
 from tests.factories import wav_header
 from tests.samples import speech_wav
@@ -32,8 +32,8 @@ def encoded(samples: np.ndarray, rate: int, fmt: str, subtype: str | None = None
     return buffer.getvalue()
 
 
-def refused(data: bytes, **limits) -> ApiError:
-    with pytest.raises(ApiError) as info:
+def refused(data: bytes, **limits) -> ParleyError:
+    with pytest.raises(ParleyError) as info:
         decode_audio(data, **{**LIMITS, **limits})
     return info.value
 
@@ -112,20 +112,20 @@ def test_float_wav_is_clipped_to_unit_range():
 ])
 def test_empty_and_garbage_are_422(data, code):
     err = refused(data)
-    assert (err.status, err.code) == (422, code)
+    assert (err.kind, err.code) == ("invalid", code)
 
 
 def test_png_bytes_are_not_audio():
     buffer = io.BytesIO()
     Image.new("RGB", (32, 32), "red").save(buffer, format="PNG")
     err = refused(buffer.getvalue())
-    assert (err.status, err.code) == (422, "undecodable_audio")
+    assert (err.kind, err.code) == ("invalid", "undecodable_audio")
     assert "WAV" in err.message and "FLAC" in err.message  # says what does work
 
 
 def test_truncated_wav_is_undecodable(espeak):
     err = refused(espeak[: len(espeak) // 2])
-    assert (err.status, err.code) == (422, "undecodable_audio")
+    assert (err.kind, err.code) == ("invalid", "undecodable_audio")
     assert "truncated" in err.message
 
 
@@ -137,19 +137,19 @@ def test_wav_claiming_ten_hours_is_refused_from_its_header():
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert (err.status, err.code) == (413, "audio_too_long")
+    assert (err.kind, err.code) == ("too_large", "audio_too_long")
     assert "36000" in err.message
     assert peak < 1_000_000  # refused from the header: the 1.15 GB it declares was never allocated
 
 
 def test_real_audio_over_max_seconds_is_413(espeak):
     err = refused(espeak, max_seconds=1.0)
-    assert (err.status, err.code) == (413, "audio_too_long")
+    assert (err.kind, err.code) == ("too_large", "audio_too_long")
 
 
 def test_over_max_bytes_is_413(espeak):
     err = refused(espeak, max_bytes=len(espeak) - 1)
-    assert (err.status, err.code) == (413, "audio_too_large")
+    assert (err.kind, err.code) == ("too_large", "audio_too_large")
     assert decode_audio(espeak, max_seconds=30, max_bytes=len(espeak)).size > 0
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.errors import ApiError
+from app.errors import ParleyError
 from app.media.image import decode_data_url_or_base64, decode_image
 from tests.samples import encoded
 
@@ -27,8 +27,8 @@ def decode(data: bytes, **limits) -> Image.Image:
     return decode_image(data, max_bytes=limits.get("max_bytes", MAX_BYTES), max_pixels=limits.get("max_pixels", MAX_PIXELS))
 
 
-def refusal(call) -> ApiError:
-    with pytest.raises(ApiError) as info:
+def refusal(call) -> ParleyError:
+    with pytest.raises(ParleyError) as info:
         call()
     return info.value
 
@@ -64,26 +64,26 @@ def test_exif_orientation_is_applied():
 
 def test_empty():
     err = refusal(lambda: decode(b""))
-    assert (err.status, err.code) == (422, "empty_image")
+    assert (err.kind, err.code) == ("invalid", "empty_image")
 
 
 def test_over_max_bytes():
     data = encoded(sample(), "PNG")
     err = refusal(lambda: decode(data, max_bytes=len(data) - 1))
-    assert (err.status, err.code) == (413, "image_too_large")
+    assert (err.kind, err.code) == ("too_large", "image_too_large")
     assert decode(data, max_bytes=len(data)).size == (60, 40)
 
 
 def test_random_bytes_are_undecodable():
     data = np.random.default_rng(0).integers(0, 256, 2000, dtype=np.uint8).tobytes()
     err = refusal(lambda: decode(data))
-    assert (err.status, err.code) == (422, "undecodable_image")
+    assert (err.kind, err.code) == ("invalid", "undecodable_image")
 
 
 def test_truncated_png_is_undecodable():
     data = encoded(Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)), "PNG")
     err = refusal(lambda: decode(data[: len(data) // 2]))
-    assert (err.status, err.code) == (422, "undecodable_image")
+    assert (err.kind, err.code) == ("invalid", "undecodable_image")
 
 
 def png_declaring(width: int, height: int) -> bytes:
@@ -100,7 +100,7 @@ def test_decompression_bomb_refused_from_header(side):
     data = png_declaring(side, side)
     assert len(data) < 100
     err = refusal(lambda: decode(data))
-    assert (err.status, err.code) == (413, "image_too_many_pixels")
+    assert (err.kind, err.code) == ("too_large", "image_too_many_pixels")
 
 
 def test_pixel_limit_is_inclusive():
@@ -112,14 +112,14 @@ def test_pixel_limit_is_inclusive():
 @pytest.mark.parametrize("fmt", ["BMP", "TIFF", "ICO"])
 def test_other_formats_are_unsupported(fmt):
     err = refusal(lambda: decode(encoded(sample((32, 32)), fmt)))
-    assert (err.status, err.code) == (415, "unsupported_image_type")
+    assert (err.kind, err.code) == ("unsupported_media", "unsupported_image_type")
     assert fmt in err.message
 
 
 @pytest.mark.parametrize("text", [b'<svg xmlns="http://www.w3.org/2000/svg"><rect/></svg>', b"just some words\n"])
 def test_svg_and_text_are_unsupported(text):
     err = refusal(lambda: decode(text))
-    assert (err.status, err.code) == (415, "unsupported_image_type")
+    assert (err.kind, err.code) == ("unsupported_media", "unsupported_image_type")
 
 
 # --- data URLs / base64 ---------------------------------------------------------------
@@ -139,7 +139,7 @@ def test_plain_base64_and_data_url():
 
 def test_bad_base64():
     err = refusal(lambda: decode_data_url_or_base64("data:image/png;base64,@@not*base64!!", max_bytes=MAX_BYTES))
-    assert (err.status, err.code) == (422, "invalid_base64")
+    assert (err.kind, err.code) == ("invalid", "invalid_base64")
     err = refusal(lambda: decode_data_url_or_base64("data:image/png,rawbytes", max_bytes=MAX_BYTES))
     assert err.code == "invalid_base64"
 
@@ -147,14 +147,14 @@ def test_bad_base64():
 @pytest.mark.parametrize("url", ["http://example.com/a.png", "HTTPS://example.com/a.png", "file:///etc/passwd"])
 def test_urls_are_refused(url):
     err = refusal(lambda: decode_data_url_or_base64(url, max_bytes=MAX_BYTES))
-    assert (err.status, err.code) == (422, "remote_url_refused")
+    assert (err.kind, err.code) == ("invalid", "remote_url_refused")
     assert "inline" in err.message
 
 
 def test_encoded_length_checked_before_decoding():
     plain = base64.b64encode(PNG).decode()
     err = refusal(lambda: decode_data_url_or_base64(plain, max_bytes=len(PNG) - 10))
-    assert (err.status, err.code) == (413, "image_too_large")
+    assert (err.kind, err.code) == ("too_large", "image_too_large")
     huge_invalid = "!" * 10_000  # refused for size without being decoded
     assert refusal(lambda: decode_data_url_or_base64(huge_invalid, max_bytes=100)).code == "image_too_large"
 
@@ -162,7 +162,7 @@ def test_encoded_length_checked_before_decoding():
 def test_non_image_data_url_is_unsupported():
     payload = base64.b64encode(b"hello").decode()
     err = refusal(lambda: decode_data_url_or_base64(f"data:text/plain;base64,{payload}", max_bytes=MAX_BYTES))
-    assert (err.status, err.code) == (415, "unsupported_image_type")
+    assert (err.kind, err.code) == ("unsupported_media", "unsupported_image_type")
 
 
 def test_empty_base64():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from app.cli import main
+from app.cli.main import main
 from models.fused import FusedSeq2Seq
 from tests.factories import tiny_tokenizer
 from tests.samples import encoded

@@ -21,12 +21,8 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from app.store import _TENANT  # the store's own tenant rule, so a configured tenant can always be stored
-
-if TYPE_CHECKING:
-    from app.config import Settings
+from app.store.base import _TENANT  # the store's own tenant rule, so a configured tenant can always be stored
 
 DEFAULT_TENANT = "default"
 _HEX64 = frozenset("0123456789abcdef")
@@ -103,15 +99,9 @@ def load_api_keys(api_keys: str | None, api_keys_file: Path | None) -> ApiKeys:
     return ApiKeys(tuple(pairs))
 
 
-def auth_from_settings(settings: Settings) -> ApiKeys:
-    keys = settings.api_keys
-    plain = keys.get_secret_value() if keys is not None else None
-    return load_api_keys(plain, settings.api_keys_file)
-
-
-def open_mode_warning(settings: Settings) -> str | None:
+def open_mode_warning(keys: ApiKeys) -> str | None:
     """The start-up warning when no key is configured, else None."""
-    if not auth_from_settings(settings).open:
+    if not keys.open:
         return None
     return (
         "no API keys configured (PARLEY_API_KEYS / PARLEY_API_KEYS_FILE): /v1 is open to anyone who can reach it, "

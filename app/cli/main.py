@@ -12,11 +12,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 
 import uvicorn
 
-from app import evaluation
+from app.cli import evaluate, stories
 from app.config import Settings
-from app.logs import logging_config
-from app.stories import cli as stories
-from app.store import EmbeddedRedis
+from app.observability.logs import logging_config
+from app.store.embedded import EmbeddedRedis
 from models import train
 
 
@@ -31,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         "worker processes on one port; each loads its own models (see README for memory per replica) "
         "and they share sessions through Redis, so PARLEY_REDIS_URL must name a Redis server"))
     train.add_arguments(commands.add_parser("train", help="fine-tune a FusedSeq2Seq on a JSONL dialogue set"))
-    evaluation.add_arguments(commands.add_parser("eval", help="score a running server on a JSONL dialogue set"))
+    evaluate.add_arguments(commands.add_parser("eval", help="score a running server on a JSONL dialogue set"))
     stories.add_arguments(commands.add_parser("test", help="play conversation stories (YAML) and score them"))
     args = parser.parse_args(argv)
     if args.command == "test":
@@ -39,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "train":
         train.run(args)
     elif args.command == "eval":
-        evaluation.run(args)
+        evaluate.run(args)
     else:
         if args.workers < 1:
             parser.error("--workers must be >= 1")
@@ -61,12 +60,8 @@ def _serve(args: argparse.Namespace) -> None:
         uvicorn.run("app.main:create_app", factory=True, host=args.host, port=args.port,
                     log_level=args.log_level, workers=args.workers, log_config=log_config, access_log=False,
                     # uvicorn would take X-Forwarded-For from any 127.0.0.1 peer as the client address; Parley
-                    # decides that itself from PARLEY_TRUSTED_PROXIES (app/client_address.py).
+                    # decides that itself from PARLEY_TRUSTED_PROXIES (app/security/client_address.py).
                     proxy_headers=False)
     finally:
         if embedded is not None:
             embedded.close()
-
-
-if __name__ == "__main__":
-    main()

@@ -277,7 +277,7 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-# Speech to text: /v1/audio/transcriptions (the request is a form: app/api/transcriptions.py) ------------------
+# Speech to text: /v1/audio/transcriptions (the request is a form: app/api/openai/transcriptions.py) ------------------
 
 
 class Transcription(BaseModel):

@@ -1,5 +1,5 @@
-"""Serving the OpenAI-compatible chat API on top of the turn pipeline: protocol in app/schemas_openai.py,
-HTTP in app/api/openai_compat.py, the steps of a turn in app/pipeline.py.
+"""Serving the OpenAI-compatible chat API on top of the turn pipeline: protocol in app/api/openai/protocol.py,
+HTTP in app/api/openai/routes.py, the steps of a turn in app/pipeline.py.
 
 Stateless (no X-Session-Id): the dialogue state is rebuilt from the request alone. Earlier user messages are
 folded into the state one by one (perception and tracking, no reply written), assistant messages become the
@@ -25,10 +25,10 @@ from typing import Literal
 from app.config import Settings
 from app.dialogue.state import DialogueState
 from app.dialogue.tools import ToolCall, ToolOffer, ToolSpec, check_schema
-from app.errors import ApiError
+from app.api.errors import ApiError
 from app.pipeline import RetryKey, TurnPipeline, UserTurn
 from app.reply import ReplyOptions, TurnResult, WrittenReply
-from app.schemas_openai import (
+from app.api.openai.protocol import (
     MODEL_ID,
     AssistantMessage,
     ChatCompletion,
@@ -63,7 +63,7 @@ class PastMessage:
 
 @dataclass(frozen=True)
 class DecodedChat:
-    """A chat request's messages, decoded (app/api/openai_body.py)."""
+    """A chat request's messages, decoded (app/api/openai/body.py)."""
 
     past: tuple[PastMessage, ...]  # empty when a session holds the conversation
     last: UserTurn  # the last message, always the user's: this is what gets the reply

@@ -14,8 +14,8 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.logs import request_id
-from app.metrics import Metrics
+from app.observability.logs import request_id
+from app.observability.metrics import Metrics
 
 HEADER = b"x-request-id"
 VALID_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")  # printable, no spaces or quotes: safe in logs and headers

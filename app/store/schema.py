@@ -2,8 +2,8 @@
 
 A deploy that changes what a session stores (its state JSON, history entries or metadata) bumps
 SCHEMA_VERSION and registers the step from the previous version in MIGRATIONS. The stores migrate
-an older session when they read it (app/store.py: `upgrade`) and refuse one no chain of steps leads
-from, or one newer than they are, with SessionVersionUnsupported (an HTTP 410 or 409, never a 404).
+an older session when they read it (app/store/base.py: `upgrade`) and refuse one no chain of steps leads
+from, or one newer than they are, with SessionVersionUnsupported (never SessionNotFound: the session is there).
 """
 
 from collections.abc import Callable, Mapping
@@ -31,5 +31,5 @@ def _v1_to_v2(session: StoredSession) -> StoredSession:
 
 
 # One step per format change, keyed by the version it starts from: a change bumps SCHEMA_VERSION and
-# adds its step here. Sessions of a version with no step left are refused (410), not misread.
+# adds its step here. Sessions of a version with no step left are refused, not misread.
 MIGRATIONS: Mapping[int, Migration] = {1: _v1_to_v2}

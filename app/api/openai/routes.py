@@ -1,5 +1,5 @@
 """OpenAI-compatible chat: POST /v1/chat/completions and GET /v1/models. Errors here are in OpenAI's shape
-(app/errors.py picks it by path); the serving logic is in app/openai_serving.py."""
+(app/api/errors.py picks it by path); the serving logic is in app/api/openai/serving.py."""
 
 import json
 from collections.abc import AsyncIterator
@@ -10,11 +10,11 @@ from fastapi.responses import StreamingResponse
 
 from app.api.deps import MetricsDep, PipelineDep, SettingsDep, TenantDep
 from app.api.errors_doc import openai_errors
-from app.api.openai_body import read_conversation
-from app.openai_serving import (ChatTarget, check_model, reply_options, run_chat, served_models, to_chunks,
+from app.api.openai.body import read_conversation
+from app.api.openai.serving import (ChatTarget, check_model, reply_options, run_chat, served_models, to_chunks,
                                 to_completion, tool_offer)
 from app.pipeline import RetryKey
-from app.schemas_openai import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ModelList
+from app.api.openai.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ModelList
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 

@@ -1,6 +1,6 @@
 """POST /v1/audio/transcriptions: OpenAI-compatible speech to text with the server's speech encoder (Whisper base
 by default), whose batches it shares with voice turns. The same audio limits and errors as a voice turn; errors
-in OpenAI's shape (app/errors.py picks it by path)."""
+in OpenAI's shape (app/api/errors.py picks it by path)."""
 
 import asyncio
 from typing import Annotated, Literal
@@ -12,10 +12,11 @@ from fastapi.responses import PlainTextResponse
 from app.api.deps import PipelineDep, SettingsDep
 from app.api.errors_doc import openai_errors
 from app.config import Settings
-from app.errors import ApiError
+from app.api.errors import ApiError
+from app.errors import ParleyError
 from app.media.audio import FORMATS, decode_audio
 from app.observability.tracing import span
-from app.schemas_openai import Transcription, TranscriptionVerbose
+from app.api.openai.protocol import Transcription, TranscriptionVerbose
 
 router = APIRouter(prefix="/v1/audio", tags=["openai"])
 
@@ -71,6 +72,6 @@ def _decoded(data: bytes, settings: Settings) -> np.ndarray:
     with span("media.decode", **{"parley.audio": True}):
         try:
             return decode_audio(data, max_seconds=settings.max_audio_seconds, max_bytes=settings.max_audio_bytes)
-        except ApiError as exc:
+        except ParleyError as exc:
             exc.param = "file"
             raise

@@ -24,7 +24,7 @@ room and all are charged, or none is (a refused request uses up nothing, so a se
 its own limit never drains its tenant's quota). The script reads Redis's own clock (TIME), so the
 replicas' clocks play no part; tests inject a clock instead. The keys of one tenant share a Redis
 Cluster hash tag, so the script can touch them all on a Cluster too. With Redis unreachable the
-limiter raises StoreUnavailable, i.e. the same 503 + Retry-After the store gives.
+limiter raises StoreUnavailable, as the store does.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 
-from app.store import RedisClient, redis_errors
+from app.store.redis import RedisClient, redis_errors
 
 if TYPE_CHECKING:
     from app.config import Settings

@@ -22,13 +22,14 @@ import httpx
 
 from app.api.turn_body import build_turn
 from app.config import Settings
-from app.errors import ApiError
+from app.api.errors import ApiError
+from app.errors import ParleyError
 from app.media.image import decode_data_url_or_base64
 from app.media.text import clean_text
 from app.dialogue.tools import ToolResult
-from app.openai_serving import DecodedChat, PastMessage
+from app.api.openai.serving import DecodedChat, PastMessage
 from app.pipeline import UserTurn
-from app.schemas_openai import AudioPart, ChatCompletionRequest, ChatMessage, ImagePart, TextPart
+from app.api.openai.protocol import AudioPart, ChatCompletionRequest, ChatMessage, ImagePart, TextPart
 
 READ_CHUNK = 64 * 1024  # bytes per read of a fetched image
 
@@ -99,7 +100,7 @@ async def _user_turn(message: ChatMessage, index: int, settings: Settings, *, re
             raise ApiError(400, "empty_turn", f"message {index} carries nothing: send text, image_url or input_audio")
         audio = audios[0] if audios else None
         return await asyncio.to_thread(build_turn, "\n".join(texts), images, audio, settings, reply_audio=reply_audio)
-    except ApiError as exc:
+    except (ApiError, ParleyError) as exc:
         exc.param = exc.param or param
         raise
 
@@ -138,7 +139,7 @@ def _plain_text(message: ChatMessage, index: int, settings: Settings) -> str:
         text = "\n".join(part.text for part in parts)
     try:
         return clean_text(text, max_chars=settings.max_text_chars)
-    except ApiError as exc:
+    except ParleyError as exc:
         exc.param = param
         raise
 

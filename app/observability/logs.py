@@ -1,8 +1,9 @@
 """Logging: one JSON object per line (or plain text), each record stamped with the id of the request it belongs to.
 
-The request id lives in a contextvar that app/observe.py sets per request; every record created while the
-request runs (any logger, any thread started with the context, e.g. asyncio.to_thread) carries it as
-`record.request_id`. Records are redacted when created (app/redaction.py), so both formats print masked text.
+The request id lives in a contextvar that app/api/middleware/observe.py sets per request; every record created
+while the request runs (any logger, any thread started with the context, e.g. asyncio.to_thread) carries it as
+`record.request_id`. Records are redacted when created (app/observability/redaction.py), so both formats print
+masked text.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from app.redaction import redact
+from app.observability.redaction import redact
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 

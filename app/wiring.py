@@ -20,10 +20,10 @@ from app.dialogue.domain import Domain, load_domain
 from app.dialogue.knowledge import KnowledgeBase, knowledge_path, load_knowledge
 from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.tracker import DialogueTracker, IntentClassifier
-from app.metrics import Metrics
+from app.observability.metrics import Metrics
 from app.pipeline import Encoders, TurnPipeline
 from app.schemas import ModelStatus
-from app.store import SessionStore
+from app.store.base import SessionStore
 from models.decoder import CausalLMDecoder, Decoder
 from models.fused_decoder import FusedSeq2SeqDecoder
 from models.registry import Placement, default_decoder, default_text_model, resolve_placement, resolve_source

