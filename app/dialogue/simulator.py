@@ -20,13 +20,18 @@ from typing import Any
 import numpy as np
 import yaml
 
-from app.dialogue.domain import DEFAULT_DOMAIN_PATH, Domain
-from app.dialogue.knowledge import NOTHING, Found, KnowledgeBase, held_error_code, passages
+from app.dialogue.domain import DEFAULT_DOMAIN_PATH, Domain, load_domain
+from app.dialogue.knowledge import (
+    NOTHING, Found, KnowledgeBase, held_error_code, knowledge_path, load_knowledge, passages,
+)
 from app.dialogue.policy import ActionResult, Decision, decide
+from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.state import DialogueState, EvidenceNote
-from app.dialogue.tracker import DialogueTracker, Evidence, TurnAnalysis, record_action
+from app.dialogue.tracker import DialogueTracker, Evidence, IntentClassifier, TurnAnalysis, record_action
 from app.dialogue.user_values import CARRIERS, DAYS, UNKNOWN_CODES, ValuePool, spoken, typo
 from app.stories.format import AudioSpec, ImageSpec
+from models.registry import default_text_model, resolve_placement
+from models.text import TextEncoder
 
 EVIDENCE_KEPT = 6  # as app/pipeline.py keeps
 RESERVE_ONE_IN = 8  # a phrasing whose hash falls in 1 of 8 buckets is said only in held-out dialogues
@@ -121,16 +126,9 @@ class Engine:
 
 def load_engine(domain_path: str | Path | None = None) -> Engine:
     """The packaged (or given) domain with the real MiniLM encoder, as the server loads them."""
-    from app.dialogue.domain import load_domain
-    from app.dialogue.knowledge import knowledge_path, load_knowledge
-    from app.dialogue.sentiment import SentimentAnalyzer
-    from app.runtime import _intent_classifier
-    from models.registry import default_text_model, resolve_placement
-    from models.text import TextEncoder
-
     domain = load_domain(domain_path)
     encoder = TextEncoder.load(str(default_text_model()), placement=resolve_placement("cpu"), offline=True)
-    tracker = DialogueTracker(domain, _intent_classifier(domain, encoder), SentimentAnalyzer())
+    tracker = DialogueTracker(domain, IntentClassifier.of(domain, encoder.predict_batch), SentimentAnalyzer())
     kb = knowledge_path(domain_path)
     entries = load_knowledge(kb) if kb is not None else ()
     knowledge = KnowledgeBase(entries, encoder.predict_batch) if entries else None
