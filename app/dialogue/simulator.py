@@ -42,6 +42,9 @@ ASR_CONFIDENCE = 0.9
 # Task switches only held-out dialogues make (from, to): a held-out flow.
 HELDOUT_SWITCHES = frozenset({("return_item", "refund_request"), ("order_status", "damaged_item"),
                               ("billing", "technical_support")})
+# The paraphrase list each plain step is worded from.
+STEP_PHRASES = {"bye": "goodbyes", "knowledge": "knowledge", "unknown_question": "unknown_questions",
+                "off_topic": "off_topic", "recall": "recall", "handoff": "handoff", "angry_handoff": "angry_handoff"}
 ASIDES = ("knowledge", "error_question", "unknown_question", "off_topic", "recall")
 TOOL_FACTS: dict[str, dict[str, tuple[str, ...]]] = {  # what a client's tool answers, per intent with a `tool` (app/dialogue/tools.py)
     "order_status": {"status": ("shipped", "out for delivery", "in transit", "delayed at the depot")},
@@ -276,10 +279,7 @@ class Customer:
         if step == "error_question":
             code = self.rng.choice(self.pool.error_codes + UNKNOWN_CODES[:1])
             return UserTurn(pick("error_questions", self.rng, heldout=heldout).format(code=code), step=step)
-        key = {"bye": "goodbyes", "knowledge": "knowledge", "unknown_question": "unknown_questions",
-               "off_topic": "off_topic", "recall": "recall", "handoff": "handoff", "angry_handoff": "angry_handoff",
-               }[step]
-        return UserTurn(pick(key, self.rng, heldout=heldout), step=step)
+        return UserTurn(pick(STEP_PHRASES[step], self.rng, heldout=heldout), step=step)
 
     def _task(self, step: str) -> UserTurn:
         heldout = self.goal.heldout == "phrasing"
