@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 
 from app.batching import ContinuousDecoder, MicroBatcher, StepDecoder
@@ -199,7 +198,4 @@ def _webhooks(settings: Settings, domain: Domain) -> WebhookClient | None:
 
 
 def _intent_classifier(domain: Domain, encoder: TextEncoder) -> IntentClassifier:
-    names = [name for name, intent in domain.intents.items() for _ in intent.examples]
-    examples = [text for intent in domain.intents.values() for text in intent.examples]
-    embeddings = encoder.predict_batch(examples)  # (E, D); also warms the encoder up
-    return IntentClassifier(names, np.asarray(embeddings))
+    return IntentClassifier.of(domain, encoder.predict_batch)  # also warms the encoder up

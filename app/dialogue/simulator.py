@@ -20,13 +20,18 @@ from typing import Any
 import numpy as np
 import yaml
 
-from app.dialogue.domain import DEFAULT_DOMAIN_PATH, Domain
-from app.dialogue.knowledge import NOTHING, Found, KnowledgeBase, held_error_code, passages
+from app.dialogue.domain import DEFAULT_DOMAIN_PATH, Domain, load_domain
+from app.dialogue.knowledge import (
+    NOTHING, Found, KnowledgeBase, held_error_code, knowledge_path, load_knowledge, passages,
+)
 from app.dialogue.policy import ActionResult, Decision, decide
+from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.state import DialogueState, EvidenceNote
-from app.dialogue.tracker import DialogueTracker, Evidence, TurnAnalysis, record_action
+from app.dialogue.tracker import DialogueTracker, Evidence, IntentClassifier, TurnAnalysis, record_action
 from app.dialogue.user_values import CARRIERS, DAYS, UNKNOWN_CODES, ValuePool, spoken, typo
 from app.stories.format import AudioSpec, ImageSpec
+from models.registry import default_text_model, resolve_placement
+from models.text import TextEncoder
 
 EVIDENCE_KEPT = 6  # as app/pipeline.py keeps
 RESERVE_ONE_IN = 8  # a phrasing whose hash falls in 1 of 8 buckets is said only in held-out dialogues
@@ -37,6 +42,9 @@ ASR_CONFIDENCE = 0.9
 # Task switches only held-out dialogues make (from, to): a held-out flow.
 HELDOUT_SWITCHES = frozenset({("return_item", "refund_request"), ("order_status", "damaged_item"),
                               ("billing", "technical_support")})
+# The paraphrase list each plain step is worded from.
+STEP_PHRASES = {"bye": "goodbyes", "knowledge": "knowledge", "unknown_question": "unknown_questions",
+                "off_topic": "off_topic", "recall": "recall", "handoff": "handoff", "angry_handoff": "angry_handoff"}
 ASIDES = ("knowledge", "error_question", "unknown_question", "off_topic", "recall")
 TOOL_FACTS: dict[str, dict[str, tuple[str, ...]]] = {  # what a client's tool answers, per intent with a `tool` (app/dialogue/tools.py)
     "order_status": {"status": ("shipped", "out for delivery", "in transit", "delayed at the depot")},
@@ -121,16 +129,9 @@ class Engine:
 
 def load_engine(domain_path: str | Path | None = None) -> Engine:
     """The packaged (or given) domain with the real MiniLM encoder, as the server loads them."""
-    from app.dialogue.domain import load_domain
-    from app.dialogue.knowledge import knowledge_path, load_knowledge
-    from app.dialogue.sentiment import SentimentAnalyzer
-    from app.runtime import _intent_classifier
-    from models.registry import default_text_model, resolve_placement
-    from models.text import TextEncoder
-
     domain = load_domain(domain_path)
     encoder = TextEncoder.load(str(default_text_model()), placement=resolve_placement("cpu"), offline=True)
-    tracker = DialogueTracker(domain, _intent_classifier(domain, encoder), SentimentAnalyzer())
+    tracker = DialogueTracker(domain, IntentClassifier.of(domain, encoder.predict_batch), SentimentAnalyzer())
     kb = knowledge_path(domain_path)
     entries = load_knowledge(kb) if kb is not None else ()
     knowledge = KnowledgeBase(entries, encoder.predict_batch) if entries else None
@@ -278,10 +279,7 @@ class Customer:
         if step == "error_question":
             code = self.rng.choice(self.pool.error_codes + UNKNOWN_CODES[:1])
             return UserTurn(pick("error_questions", self.rng, heldout=heldout).format(code=code), step=step)
-        key = {"bye": "goodbyes", "knowledge": "knowledge", "unknown_question": "unknown_questions",
-               "off_topic": "off_topic", "recall": "recall", "handoff": "handoff", "angry_handoff": "angry_handoff",
-               }[step]
-        return UserTurn(pick(key, self.rng, heldout=heldout), step=step)
+        return UserTurn(pick(STEP_PHRASES[step], self.rng, heldout=heldout), step=step)
 
     def _task(self, step: str) -> UserTurn:
         heldout = self.goal.heldout == "phrasing"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +65,13 @@ class IntentClassifier:
         self.example_embeddings = example_embeddings  # (E, D), unit rows
         self.intents = sorted(set(example_intents))
         self.rows = [np.flatnonzero(np.array(example_intents) == name) for name in self.intents]
+
+    @classmethod
+    def of(cls, domain: Domain, embed: Callable[[list[str]], np.ndarray]) -> IntentClassifier:
+        """The domain's intent examples, embedded with `embed` (texts -> (E, D) unit rows)."""
+        names = [name for name, intent in domain.intents.items() for _ in intent.examples]
+        examples = [text for intent in domain.intents.values() for text in intent.examples]
+        return cls(names, np.asarray(embed(examples)))
 
     def classify(self, embedding: np.ndarray) -> tuple[str, float]:
         similarities = self.example_embeddings @ embedding  # (E,)
