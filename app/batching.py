@@ -20,6 +20,7 @@ from typing import Generic, TypeVar
 
 from models.decoder import (GREEDY, CausalLMDecoder, DecodeBatch, GenerationStats, ReplyContext, RowSampler, Sampling,
                             TextStream, row_sampler)
+from models.prompt_lookup import PromptLookup
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,9 @@ Out = TypeVar("Out")
 # (model name, seconds, batch size) after each batch; (model name, depth) when a queue changes.
 InferenceObserver = Callable[[str, float, int], None]
 DepthObserver = Callable[[str, int], None]
+MAX_DRAFT = 8  # draft tokens a row may bring to one verifying pass
+VERIFY_TOKENS = 48  # tokens one pass may verify over the batch: at 16+ rows a CPU step is compute-bound, and drafts
+# that are mostly rejected would slow every row down, so bigger batches bring shorter drafts (none at 32 rows)
 
 
 def _ignore(*_: object) -> None:
@@ -115,6 +119,7 @@ class _Sequence:
 
     prompt: list[int]
     max_new_tokens: int
+    lookup: PromptLookup  # the prompt and the reply so far, where greedy rows find their draft tokens
     loop: asyncio.AbstractEventLoop
     out: asyncio.Queue  # str pieces, then _END or an exception
     text: TextStream
@@ -160,7 +165,7 @@ class ContinuousDecoder:
         sampling: Sampling = GREEDY,
     ) -> AsyncIterator[str]:
         prompt = await asyncio.to_thread(self.model.prompt_ids, context.messages)
-        sequence = _Sequence(prompt, max_new_tokens, asyncio.get_running_loop(), asyncio.Queue(),
+        sequence = _Sequence(prompt, max_new_tokens, PromptLookup(list(prompt)), asyncio.get_running_loop(), asyncio.Queue(),
                              self.model.text_stream(), stats if stats is not None else GenerationStats(),
                              row_sampler(sampling, self.model.placement.device))
         sequence.stats.prompt_tokens = len(prompt)
@@ -200,11 +205,11 @@ class ContinuousDecoder:
                     rows += arrivals
                     fresh = self.model.prefill([s.prompt for s in arrivals], [s.sampler for s in arrivals])
                     batch = fresh if batch is None else self.model.merge(batch, fresh)
-                    self._deliver(arrivals, fresh.next_ids.tolist())
+                    self._deliver(arrivals, [[t] for t in fresh.next_ids.tolist()])
                 else:
                     assert batch is not None  # `rows` are running: they were prefilled into it
-                    batch = self.model.step(batch, [s.sampler for s in rows])
-                    self._deliver(rows, batch.next_ids.tolist())
+                    batch, chosen = self.model.verify(batch, self._drafts(rows), [s.sampler for s in rows])
+                    self._deliver(rows, chosen)
                 self.on_batch("decoder", time.perf_counter() - started, len(rows))
             except Exception as exc:  # a failed step fails every sequence in it
                 log.exception("decoding step failed for %d sequences", len(rows))
@@ -234,18 +239,33 @@ class ContinuousDecoder:
         self.on_depth("decoder", self._inbox.qsize())
         return [s for s in arrivals if not s.cancelled]
 
-    def _deliver(self, sequences: list[_Sequence], token_ids: list[int]) -> None:
-        for sequence, token_id in zip(sequences, token_ids, strict=True):
+    def _drafts(self, rows: list[_Sequence]) -> list[list[int]]:
+        """Each row's draft tokens for the next pass: greedy rows only (a sampled token cannot be checked against
+        an argmax), never past the row's token limit."""
+        size = min(MAX_DRAFT, VERIFY_TOKENS // len(rows) - 1)
+        return [[] if s.sampler is not None else s.lookup.propose(min(size, s.max_new_tokens - s.produced - 1))
+                for s in rows]
+
+    def _deliver(self, sequences: list[_Sequence], chosen: list[list[int]]) -> None:
+        """Each sequence's new tokens, sent to its caller as one piece (one hand-off to its loop per pass)."""
+        for sequence, token_ids in zip(sequences, chosen, strict=True):
             if sequence.finished:
                 continue
-            if token_id in self.model.stop_ids:
-                self._finish(sequence)
-                continue
-            sequence.produced += 1
+            sequence.lookup.extend(token_ids)
+            pieces, done = [], False
+            for token_id in token_ids:
+                if token_id in self.model.stop_ids:
+                    done = True
+                    break
+                sequence.produced += 1
+                pieces.append(sequence.text.push(token_id))
+                if sequence.produced >= sequence.max_new_tokens:
+                    done = True
+                    break
             sequence.stats.completion_tokens = sequence.produced
-            if piece := sequence.text.push(token_id):
+            if piece := "".join(pieces):
                 sequence.send(piece)
-            if sequence.produced >= sequence.max_new_tokens:
+            if done:
                 self._finish(sequence)
 
     @staticmethod

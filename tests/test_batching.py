@@ -185,3 +185,17 @@ async def test_each_sequence_samples_with_its_own_settings_and_greedy_ones_are_u
     assert together[0] == alone(tiny_lm, CONVERSATIONS[0], 12) and together[2] == alone(tiny_lm, CONVERSATIONS[2], 12)
     assert again == together[1]  # the seed repeats the reply, alone or in a batch
     assert any(text != together[1] for text in other_seeds)
+
+
+async def test_drafts_from_a_reply_that_repeats_itself_save_passes_and_change_no_token(tiny_lm):
+    # A random tiny LM soon loops, so prompt lookup finds the loop in the reply so far and its drafts are accepted.
+    seen = Recorder()
+    decoder = ContinuousDecoder(tiny_lm, max_batch_size=4, on_batch=seen)
+    stats = [GenerationStats() for _ in CONVERSATIONS[:2]]
+    try:
+        replies = await asyncio.gather(*(collect(decoder, m, 60, stats=s) for m, s in zip(CONVERSATIONS[:2], stats, strict=True)))
+    finally:
+        await decoder.aclose()
+    assert replies == [alone(tiny_lm, m, 60) for m in CONVERSATIONS[:2]]
+    assert [s.completion_tokens for s in stats] == [60, 60]
+    assert len(seen.batches) < 60  # a prefill, then passes that each kept several tokens for some row
