@@ -6,10 +6,10 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, aclosing, contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import numpy as np
 from opentelemetry import trace
@@ -19,7 +19,7 @@ from PIL.Image import Image
 from app.dialogue.actions import Conversation, WebhookClient
 from app.dialogue.domain import Domain
 from app.dialogue.knowledge import NOTHING, Found, KnowledgeBase, held_error_code, passages
-from app.dialogue.policy import Decision, decide, grounded
+from app.dialogue.policy import Decision, already_failed, decide, grounded
 from app.dialogue.state import DialogueState, EvidenceNote
 from app.dialogue.tools import ToolCall, ToolOffer, ToolResult, ToolUnsatisfiable, choose_tool, tool_answer
 from app.dialogue.tracker import DialogueTracker, Evidence, TurnAnalysis, record_action
@@ -35,6 +35,7 @@ from models.tts import SpeechSynthesizer
 from models.vision import ImageReading as VisionReading
 
 HISTORY_IN_PROMPT = 4  # entries; a 135M model loses the thread with more
+DRAFT_SLACK_TOKENS = 16  # a reply may take its draft's length and a half plus these (greetings, a closing line)
 EVIDENCE_KEPT = 6  # notes of earlier transcripts and images carried in the state
 SYSTEM_PROMPT = (
     "You are a friendly customer-service assistant. Known facts: {facts}.\n"
@@ -246,16 +247,26 @@ class TurnPipeline:
         client's stop sequences and max_tokens. The whole reply is written and checked before it is clipped:
         a reply stopped at max_tokens would fail the fact check for what it had not said yet, and the client
         would get the start of the policy's wording instead of the start of the model's."""
-        generated = await self._generate(context, on_token, stats, steps, budget=self.max_new_tokens,
-                                          sampling=options.sampling(index))
-        reply_ok = grounded(generated, decision, self.domain)
         tokenizer = getattr(self.decoder, "tokenizer", None)  # local decoders have one; a remote one has none
+        budget = self._budget(decision, tokenizer)
+        generated, gave_up = await self._generate(
+            context, on_token, stats, steps, budget=budget, sampling=options.sampling(index),
+            failed=lambda text: already_failed(text, decision, self.domain))
+        reply_ok = not gave_up and grounded(generated, decision, self.domain)
         text, cut = clip(generated.strip() if reply_ok else decision.draft, options, tokenizer)
-        ran_out = reply_ok and stats.completion_tokens >= self.max_new_tokens  # the model was cut by the server
+        ran_out = reply_ok and stats.completion_tokens >= budget  # the model was cut by the server
         finish = cut or ("length" if ran_out else "stop")
         produced = stats.completion_tokens if options.max_tokens is None else min(stats.completion_tokens,
                                                                                   options.max_tokens)
         return WrittenReply(text=text, grounded=reply_ok, finish_reason=finish, completion_tokens=produced)
+
+    def _budget(self, decision: Decision, tokenizer) -> int:  # noqa: ANN001 - a transformers tokenizer or None
+        """Most tokens a reply may take: a reply rewords the draft, so half as long again and a little more;
+        one much longer has wandered off (and would be replaced by the draft anyway)."""
+        if tokenizer is None:
+            return self.max_new_tokens
+        drafted = len(tokenizer(decision.draft, add_special_tokens=False)["input_ids"])
+        return min(self.max_new_tokens, drafted * 3 // 2 + DRAFT_SLACK_TOKENS)
 
     async def track(self, previous: DialogueState, turn: UserTurn) -> DialogueState:
         """The state after `turn`, without writing a reply (to replay earlier turns of a conversation)."""
@@ -340,17 +351,24 @@ class TurnPipeline:
 
     async def _generate(
         self, context: ReplyContext, on_token: TokenSink | None, stats: GenerationStats, steps: _Steps, *,
-        budget: int, sampling: Sampling,
-    ) -> str:
-        """The decoder's reply; marks when the turn's first piece arrived."""
-        pieces: list[str] = []
-        async for piece in self.decoder.stream(context, max_new_tokens=budget, stats=stats, sampling=sampling):
-            if not pieces and "first_token" not in steps.timings:
-                steps.mark("first_token")
-            pieces.append(piece)
-            if on_token is not None:
-                on_token(piece)
-        return "".join(pieces)
+        budget: int, sampling: Sampling, failed: Callable[[str], bool],
+    ) -> tuple[str, bool]:
+        """The decoder's reply, and whether it was given up because `failed` said so of the text so far (its
+        decoding stops there); marks when the turn's first piece arrived."""
+        text = ""
+        # Every Decoder's stream is an async generator: closing it when a reply is given up frees its batch row now.
+        stream = cast(AsyncGenerator[str, None], self.decoder.stream(context, max_new_tokens=budget, stats=stats,
+                                                                     sampling=sampling))
+        async with aclosing(stream) as pieces:
+            async for piece in pieces:
+                if not text and "first_token" not in steps.timings:
+                    steps.mark("first_token")
+                text += piece
+                if on_token is not None:
+                    on_token(piece)
+                if failed(text):
+                    return text, True
+        return text, False
 
 
 class _Steps:
