@@ -10,14 +10,17 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+import numpy as np
 from models.decoder import (GREEDY, CausalLMDecoder, DecodeBatch, GenerationStats, ReplyContext, RowSampler, Sampling,
                             TextStream, row_sampler)
 from models.prompt_lookup import PromptLookup
@@ -42,21 +45,68 @@ class BatchMismatch(RuntimeError):
     """A model returned a different number of outputs than it was given inputs."""
 
 
+def content_key(model: str) -> Callable[[Any], str]:
+    """Key of an encoder input by what it holds: sha256 of an array's or an image's pixels, shape and dtype, and the
+    model that reads it. A stateless OpenAI client re-sends the same photo or clip on every turn."""
+    def key(item: Any) -> str:
+        data = np.ascontiguousarray(np.asarray(item))  # a PIL image reads as its (H, W, C) pixels
+        digest = hashlib.sha256(data.tobytes())
+        digest.update(repr((data.shape, data.dtype.str, model)).encode())
+        return digest.hexdigest()
+    return key
+
+
+class OutputCache(Generic[Out]):
+    """The outputs of the last `entries` distinct inputs (least recently used goes first): bounded memory."""
+
+    def __init__(self, entries: int) -> None:
+        assert entries >= 1
+        self.entries = entries
+        self._outputs: OrderedDict[str, Out] = OrderedDict()
+
+    def get(self, key: str) -> Out | None:
+        output = self._outputs.get(key)
+        if output is not None:
+            self._outputs.move_to_end(key)
+        return output
+
+    def put(self, key: str, output: Out) -> None:
+        self._outputs[key] = output
+        self._outputs.move_to_end(key)
+        while len(self._outputs) > self.entries:
+            self._outputs.popitem(last=False)
+
+
 class MicroBatcher(Generic[In, Out]):
-    """`await batcher.submit(item)` -> that item's output, computed in a batch with its neighbours in time."""
+    """`await batcher.submit(item)` -> that item's output, computed in a batch with its neighbours in time.
+
+    With a `cache_key` (e.g. content_key), an item whose key was seen among the last `cache_entries` gets the
+    output computed then, without running the model."""
 
     def __init__(
         self, name: str, predict_batch: Callable[[list[In]], list[Out]], *, max_batch_size: int, max_wait_ms: float,
         on_batch: InferenceObserver = _ignore, on_depth: DepthObserver = _ignore,
+        cache_key: Callable[[In], str] | None = None, cache_entries: int = 0,
     ) -> None:
         assert max_batch_size >= 1 and max_wait_ms >= 0
         self.name, self.predict_batch = name, predict_batch
         self.max_batch_size, self.max_wait_s = max_batch_size, max_wait_ms / 1000
         self.on_batch, self.on_depth = on_batch, on_depth
+        self.cache_key = cache_key
+        self._cache: OutputCache[Out] | None = OutputCache(cache_entries) if cache_key and cache_entries else None
         self._queue: asyncio.Queue[tuple[In, asyncio.Future[Out]]] | None = None
         self._worker: asyncio.Task | None = None
 
     async def submit(self, item: In) -> Out:
+        if self._cache is None or self.cache_key is None:
+            return await self._computed(item)
+        key = await asyncio.to_thread(self.cache_key, item)  # hashing a photo's pixels takes milliseconds
+        if (output := self._cache.get(key)) is None:
+            output = await self._computed(item)
+            self._cache.put(key, output)
+        return output
+
+    async def _computed(self, item: In) -> Out:
         queue = self._queue
         if self._worker is None or queue is None:  # started on first use, on the loop that serves requests
             self._queue = queue = asyncio.Queue()

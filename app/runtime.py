@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from app.batching import ContinuousDecoder, MicroBatcher
+from app.batching import ContinuousDecoder, MicroBatcher, content_key
 from app.config import Settings
 from app.dialogue.acceptance import check_wording
 from app.dialogue.actions import HANDOFF_RETRIES, HANDOFF_TIMEOUT_S, WebhookClient, worst_case_s
@@ -124,8 +124,12 @@ class Runtime:
         encoders = Encoders(
             text=MicroBatcher("text", lambda texts: list(text.predict_batch(texts)), **batched),
             speech=MicroBatcher("speech", lambda clips: speech.predict_batch(
-                clips, with_features=decoder.wants_features), **batched),
-            vision=MicroBatcher("vision", vision.predict_batch, **batched),
+                clips, with_features=decoder.wants_features), **batched,
+                cache_key=content_key(f"{settings.speech_model}:{decoder.wants_features}"),
+                cache_entries=settings.encoder_cache_entries),
+            vision=MicroBatcher("vision", vision.predict_batch, **batched,
+                                cache_key=content_key(f"{settings.caption_model}:{settings.vision_backbone}"),
+                                cache_entries=settings.encoder_cache_entries),
         )
         knowledge = KnowledgeBase(entries, text.predict_batch) if entries else None  # embedded once, here
         self.pipeline = TurnPipeline(self.store, tracker, encoders=encoders, decoder=decoder,

@@ -1,9 +1,11 @@
 import asyncio
 import threading
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from app.batching import BatchMismatch, ContinuousDecoder, MicroBatcher
+from app.batching import BatchMismatch, ContinuousDecoder, MicroBatcher, content_key
 from models.decoder import GREEDY, CausalLMDecoder, GenerationStats, ReplyContext, Sampling
 from models.registry import resolve_placement
 from tests.factories import tiny_causal_lm
@@ -76,6 +78,36 @@ async def test_a_failing_batch_does_not_stop_the_next_one():
         assert await batcher.submit("ok") == "OK"
     finally:
         await batcher.aclose()
+
+
+async def test_media_sent_again_is_answered_from_the_cache_and_the_oldest_entry_goes_first():
+    seen: list[int] = []
+
+    def mean(clips: list[np.ndarray]) -> list[float]:
+        seen.extend(len(c) for c in clips)
+        return [float(c.mean()) for c in clips]
+
+    batcher = MicroBatcher("speech", mean, max_batch_size=4, max_wait_ms=0, cache_key=content_key("whisper"),
+                           cache_entries=2)
+    one, two, three = (np.full(n, n, dtype=np.float32) for n in (1, 2, 3))
+    try:
+        assert [await batcher.submit(c) for c in (one, one.copy(), two)] == [1.0, 1.0, 2.0]
+        assert seen == [1, 2]  # the same samples in another array: not run again
+        await batcher.submit(three)  # the cache holds two: `one`, used least recently, goes
+        await batcher.submit(two)
+        await batcher.submit(one)
+    finally:
+        await batcher.aclose()
+    assert seen == [1, 2, 3, 1]
+
+
+def test_content_keys_tell_pixels_and_models_apart():
+    red, blue = Image.new("RGB", (8, 8), "red"), Image.new("RGB", (8, 8), "blue")
+    key = content_key("vision-a")
+    assert key(red) == key(Image.new("RGB", (8, 8), "red"))
+    assert key(red) != key(blue)
+    assert key(red) != content_key("vision-b")(red)
+    assert key(np.zeros(4, np.float32)) != key(np.zeros(2, np.float64))  # the same bytes, other samples
 
 
 # --- ContinuousDecoder ------------------------------------------------------------------
