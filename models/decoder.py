@@ -171,6 +171,21 @@ class DecodeBatch:
 
 
 @dataclass
+class Prefill:
+    """Prompts being prefilled as one left-padded batch, a slice of columns per forward pass."""
+
+    ids: torch.Tensor  # (B, T) prompt ids, left-padded
+    mask: torch.Tensor  # (B, T) long: 1 for real tokens
+    samplers: list[RowSampler | None] | None  # how each row picks its first token
+    cache: DynamicCache  # the columns fed so far
+    done: int = 0  # columns fed so far
+
+    @property
+    def width(self) -> int:
+        return int(self.ids.shape[1])
+
+
+@dataclass
 class TextStream:
     """Turns one sequence's token ids into text pieces as they become printable."""
 
@@ -222,21 +237,37 @@ class CausalLMDecoder:
     def text_stream(self) -> TextStream:
         return TextStream(self.tokenizer)
 
-    @torch.inference_mode()
     def prefill(self, prompts: list[list[int]], samplers: list[RowSampler | None] | None = None) -> DecodeBatch:
         """Run the prompts; the batch's next_ids are each prompt's first reply token (samplers: one per
         prompt, None for greedy; no list: all greedy)."""
+        started = self.start_prefill(prompts, samplers)
+        batch = self.advance(started, started.width)
+        assert batch is not None
+        return batch
+
+    def start_prefill(self, prompts: list[list[int]], samplers: list[RowSampler | None] | None = None) -> Prefill:
+        """Prompts to prefill a few columns at a time (advance), so a long prefill need not stall running rows."""
         assert prompts and all(prompts), "prefill takes one or more non-empty prompts"
         length = max(len(p) for p in prompts)
         device = self.placement.device
         ids = torch.tensor([[self.pad_id] * (length - len(p)) + p for p in prompts], device=device)  # (B, T)
         mask = torch.tensor([[0] * (length - len(p)) + [1] * len(p) for p in prompts], device=device)  # (B, T)
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): padding sits at position 0, masked out
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=True,
-                         logits_to_keep=1, **{CACHE: _cache()})
-        next_ids = pick_tokens(out.logits[:, -1], samplers)  # (B,)
-        positions = torch.tensor([len(p) for p in prompts], device=device)  # (B,)
-        return DecodeBatch(getattr(out, CACHE), mask, positions, next_ids)
+        return Prefill(ids, mask, samplers, _cache())
+
+    @torch.inference_mode()
+    def advance(self, prefill: Prefill, columns: int) -> DecodeBatch | None:
+        """Feed the prompts' next `columns` columns; after the last, the batch ready to decode, else None."""
+        end = min(prefill.done + columns, prefill.width)
+        position_ids = (prefill.mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): padding sits at position 0, masked out
+        out = self.model(input_ids=prefill.ids[:, prefill.done:end], attention_mask=prefill.mask[:, :end],
+                         position_ids=position_ids[:, prefill.done:end], use_cache=True, logits_to_keep=1,
+                         **{CACHE: prefill.cache})
+        prefill.done = end
+        if end < prefill.width:
+            return None
+        next_ids = pick_tokens(out.logits[:, -1], prefill.samplers)  # (B,)
+        positions = prefill.mask.sum(-1)  # (B,) each prompt's length: its first reply token's position
+        return DecodeBatch(getattr(out, CACHE), prefill.mask, positions, next_ids)
 
     def step(self, batch: DecodeBatch, samplers: list[RowSampler | None] | None = None) -> DecodeBatch:
         """Feed each row's newest token; the result's next_ids are the tokens after it (samplers as in prefill)."""

@@ -80,13 +80,14 @@ def test_a_row_joining_a_batch_with_masked_rejections_and_a_row_leaving_stay_exa
 
 
 def test_prompt_lookup_proposes_what_followed_the_latest_match():
-    lookup = PromptLookup([5, 6, 7, 8, 9, 1, 6, 7, 3, 4])
-    lookup.extend([2, 6, 7])
-    assert lookup.propose(3) == [3, 4, 2]  # "6 7" last came before "3 4"
-    lookup.extend([8])
-    assert lookup.propose(2) == [9, 1]  # "6 7 8": the longer match wins over "7 8"
+    lookup = PromptLookup([1, 2, 3, 4, 9, 1, 2, 3, 5, 6])
+    lookup.extend([1, 2, 3])
+    assert lookup.propose(3) == [5, 6, 1]  # "1 2 3" last came before "5 6"
+    lookup.extend([5])
+    assert lookup.propose(8) == [6, 1, 2, 3, 5]  # "2 3 5": up to the end of what is known
     assert lookup.propose(0) == []
-    assert PromptLookup([1, 2, 3]).propose(4) == []  # its last n-grams occur nowhere earlier
+    lookup.extend([7])
+    assert lookup.propose(4) == []  # "3 5 7" occurs nowhere earlier (a shorter match is not trusted)
 
 
 def test_packaged_smollm2_speculates_the_plain_greedy_reply():
