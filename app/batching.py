@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import numpy as np
-from models.decoder import (GREEDY, CausalLMDecoder, DecodeBatch, GenerationStats, ReplyContext, RowSampler, Sampling,
-                            TextStream, row_sampler)
+from models.decoder import (GREEDY, CausalLMDecoder, DecodeBatch, GenerationStats, Prefill, ReplyContext, RowSampler,
+                            Sampling, TextStream, row_sampler)
 from models.prompt_lookup import PromptLookup
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ FIRST_DRAFT = 4  # a row's first draft size; it grows by 2 while whole drafts ar
 # otherwise: on a 2-core CPU a pass over 1 + 8 tokens costs ~2.3x a one-token step, so drafts pay only when kept
 VERIFY_TOKENS = 48  # tokens one pass may verify over the batch: at 16+ rows a CPU step is compute-bound, and drafts
 # that are mostly rejected would slow every row down, so bigger batches bring shorter drafts (none at 32 rows)
+PREFILL_TOKENS = 256  # prompt tokens prefilled per round while other rows decode: about a 16-row pass's cost
+PREFILL_COLUMNS = 16  # but at least this many columns of each prompt per round, so many arrivals still finish soon
 
 
 def _ignore(*_: object) -> None:
@@ -245,34 +247,45 @@ class ContinuousDecoder:
         self.model.warm_up()
         batch: DecodeBatch | None = None
         rows: list[_Sequence] = []
+        prefill: Prefill | None = None  # the arrivals being prefilled, a slice per round while others decode
+        joining: list[_Sequence] = []
         while True:
-            arrivals = self._take_arrivals(block=not rows, room=self.max_batch_size - len(rows))
-            if arrivals is None:  # closing: callers still waiting get an error, not silence
-                for sequence in rows:
-                    sequence.send(RuntimeError("the decoder was shut down"))
-                return
-            if not (arrivals or rows):
+            if prefill is None:
+                arrivals = self._take_arrivals(block=not rows, room=self.max_batch_size - len(rows))
+                if arrivals is None:  # closing: callers still waiting get an error, not silence
+                    for sequence in rows:
+                        sequence.send(RuntimeError("the decoder was shut down"))
+                    return
+                if arrivals:
+                    joining = arrivals
+                    prefill = self.model.start_prefill([s.prompt for s in arrivals], [s.sampler for s in arrivals])
+            if prefill is None and not rows:
                 continue
             try:
-                started = time.perf_counter()
-                if arrivals:  # a prefill is this round's step; the running rows wait for it
-                    rows += arrivals
-                    fresh = self.model.prefill([s.prompt for s in arrivals], [s.sampler for s in arrivals])
-                    batch = fresh if batch is None else self.model.merge(batch, fresh)
-                    self._deliver(arrivals, [[t] for t in fresh.next_ids.tolist()])
-                else:
-                    assert batch is not None  # `rows` are running: they were prefilled into it
+                started, running = time.perf_counter(), bool(rows)
+                if prefill is not None:
+                    # Alone, a prefill runs whole. Beside running rows, a slice of its columns per round, each round
+                    # also one pass for those rows: a long prompt no longer stalls every reply in the batch.
+                    columns = max(PREFILL_COLUMNS, PREFILL_TOKENS // len(joining)) if running else prefill.width
+                    if (fresh := self.model.advance(prefill, columns)) is not None:
+                        batch = fresh if batch is None else self.model.merge(batch, fresh)
+                        rows += joining
+                        self._deliver(joining, [[t] for t in fresh.next_ids.tolist()])
+                        prefill, joining = None, []
+                if running:
+                    assert batch is not None  # `rows` were running: they were prefilled into it
                     batch, chosen = self.model.verify(batch, self._drafts(rows), [s.sampler for s in rows])
                     self._deliver(rows, chosen)
                 self.on_batch("decoder", time.perf_counter() - started, len(rows))
             except Exception as exc:  # a failed step fails every sequence in it
-                log.exception("decoding step failed for %d sequences", len(rows))
-                for sequence in rows:
+                log.exception("decoding step failed for %d sequences", len(rows) + len(joining))
+                for sequence in rows + joining:
                     sequence.send(exc)
-                batch, rows = None, []
+                batch, rows, prefill, joining = None, [], None, []
                 continue
             keep = [i for i, s in enumerate(rows) if not (s.finished or s.cancelled)]
             if len(keep) < len(rows):
+                assert batch is not None  # it holds `rows`
                 batch = self.model.select(batch, keep) if keep else None
                 rows = [rows[i] for i in keep]
 

@@ -231,3 +231,34 @@ async def test_drafts_from_a_reply_that_repeats_itself_save_passes_and_change_no
     assert replies == [alone(tiny_lm, m, 60) for m in CONVERSATIONS[:2]]
     assert [s.completion_tokens for s in stats] == [60, 60]
     assert len(seen.batches) < 60  # a prefill, then passes that each kept several tokens for some row
+
+
+async def test_a_long_prompt_joins_in_slices_beside_a_running_reply_and_both_decode_as_alone(tiny_lm, monkeypatch):
+    slices, queued = [], threading.Event()
+    advance = tiny_lm.advance
+
+    def spy(prefill, columns):
+        slices.append((prefill.width, columns))
+        return advance(prefill, columns)
+
+    def hold_after_first_step(model: str, seconds: float, size: int) -> None:
+        if len(slices) == 2:  # warmed up, the first reply prefilled: the long prompt arrives while it decodes
+            assert queued.wait(30), "the long prompt never arrived"
+
+    monkeypatch.setattr(tiny_lm, "advance", spy)
+    long = [{"role": "user", "content": "my order number is A7Q-4412 " * 24}]
+    decoder = ContinuousDecoder(tiny_lm, max_batch_size=4, on_batch=hold_after_first_step,
+                                on_depth=lambda _, depth: queued.set() if depth == 1 else None)
+    try:
+        first = decoder.stream(ReplyContext(CONVERSATIONS[0]), max_new_tokens=80)
+        started = await anext(first)
+
+        async def rest() -> str:
+            return started + "".join([p async for p in first])
+
+        replies = await asyncio.gather(rest(), collect(decoder, long, 10))
+    finally:
+        await decoder.aclose()
+    width = len(tiny_lm.prompt_ids(long))
+    assert slices[2:] == [(width, 256)] * -(-width // 256) and width > 256  # a slice per round, the reply beside it
+    assert replies == [alone(tiny_lm, CONVERSATIONS[0], 80), alone(tiny_lm, long, 10)]
