@@ -10,15 +10,20 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+import numpy as np
+
 from models.decoder import GREEDY, GenerationStats, ReplyContext, RowSampler, Sampling, TextStream, row_sampler
+from models.prompt_lookup import PromptLookup
 from models.registry import Placement
 
 log = logging.getLogger(__name__)
@@ -28,6 +33,13 @@ Out = TypeVar("Out")
 # (model name, seconds, batch size) after each batch; (model name, depth) when a queue changes.
 InferenceObserver = Callable[[str, float, int], None]
 DepthObserver = Callable[[str, int], None]
+MAX_DRAFT = 8  # draft tokens a row may bring to one verifying pass
+FIRST_DRAFT = 4  # a row's first draft size; it grows by 2 while whole drafts are kept and shrinks to what was kept
+# otherwise: on a 2-core CPU a pass over 1 + 8 tokens costs ~2.3x a one-token step, so drafts pay only when kept
+VERIFY_TOKENS = 48  # tokens one pass may verify over the batch: at 16+ rows a CPU step is compute-bound, and drafts
+# that are mostly rejected would slow every row down, so bigger batches bring shorter drafts (none at 32 rows)
+PREFILL_TOKENS = 256  # prompt tokens prefilled per round while other rows decode: about a 16-row pass's cost
+PREFILL_COLUMNS = 16  # but at least this many columns of each prompt per round, so many arrivals still finish soon
 
 
 def _ignore(*_: object) -> None:
@@ -38,21 +50,68 @@ class BatchMismatch(RuntimeError):
     """A model returned a different number of outputs than it was given inputs."""
 
 
+def content_key(model: str) -> Callable[[Any], str]:
+    """Key of an encoder input by what it holds: sha256 of an array's or an image's pixels, shape and dtype, and the
+    model that reads it. A stateless OpenAI client re-sends the same photo or clip on every turn."""
+    def key(item: Any) -> str:
+        data = np.ascontiguousarray(np.asarray(item))  # a PIL image reads as its (H, W, C) pixels
+        digest = hashlib.sha256(data.tobytes())
+        digest.update(repr((data.shape, data.dtype.str, model)).encode())
+        return digest.hexdigest()
+    return key
+
+
+class OutputCache(Generic[Out]):
+    """The outputs of the last `entries` distinct inputs (least recently used goes first): bounded memory."""
+
+    def __init__(self, entries: int) -> None:
+        assert entries >= 1
+        self.entries = entries
+        self._outputs: OrderedDict[str, Out] = OrderedDict()
+
+    def get(self, key: str) -> Out | None:
+        output = self._outputs.get(key)
+        if output is not None:
+            self._outputs.move_to_end(key)
+        return output
+
+    def put(self, key: str, output: Out) -> None:
+        self._outputs[key] = output
+        self._outputs.move_to_end(key)
+        while len(self._outputs) > self.entries:
+            self._outputs.popitem(last=False)
+
+
 class MicroBatcher(Generic[In, Out]):
-    """`await batcher.submit(item)` -> that item's output, computed in a batch with its neighbours in time."""
+    """`await batcher.submit(item)` -> that item's output, computed in a batch with its neighbours in time.
+
+    With a `cache_key` (e.g. content_key), an item whose key was seen among the last `cache_entries` gets the
+    output computed then, without running the model."""
 
     def __init__(
         self, name: str, predict_batch: Callable[[list[In]], list[Out]], *, max_batch_size: int, max_wait_ms: float,
         on_batch: InferenceObserver = _ignore, on_depth: DepthObserver = _ignore,
+        cache_key: Callable[[In], str] | None = None, cache_entries: int = 0,
     ) -> None:
         assert max_batch_size >= 1 and max_wait_ms >= 0
         self.name, self.predict_batch = name, predict_batch
         self.max_batch_size, self.max_wait_s = max_batch_size, max_wait_ms / 1000
         self.on_batch, self.on_depth = on_batch, on_depth
+        self.cache_key = cache_key
+        self._cache: OutputCache[Out] | None = OutputCache(cache_entries) if cache_key and cache_entries else None
         self._queue: asyncio.Queue[tuple[In, asyncio.Future[Out]]] | None = None
         self._worker: asyncio.Task | None = None
 
     async def submit(self, item: In) -> Out:
+        if self._cache is None or self.cache_key is None:
+            return await self._computed(item)
+        key = await asyncio.to_thread(self.cache_key, item)  # hashing a photo's pixels takes milliseconds
+        if (output := self._cache.get(key)) is None:
+            output = await self._computed(item)
+            self._cache.put(key, output)
+        return output
+
+    async def _computed(self, item: In) -> Out:
         queue = self._queue
         if self._worker is None or queue is None:  # started on first use, on the loop that serves requests
             self._queue = queue = asyncio.Queue()
@@ -119,10 +178,15 @@ class StepDecoder(Protocol):
     stop_ids: set[int]
 
     def prepare(self, context: ReplyContext) -> Any: ...  # one reply's request; len() = its prompt tokens
+    def lookup_ids(self, request: Any) -> list[int]: ...  # the tokens a reply may copy (prompt-lookup drafts)
     def warm_up(self) -> None: ...
     def text_stream(self) -> TextStream: ...
-    def prefill(self, requests: list[Any], samplers: list[RowSampler | None] | None = None) -> Any: ...
-    def step(self, batch: Any, samplers: list[RowSampler | None] | None = None) -> Any: ...
+    # a prefill fed `columns` prompt tokens at a time (its `width` in all); the batch once all are in, else None
+    def start_prefill(self, requests: list[Any], samplers: list[RowSampler | None] | None = None) -> Any: ...
+    def advance(self, prefill: Any, columns: int) -> Any | None: ...
+    # one pass: each row's newest token and its draft; the batch after it and each row's tokens kept
+    def verify(self, batch: Any, drafts: list[list[int]], samplers: list[RowSampler | None] | None = None,
+               ) -> tuple[Any, list[list[int]]]: ...
     def merge(self, first: Any, second: Any) -> Any: ...
     def select(self, batch: Any, rows: list[int]) -> Any: ...
 
@@ -133,11 +197,14 @@ class _Sequence:
 
     prompt: Any  # the model's request (StepDecoder.prepare)
     max_new_tokens: int
+    lookup: PromptLookup  # the prompt and the reply so far, where greedy rows find their draft tokens
     loop: asyncio.AbstractEventLoop
     out: asyncio.Queue  # str pieces, then _END or an exception
     text: TextStream
     stats: GenerationStats
     sampler: RowSampler | None = None  # None: greedy
+    draft_size: int = FIRST_DRAFT  # how many draft tokens the row proposes next
+    drafted: int = 0  # how many it proposed to the current pass
     produced: int = 0
     cancelled: bool = False  # set by the caller's side when it stops listening
     finished: bool = field(default=False)
@@ -178,7 +245,8 @@ class ContinuousDecoder:
         sampling: Sampling = GREEDY,
     ) -> AsyncIterator[str]:
         prompt = await asyncio.to_thread(self.model.prepare, context)
-        sequence = _Sequence(prompt, max_new_tokens, asyncio.get_running_loop(), asyncio.Queue(),
+        sequence = _Sequence(prompt, max_new_tokens, PromptLookup(self.model.lookup_ids(prompt)),
+                             asyncio.get_running_loop(), asyncio.Queue(),
                              self.model.text_stream(), stats if stats is not None else GenerationStats(),
                              row_sampler(sampling, self.model.placement.device))
         sequence.stats.prompt_tokens = len(prompt)
@@ -204,34 +272,45 @@ class ContinuousDecoder:
         self.model.warm_up()
         batch: Any = None  # the model's batch of running rows
         rows: list[_Sequence] = []
+        prefill: Any = None  # the arrivals being prefilled, a slice per round while others decode
+        joining: list[_Sequence] = []
         while True:
-            arrivals = self._take_arrivals(block=not rows, room=self.max_batch_size - len(rows))
-            if arrivals is None:  # closing: callers still waiting get an error, not silence
-                for sequence in rows:
-                    sequence.send(RuntimeError("the decoder was shut down"))
-                return
-            if not (arrivals or rows):
+            if prefill is None:
+                arrivals = self._take_arrivals(block=not rows, room=self.max_batch_size - len(rows))
+                if arrivals is None:  # closing: callers still waiting get an error, not silence
+                    for sequence in rows:
+                        sequence.send(RuntimeError("the decoder was shut down"))
+                    return
+                if arrivals:
+                    joining = arrivals
+                    prefill = self.model.start_prefill([s.prompt for s in arrivals], [s.sampler for s in arrivals])
+            if prefill is None and not rows:
                 continue
             try:
-                started = time.perf_counter()
-                if arrivals:  # a prefill is this round's step; the running rows wait for it
-                    rows += arrivals
-                    fresh = self.model.prefill([s.prompt for s in arrivals], [s.sampler for s in arrivals])
-                    batch = fresh if batch is None else self.model.merge(batch, fresh)
-                    self._deliver(arrivals, fresh.next_ids.tolist())
-                else:
-                    assert batch is not None  # `rows` are running: they were prefilled into it
-                    batch = self.model.step(batch, [s.sampler for s in rows])
-                    self._deliver(rows, batch.next_ids.tolist())
+                started, running = time.perf_counter(), bool(rows)
+                if prefill is not None:
+                    # Alone, a prefill runs whole. Beside running rows, a slice of its columns per round, each round
+                    # also one pass for those rows: a long prompt no longer stalls every reply in the batch.
+                    columns = max(PREFILL_COLUMNS, PREFILL_TOKENS // len(joining)) if running else prefill.width
+                    if (fresh := self.model.advance(prefill, columns)) is not None:
+                        batch = fresh if batch is None else self.model.merge(batch, fresh)
+                        rows += joining
+                        self._deliver(joining, [[t] for t in fresh.next_ids.tolist()])
+                        prefill, joining = None, []
+                if running:
+                    assert batch is not None  # `rows` were running: they were prefilled into it
+                    batch, chosen = self.model.verify(batch, self._drafts(rows), [s.sampler for s in rows])
+                    self._deliver(rows, chosen)
                 self.on_batch("decoder", time.perf_counter() - started, len(rows))
             except Exception as exc:  # a failed step fails every sequence in it
-                log.exception("decoding step failed for %d sequences", len(rows))
-                for sequence in rows:
+                log.exception("decoding step failed for %d sequences", len(rows) + len(joining))
+                for sequence in rows + joining:
                     sequence.send(exc)
-                batch, rows = None, []
+                batch, rows, prefill, joining = None, [], None, []
                 continue
             keep = [i for i, s in enumerate(rows) if not (s.finished or s.cancelled)]
             if len(keep) < len(rows):
+                assert batch is not None  # it holds `rows`
                 batch = self.model.select(batch, keep) if keep else None
                 rows = [rows[i] for i in keep]
 
@@ -252,18 +331,40 @@ class ContinuousDecoder:
         self.on_depth("decoder", self._inbox.qsize())
         return [s for s in arrivals if not s.cancelled]
 
-    def _deliver(self, sequences: list[_Sequence], token_ids: list[int]) -> None:
-        for sequence, token_id in zip(sequences, token_ids, strict=True):
+    def _drafts(self, rows: list[_Sequence]) -> list[list[int]]:
+        """Each row's draft tokens for the next pass: greedy rows only (a sampled token cannot be checked against
+        an argmax), never past the row's token limit."""
+        most = VERIFY_TOKENS // len(rows) - 1
+        drafts = [[] if s.sampler is not None else
+                  s.lookup.propose(min(most, s.draft_size, s.max_new_tokens - s.produced - 1)) for s in rows]
+        for sequence, draft in zip(rows, drafts, strict=True):
+            sequence.drafted = len(draft)
+        return drafts
+
+    def _deliver(self, sequences: list[_Sequence], chosen: list[list[int]]) -> None:
+        """Each sequence's new tokens, sent to its caller as one piece (one hand-off to its loop per pass)."""
+        for sequence, token_ids in zip(sequences, chosen, strict=True):
             if sequence.finished:
                 continue
-            if token_id in self.model.stop_ids:
-                self._finish(sequence)
-                continue
-            sequence.produced += 1
+            sequence.lookup.extend(token_ids)
+            if sequence.drafted:  # the tokens before the last are the draft's kept ones
+                kept = len(token_ids) - 1
+                grown = min(MAX_DRAFT, sequence.draft_size + 2)
+                sequence.draft_size, sequence.drafted = grown if kept == sequence.drafted else max(1, kept), 0
+            pieces, done = [], False
+            for token_id in token_ids:
+                if token_id in self.model.stop_ids:
+                    done = True
+                    break
+                sequence.produced += 1
+                pieces.append(sequence.text.push(token_id))
+                if sequence.produced >= sequence.max_new_tokens:
+                    done = True
+                    break
             sequence.stats.completion_tokens = sequence.produced
-            if piece := sequence.text.push(token_id):
+            if piece := "".join(pieces):
                 sequence.send(piece)
-            if sequence.produced >= sequence.max_new_tokens:
+            if done:
                 self._finish(sequence)
 
     @staticmethod

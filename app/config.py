@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # Batching across sessions (app/batching.py).
     batch_max_size: int = Field(16, ge=1, description="most items an encoder takes in one batch")
     batch_max_wait_ms: float = Field(5.0, ge=0, description="how long an encoder request waits for company")
+    encoder_cache_entries: int = Field(64, ge=0, description="speech and vision outputs kept by content hash, per "
+                                       "encoder (a stateless client re-sends its media every turn); 0 = off")
     decoder_max_batch: int = Field(32, ge=1, description="most replies decoded together")
     hf_offline: bool = Field(True, description="never reach a model hub; hub ids must already be cached")
     data_dir: Path = Field(default_factory=_default_data_dir, description="model cache and embedded Redis")

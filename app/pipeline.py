@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, aclosing, contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 from opentelemetry import trace
@@ -18,7 +18,7 @@ from app.dialogue.actions import Conversation, WebhookClient
 from app.dialogue.decision_text import PLACEHOLDER, DecisionText, describe, fill
 from app.dialogue.domain import Domain
 from app.dialogue.knowledge import NOTHING, Found, KnowledgeBase, held_error_code, passages
-from app.dialogue.policy import Decision, decide, grounded
+from app.dialogue.policy import Decision, already_failed, decide, grounded
 from app.dialogue.state import DialogueState, EvidenceNote
 from app.dialogue.tools import ToolCall, ToolOffer, ToolResult, ToolUnsatisfiable, choose_tool, tool_answer
 from app.dialogue.tracker import DialogueTracker, Evidence, TurnAnalysis, record_action
@@ -33,6 +33,7 @@ from models.decoder import Decoder, GenerationStats, Messages, ReplyContext, Sam
 from models.tts import SpeechSynthesizer
 
 HISTORY_IN_PROMPT = 4  # entries; a 135M model loses the thread with more
+DRAFT_SLACK_TOKENS = 16  # a reply may take its draft's length and a half plus these (greetings, a closing line)
 EVIDENCE_KEPT = 6  # notes of earlier transcripts and images carried in the state
 SYSTEM_PROMPT = (
     "You are a friendly customer-service assistant. Known facts: {facts}.\n"
@@ -224,16 +225,27 @@ class TurnPipeline:
         would get the start of the policy's wording instead of the start of the model's. The pieces streamed
         to `emit` are clipped as they come (LiveClip), the same way."""
         tokenizer = getattr(self.decoder, "tokenizer", None)  # local decoders have one; a remote one has none
-        generated = await self._generate(context, emit, stats, steps, budget=self.max_new_tokens,
-                                          sampling=options.sampling(index), live=LiveClip(options, tokenizer))
+        budget = self._budget(decision, tokenizer)
+        generated, gave_up = await self._generate(
+            context, emit, stats, steps, budget=budget, sampling=options.sampling(index),
+            live=LiveClip(options, tokenizer), failed=lambda text: already_failed(text, decision, self.domain))
         # A [placeholder] left in the reply names a fact the decision lacks: the model invented it.
-        reply_ok = grounded(generated, decision, self.domain) and not PLACEHOLDER.search(generated)
+        reply_ok = not gave_up and grounded(generated, decision, self.domain) and not PLACEHOLDER.search(generated)
         text, cut = clip(generated.strip() if reply_ok else decision.draft, options, tokenizer)
-        ran_out = reply_ok and stats.completion_tokens >= self.max_new_tokens  # the model was cut by the server
+        ran_out = reply_ok and stats.completion_tokens >= budget  # the model was cut by the server
         finish = cut or ("length" if ran_out else "stop")
         produced = stats.completion_tokens if options.max_tokens is None else min(stats.completion_tokens,
                                                                                   options.max_tokens)
         return WrittenReply(text=text, grounded=reply_ok, finish_reason=finish, completion_tokens=produced)
+
+    def _budget(self, decision: Decision, tokenizer) -> int:  # noqa: ANN001 - a transformers tokenizer or None
+        """Most tokens a reply may take: a reply that rewords the draft, half as long again and a little more;
+        one much longer has wandered off (and would be replaced by the draft anyway). A reply model writing its
+        own phrasing (grounded by construction) is not tied to the draft's length."""
+        if tokenizer is None or getattr(self.decoder, "grounded_by_construction", False):
+            return self.max_new_tokens
+        drafted = len(tokenizer(decision.draft, add_special_tokens=False)["input_ids"])
+        return min(self.max_new_tokens, drafted * 3 // 2 + DRAFT_SLACK_TOKENS)
 
     async def track(self, previous: DialogueState, turn: TurnInput) -> DialogueState:
         """The state after `turn`, without writing a reply (to replay earlier turns of a conversation)."""
@@ -319,21 +331,28 @@ class TurnPipeline:
 
     async def _generate(
         self, context: ReplyContext, emit: EventSink | None, stats: GenerationStats, steps: _Steps, *,
-        budget: int, sampling: Sampling, live: LiveClip,
-    ) -> str:
-        """The decoder's whole reply, its pieces emitted (as `live` lets them through) as they come; marks when
-        the turn's first piece arrived."""
-        pieces: list[str] = []
+        budget: int, sampling: Sampling, live: LiveClip, failed: Callable[[str], bool],
+    ) -> tuple[str, bool]:
+        """The decoder's reply, its pieces emitted (as `live` lets them through) as they come, and whether it was
+        given up because `failed` said so of the text so far (its decoding stops there, and that piece is not
+        sent); marks when the turn's first piece arrived."""
+        text = ""
         delexicalised = getattr(self.decoder, "grounded_by_construction", False)
-        async for piece in self.decoder.stream(context, max_new_tokens=budget, stats=stats, sampling=sampling):
-            if delexicalised:  # its placeholders arrive whole (one token each): the decision's values go in
-                piece = fill(piece, context.values) or piece  # an unknown one stays, and fails the check
-            if not pieces and "first_token" not in steps.timings:
-                steps.mark("first_token")
-            pieces.append(piece)
-            if emit is not None and (passed := live.feed(piece)):
-                emit(Token(passed))
-        return "".join(pieces)
+        # Every Decoder's stream is an async generator: closing it when a reply is given up frees its batch row now.
+        stream = cast(AsyncGenerator[str, None], self.decoder.stream(context, max_new_tokens=budget, stats=stats,
+                                                                     sampling=sampling))
+        async with aclosing(stream) as pieces:
+            async for piece in pieces:
+                if delexicalised:  # its placeholders arrive whole (one token each): the decision's values go in
+                    piece = fill(piece, context.values) or piece  # an unknown one stays, and fails the check
+                if not text and "first_token" not in steps.timings:
+                    steps.mark("first_token")
+                text += piece
+                if failed(text):
+                    return text, True
+                if emit is not None and (passed := live.feed(piece)):
+                    emit(Token(passed))
+        return text, False
 
 
 class _Steps:

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from app.batching import ContinuousDecoder, MicroBatcher, StepDecoder
+from app.batching import ContinuousDecoder, MicroBatcher, StepDecoder, content_key
 from app.config import Settings
 from app.dialogue.acceptance import check_wording
 from app.dialogue.actions import HANDOFF_RETRIES, HANDOFF_TIMEOUT_S, WebhookClient, worst_case_s
@@ -132,8 +132,11 @@ class Runtime:
                                    "on_batch": self.metrics.observe_inference, "on_depth": self.metrics.set_queue_depth}
         encoders = Encoders(
             text=MicroBatcher("text", lambda texts: list(text.predict_batch(texts)), **batched),
-            media={modality.name: MicroBatcher(modality.encoder, modality.batch(models[modality.encoder],
-                                                                                decoder.wants_features), **batched)
+            # A stateless client re-sends the same photo or clip every turn: each encoder answers it once.
+            media={modality.name: MicroBatcher(
+                modality.encoder, modality.batch(models[modality.encoder], decoder.wants_features), **batched,
+                cache_key=content_key(f"{self.models[modality.encoder].source}:{decoder.wants_features}"),
+                cache_entries=settings.encoder_cache_entries)
                    for modality in MODALITIES.values()},
         )
         knowledge = KnowledgeBase(entries, text.predict_batch) if entries else None  # embedded once, here

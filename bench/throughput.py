@@ -1,6 +1,11 @@
 """Throughput of Parley against a naive one-request-at-a-time pipeline of the same models, in one run.
 
-Run from the repository root:  .venv/bin/python -m bench.throughput [--levels 1,4,16,32] [--device cpu]
+Run from the repository root:  .venv/bin/python -m bench.throughput [--workload mix|long] [--quick]
+    [--levels 1,4,16,32] [--device cpu] [--decoder <PARLEY_DECODER>]
+
+Workloads: `mix` is scripted text, voice and image conversations (mostly short replies); `long` is every
+session sending LONG_TURN, whose reply is a 40-60-token confirmation. `--quick` is a smoke test: 1 and 4
+sessions, one turn each, text only.
 
 1. Baseline, no server: the default models called one turn at a time with plain transformers
    (`generate`), faster-whisper (`transcribe`) and rapidocr, and Parley's own tracker, policy and
@@ -13,7 +18,9 @@ Run from the repository root:  .venv/bin/python -m bench.throughput [--levels 1,
 
 Reports turns/s, p50/p95 latency, time to first token, decoder tokens/s, peak server memory and the
 Redis share of turn time (lock + load + commit in the server's timings), and writes bench/RESULTS.md
-and bench/results/throughput.json. Not a test: nothing here asserts.
+and bench/results/throughput-<workload>.json/.md (a full run also rewrites bench/RESULTS.md). Before the server
+runs, the per-token cost at batch 1 of plain `generate` and of Parley's decoder on LONG_TURN's prompt, in this
+process, token for token the same greedy reply. Not a test: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ import redis
 import torch
 from PIL import Image
 
+from app.batching import ContinuousDecoder
 from app.dialogue.domain import load_domain
 from app.dialogue.policy import decide
 from app.dialogue.sentiment import SentimentAnalyzer
@@ -51,7 +59,9 @@ from app.dialogue.state import DialogueState
 from app.dialogue.tracker import DialogueTracker, Evidence, IntentClassifier
 from app.media.audio import decode_audio
 from app.pipeline import reply_prompt
-from models.registry import default_decoder, default_speech_model, default_text_model, resolve_placement
+from models.decoder import CausalLMDecoder, GenerationStats, Messages, ReplyContext
+from models.registry import (default_decoder, default_speech_model, default_text_model, resolve_placement,
+                             resolve_source)
 from tests.samples import document, encoded, photo_of, speech_wav
 from tests.server import parley_server
 
@@ -60,6 +70,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 MAX_NEW_TOKENS = 64  # the server's default PARLEY_DECODER_MAX_NEW_TOKENS
 REDIS_STEPS = ("lock", "load", "commit")
 KINDS = ("text", "voice", "image")
+LONG_TURN = "My headphones arrived broken, order 4512. What can I do?"  # answered with a long confirmation
 
 
 # --- the scripted turns -------------------------------------------------------------------
@@ -90,6 +101,7 @@ def scripts() -> dict[str, list[Turn]]:
         "voice": [Turn(audio=speech_wav("I want a refund for my headphones")),
                   Turn(audio=speech_wav("my order number is four five one two")),
                   Turn(audio=speech_wav("what was my order number"))],
+        "long": [Turn(LONG_TURN)],
         "image": [Turn("My lamp arrived broken, here is the receipt", image=receipt),
                   Turn("and this is the return label", image=label),
                   Turn("What was my order number?")],
@@ -137,6 +149,16 @@ class Baseline:
     @torch.inference_mode()
     def turn(self, state: DialogueState, history: list[dict], turn: Turn) -> tuple[DialogueState, str, int]:
         """-> (new state, reply, reply tokens)."""
+        new, messages = self.prompt(state, history, turn)
+        ids = self.lm_tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                    return_dict=True)["input_ids"].to(self.device)
+        out = self.lm.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=MAX_NEW_TOKENS,
+                               do_sample=False, pad_token_id=self.lm_tokenizer.pad_token_id)
+        reply_ids = out[0, ids.shape[1]:]
+        return new, self.lm_tokenizer.decode(reply_ids, skip_special_tokens=True), len(reply_ids)
+
+    def prompt(self, state: DialogueState, history: list[dict], turn: Turn) -> tuple[DialogueState, Messages]:
+        """The turn perceived, tracked and decided: -> (new state, the reply's prompt)."""
         evidence = [Evidence(turn.text, "text")] if turn.text else []
         heard = ""
         if turn.audio:
@@ -154,13 +176,7 @@ class Baseline:
         new, analysis = self.tracker.update(state, self.tracker.turn_input(tuple(evidence), utterance, vectors))
         decision = decide(new, analysis, self.domain)
         new.requested_slot = decision.requested_slot
-        messages = reply_prompt(decision, new, history, utterance)
-        ids = self.lm_tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                    return_dict=True)["input_ids"].to(self.device)
-        out = self.lm.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=MAX_NEW_TOKENS,
-                               do_sample=False, pad_token_id=self.lm_tokenizer.pad_token_id)
-        reply_ids = out[0, ids.shape[1]:]
-        return new, self.lm_tokenizer.decode(reply_ids, skip_special_tokens=True), len(reply_ids)
+        return new, reply_prompt(decision, new, history, utterance)
 
 
 def run_baseline(baseline: Baseline, script: list[Turn], turns: int) -> dict:
@@ -178,6 +194,47 @@ def run_baseline(baseline: Baseline, script: list[Turn], turns: int) -> dict:
     wall = sum(latencies)
     return {"turns": turns, "turns_per_s": turns / wall, "p50_ms": percentile(latencies, 50) * 1000,
             "p95_ms": percentile(latencies, 95) * 1000, "decoder_tokens_per_s": tokens / wall}
+
+
+def per_token_cost(baseline: Baseline, decoder: str, device: str, *, runs: int) -> dict:
+    """ms per reply token at batch 1 on LONG_TURN's prompt, prefill included: plain `generate` of the baseline's
+    model, and Parley's decoder (`decoder`, in its own placement) through ContinuousDecoder as the server runs it
+    (no early stop: that is the pipeline's). Runs alternate; the medians are reported."""
+    _, messages = baseline.prompt(DialogueState(), [], Turn(LONG_TURN))
+    ids = baseline.lm_tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                    return_dict=True)["input_ids"].to(baseline.device)
+    source = resolve_source(decoder, default=lambda: default_decoder(Path.home() / ".cache" / "parley" / "models"))
+    placement = resolve_placement(device, cpu_dtype="auto")
+    parley = ContinuousDecoder(CausalLMDecoder.load(source, placement=placement, offline=True), max_batch_size=1)
+
+    def plain() -> tuple[float, str]:
+        started = time.perf_counter()
+        with torch.inference_mode():
+            out = baseline.lm.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=MAX_NEW_TOKENS,
+                                       do_sample=False, pad_token_id=baseline.lm_tokenizer.pad_token_id)
+        reply = out[0, ids.shape[1]:]
+        return (time.perf_counter() - started) * 1000 / len(reply), baseline.lm_tokenizer.decode(
+            reply, skip_special_tokens=True)
+
+    async def ours(prompt: Messages) -> tuple[float, str]:
+        stats, started = GenerationStats(), time.perf_counter()
+        text = "".join([p async for p in parley.stream(ReplyContext(prompt), max_new_tokens=MAX_NEW_TOKENS,
+                                                        stats=stats)])
+        return (time.perf_counter() - started) * 1000 / max(stats.completion_tokens, 1), text
+
+    async def measure() -> dict:
+        await ours(messages)  # warm-up: the decoding thread's first pass
+        plain_ms, ours_ms, replies = [], [], set()
+        for _ in range(runs):
+            for times, (ms, text) in ((plain_ms, plain()), (ours_ms, await ours(messages))):
+                times.append(ms)
+                replies.add(text.strip())
+        await parley.aclose()
+        return {"plain_ms_per_token": statistics.median(plain_ms), "parley_ms_per_token": statistics.median(ours_ms),
+                "speedup": statistics.median(plain_ms) / statistics.median(ours_ms), "same_reply": len(replies) == 1,
+                "parley_dtype": placement.describe(), "reply": replies.pop()}
+
+    return asyncio.run(measure())
 
 
 # --- Parley through HTTP ------------------------------------------------------------------
@@ -252,13 +309,19 @@ def server_peak_rss_mb() -> float:
 
 def report(result: dict) -> str:
     lines = [
-        "# Throughput: Parley against a naive one-at-a-time pipeline (one run)", "",
+        f"# Throughput, {result['workload']} workload: Parley against a naive one-at-a-time pipeline (one run)", "",
+        f"Decoder: PARLEY_DECODER={result['decoder']}.{' Quick mode (smoke test).' if result['quick'] else ''}", "",
         f"Machine: {result['machine']}. torch {result['torch']}, transformers {result['transformers']}.",
         f"Settings: {result['settings']}. Server peak RSS {result['peak_rss_mb']:.0f} MB.", "",
         "Baseline: the same default models called one turn at a time (plain transformers `generate`, "
         "faster-whisper `transcribe`, rapidocr), same prompts, no server.", "",
         "| kind | baseline | turns/s | p50 ms | p95 ms | decoder tok/s |", "|---|---|---|---|---|---|",
     ]
+    cost = result["per_token"]
+    lines[-2:-2] = [
+        f"Per reply token at batch 1 on the long prompt, prefill included, in one process: plain `generate` "
+        f"{cost['plain_ms_per_token']:.1f} ms, Parley's decoder ({cost['parley_dtype']}) "
+        f"{cost['parley_ms_per_token']:.1f} ms: {cost['speedup']:.2f}x; the same reply: {cost['same_reply']}.", ""]
     for kind, runs in result["baseline"].items():
         for dtype, b in runs.items():
             lines.append(f"| {kind} | {dtype} | {b['turns_per_s']:.2f} | {b['p50_ms']:.0f} | {b['p95_ms']:.0f} | "
@@ -277,29 +340,41 @@ def report(result: dict) -> str:
                 f"{r['turns_per_s'] / base['float32']['turns_per_s']:.1f}x | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | "
                 f"{r['ttft_p50_ms']:.0f} | {r['ttft_share']:.2f} | {r['decoder_tokens_per_s']:.1f} | "
                 f"{r['redis_share'] * 100:.2f}% | {r['errors']} |")
-    lines += ["", "Targets (issue 8): text turns/s at 16 sessions >= 8x the baseline; time to first token <= 0.25x "
-              "the reply latency; Redis <= 3% of turn time.", ""]
+    lines += ["", "Targets (issues 8, 16): turns/s >= 1.2x the baseline at 1 session and >= 8x at 16 sessions; time "
+              "to first token <= 0.25x the reply latency; Redis <= 3% of turn time.", ""]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", default="mix", choices=("mix", "long"))
+    parser.add_argument("--quick", action="store_true", help="smoke test: 1 and 4 sessions, one turn each")
     parser.add_argument("--levels", default="1,4,16,32", help="concurrent sessions, comma-separated")
-    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--kinds", default=None, help=f"of {', '.join(KINDS)} (mix only; default all)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--decoder", default="default", help="PARLEY_DECODER for the server (a causal LM: also "
+                        "the per-token comparison's)")
     parser.add_argument("--turns-per-session", type=int, default=3)
     parser.add_argument("--baseline-turns", type=int, default=6)
     args = parser.parse_args()
+    if args.quick:
+        args.levels, args.turns_per_session, args.baseline_turns = "1,4", 1, 2
     levels = [int(x) for x in args.levels.split(",")]
-    kinds = args.kinds.split(",")
+    kinds = ["long"] if args.workload == "long" else (args.kinds or ("text" if args.quick else ",".join(KINDS))).split(",")
     turns = scripts()
     decoder_dtype = resolve_placement(args.device, cpu_dtype="auto").dtype
     dtype_name = str(decoder_dtype).removeprefix("torch.")
+    causal = not args.decoder.startswith(("fused:", "openai:"))
 
-    result: dict = {"baseline": {}, "parley": {}, "decoder_dtype": dtype_name}
+    result: dict = {"baseline": {}, "parley": {}, "decoder_dtype": dtype_name, "workload": args.workload,
+                    "quick": args.quick, "decoder": args.decoder}
     for dtype in dict.fromkeys((torch.float32, decoder_dtype)):
         baseline = Baseline(args.device, dtype)
         baseline.turn(DialogueState(), [], turns["text"][0])  # warm-up, not timed
+        if dtype == torch.float32:
+            result["per_token"] = per_token_cost(baseline, args.decoder if causal else "default", args.device,
+                                                 runs=1 if args.quick else 3)
+            print(f"per token at batch 1: {result['per_token']}", flush=True)
         for kind in kinds:
             b = run_baseline(baseline, turns[kind], args.baseline_turns)
             result["baseline"].setdefault(kind, {})[str(dtype).removeprefix("torch.")] = b
@@ -308,6 +383,7 @@ def main() -> None:
 
     prefix = f"parley-bench-{uuid.uuid4().hex}"
     env = {"PARLEY_REDIS_URL": REDIS_URL, "PARLEY_REDIS_PREFIX": prefix, "PARLEY_DEVICE": args.device,
+           "PARLEY_DECODER": args.decoder,
            "PARLEY_RATE_LIMIT_PER_MIN": "0", "PARLEY_TURN_RATE_LIMIT_PER_MIN": "0", "PARLEY_LOG_LEVEL": "WARNING",
            # one client address drives every session: the per-client and per-session limits would refuse it
            "PARLEY_CLIENT_RATE_LIMIT_PER_MIN": "0", "PARLEY_CLIENT_TURN_RATE_LIMIT_PER_MIN": "0",
@@ -337,13 +413,18 @@ def main() -> None:
         "machine": f"{platform.machine()}, {psutil.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
                    f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}, {args.device}",
         "torch": torch.__version__, "transformers": transformers.__version__,
-        "settings": f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} (both sides), decoder {dtype_name}, max_new_tokens {MAX_NEW_TOKENS}, decoder_max_batch 32, encoder batches "
-                    f"<= 16 within 5 ms, {args.turns_per_session} turns per session",
+        "settings": f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} (both sides), decoder {dtype_name}, "
+                    f"max_new_tokens {MAX_NEW_TOKENS}, decoder_max_batch 32, encoder batches <= 16 within 5 ms, "
+                    f"{args.turns_per_session} turns per session",
     }
+    name = f"throughput-{args.workload}{'-quick' if args.quick else ''}"
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "throughput.json").write_text(json.dumps(result, indent=2))
-    (Path(__file__).parent / "RESULTS.md").write_text(report(result))
-    print(f"wrote {Path(__file__).parent / 'RESULTS.md'}")
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"{name}.md").write_text(report(result))
+    if not args.quick:  # RESULTS.md: the latest full run of each workload
+        parts = [(RESULTS / f"throughput-{w}.md") for w in ("mix", "long")]
+        (Path(__file__).parent / "RESULTS.md").write_text("\n".join(p.read_text() for p in parts if p.exists()))
+    print(f"wrote {RESULTS / name}.md")
 
 
 if __name__ == "__main__":

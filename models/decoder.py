@@ -179,6 +179,21 @@ class DecodeBatch:
 
 
 @dataclass
+class Prefill:
+    """Prompts being prefilled as one left-padded batch, a slice of columns per forward pass."""
+
+    ids: torch.Tensor  # (B, T) prompt ids, left-padded
+    mask: torch.Tensor  # (B, T) long: 1 for real tokens
+    samplers: list[RowSampler | None] | None  # how each row picks its first token
+    cache: DynamicCache  # the columns fed so far
+    done: int = 0  # columns fed so far
+
+    @property
+    def width(self) -> int:
+        return int(self.ids.shape[1])
+
+
+@dataclass
 class TextStream:
     """Turns one sequence's token ids into text pieces as they become printable."""
 
@@ -227,6 +242,11 @@ class CausalLMDecoder:
         """What prefill takes for one reply: its prompt ids."""
         return self.prompt_ids(context.messages)
 
+    @staticmethod
+    def lookup_ids(prompt: list[int]) -> list[int]:
+        """The tokens a reply may copy (prompt-lookup drafts): a rewording copies much of the draft in its prompt."""
+        return list(prompt)
+
     def warm_up(self) -> None:
         """One short prefill and step, so the first user does not pay for kernel selection."""
         self.step(self.prefill([self.prompt_ids([{"role": "user", "content": "Hello"}])]))
@@ -234,29 +254,86 @@ class CausalLMDecoder:
     def text_stream(self) -> TextStream:
         return TextStream(self.tokenizer)
 
-    @torch.inference_mode()
     def prefill(self, prompts: list[list[int]], samplers: list[RowSampler | None] | None = None) -> DecodeBatch:
         """Run the prompts; the batch's next_ids are each prompt's first reply token (samplers: one per
         prompt, None for greedy; no list: all greedy)."""
+        started = self.start_prefill(prompts, samplers)
+        batch = self.advance(started, started.width)
+        assert batch is not None
+        return batch
+
+    def start_prefill(self, prompts: list[list[int]], samplers: list[RowSampler | None] | None = None) -> Prefill:
+        """Prompts to prefill a few columns at a time (advance), so a long prefill need not stall running rows."""
         assert prompts and all(prompts), "prefill takes one or more non-empty prompts"
         length = max(len(p) for p in prompts)
         device = self.placement.device
         ids = torch.tensor([[self.pad_id] * (length - len(p)) + p for p in prompts], device=device)  # (B, T)
         mask = torch.tensor([[0] * (length - len(p)) + [1] * len(p) for p in prompts], device=device)  # (B, T)
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): padding sits at position 0, masked out
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=True,
-                         logits_to_keep=1, **{CACHE: _cache()})
-        next_ids = pick_tokens(out.logits[:, -1], samplers)  # (B,)
-        positions = torch.tensor([len(p) for p in prompts], device=device)  # (B,)
-        return DecodeBatch(getattr(out, CACHE), mask, positions, next_ids)
+        return Prefill(ids, mask, samplers, _cache())
 
     @torch.inference_mode()
+    def advance(self, prefill: Prefill, columns: int) -> DecodeBatch | None:
+        """Feed the prompts' next `columns` columns; after the last, the batch ready to decode, else None."""
+        end = min(prefill.done + columns, prefill.width)
+        position_ids = (prefill.mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): padding sits at position 0, masked out
+        out = self.model(input_ids=prefill.ids[:, prefill.done:end], attention_mask=prefill.mask[:, :end],
+                         position_ids=position_ids[:, prefill.done:end], use_cache=True, logits_to_keep=1,
+                         **{CACHE: prefill.cache})
+        prefill.done = end
+        if end < prefill.width:
+            return None
+        next_ids = pick_tokens(out.logits[:, -1], prefill.samplers)  # (B,)
+        positions = prefill.mask.sum(-1)  # (B,) each prompt's length: its first reply token's position
+        return DecodeBatch(getattr(out, CACHE), prefill.mask, positions, next_ids)
+
     def step(self, batch: DecodeBatch, samplers: list[RowSampler | None] | None = None) -> DecodeBatch:
         """Feed each row's newest token; the result's next_ids are the tokens after it (samplers as in prefill)."""
-        mask = torch.cat([batch.mask, batch.mask.new_ones(batch.size, 1)], dim=1)  # (B, L + 1)
-        out = self.model(input_ids=batch.next_ids[:, None], attention_mask=mask, position_ids=batch.positions[:, None],
-                         use_cache=True, **{CACHE: batch.cache})
-        return DecodeBatch(getattr(out, CACHE), mask, batch.positions + 1, pick_tokens(out.logits[:, -1], samplers))
+        return self.verify(batch, [[] for _ in range(batch.size)], samplers)[0]
+
+    @torch.inference_mode()
+    def verify(
+        self, batch: DecodeBatch, drafts: list[list[int]], samplers: list[RowSampler | None] | None = None,
+    ) -> tuple[DecodeBatch, list[list[int]]]:
+        """One forward pass over each row's newest token followed by its draft tokens (speculative decoding).
+
+        Returns the batch advanced and, per row, the tokens chosen in this pass: the longest prefix of its
+        draft that greedy decoding would have chosen itself, then the token after that prefix (so always
+        at least one, and exactly the tokens plain greedy steps give). Sampling rows must bring no draft.
+        Rows may bring drafts of different lengths; the block is padded on the right to the longest, and
+        the columns of padding and of rejected drafts stay in the cache, masked out, so every row keeps
+        ending at the batch's last column.
+        """
+        assert len(drafts) == batch.size
+        assert not any(d and samplers and samplers[i] is not None for i, d in enumerate(drafts)), \
+            "a sampling row takes no draft"
+        width = 1 + max(len(d) for d in drafts)
+        device = batch.next_ids.device
+        block = torch.full((batch.size, width), self.pad_id, device=device)  # (B, W)
+        block[:, 0] = batch.next_ids
+        fed = torch.zeros_like(block)  # (B, W): 1 where a row feeds a real token
+        fed[:, 0] = 1
+        for row, draft in enumerate(drafts):
+            if draft:
+                block[row, 1:1 + len(draft)] = torch.tensor(draft, device=device)
+                fed[row, 1:1 + len(draft)] = 1
+        offsets = torch.arange(width, device=device)  # (W,)
+        out = self.model(input_ids=block, attention_mask=torch.cat([batch.mask, fed], dim=1),
+                         position_ids=batch.positions[:, None] + offsets, use_cache=True,
+                         logits_to_keep=width, **{CACHE: batch.cache})
+        logits = out.logits  # (B, W, V)
+        first = pick_tokens(logits[:, 0], samplers)  # (B,): a sampling row's draw; the argmax for a greedy one
+        predicted = logits.argmax(-1).tolist() if width > 1 else []  # (B, W) greedy choice after each block token
+        chosen: list[list[int]] = []
+        for row, draft in enumerate(drafts):
+            kept = 0
+            while kept < len(draft) and predicted[row][kept] == draft[kept]:
+                kept += 1
+            chosen.append(draft[:kept] + [predicted[row][kept] if draft else int(first[row])])
+            fed[row, 1 + kept:] = 0  # rejected draft tokens: in the cache, never attended to again
+        advanced = torch.tensor([len(tokens) for tokens in chosen], device=device)  # (B,) tokens fed and kept
+        next_ids = torch.tensor([tokens[-1] for tokens in chosen], device=device)
+        mask = torch.cat([batch.mask, fed], dim=1)  # (B, L + W)
+        return DecodeBatch(getattr(out, CACHE), mask, batch.positions + advanced, next_ids), chosen
 
     @staticmethod
     def merge(first: DecodeBatch, second: DecodeBatch) -> DecodeBatch:

@@ -55,6 +55,18 @@ class FusedBatch:
         return int(self.next_ids.shape[0])
 
 
+@dataclass
+class FusedPrefill:
+    """Requests waiting to be encoded and started together (ContinuousDecoder's prefill)."""
+
+    requests: list[Item]
+    samplers: list[RowSampler | None] | None
+
+    @property
+    def width(self) -> int:
+        return max(len(request.input_ids) for request in self.requests)
+
+
 class FusedSeq2SeqDecoder:
     grounded_by_construction = True  # replies carry [placeholders]; the pipeline fills them from the decision
 
@@ -114,6 +126,27 @@ class FusedSeq2SeqDecoder:
         state = self.model.start_steps(memory.last_hidden_state, memory.attention_mask)
         starts = torch.full((len(requests),), self.start_id, dtype=torch.long, device=device)
         return self._advance(starts, state, samplers)
+
+    @staticmethod
+    def lookup_ids(request: Item) -> list[int]:
+        """No prompt-lookup drafts: the reply is the model's own phrasing, not a copy of its input."""
+        return []
+
+    @staticmethod
+    def start_prefill(requests: list[Item], samplers: list[RowSampler | None] | None = None) -> FusedPrefill:
+        return FusedPrefill(requests, samplers)
+
+    def advance(self, prefill: FusedPrefill, columns: int) -> FusedBatch:
+        """The whole prefill in one pass, whatever `columns` says: a memory of the decision and a few turns is
+        short, so it does not stall the running rows as a long causal-LM prompt would."""
+        return self.prefill(prefill.requests, prefill.samplers)
+
+    def verify(self, batch: FusedBatch, drafts: list[list[int]], samplers: list[RowSampler | None] | None = None,
+               ) -> tuple[FusedBatch, list[list[int]]]:
+        """One step for every row. Drafts are not checked (the reply is the model's own phrasing, seldom a copy
+        of what it wrote before): each row keeps its one greedy or sampled token, as if its draft was refused."""
+        stepped = self.step(batch, samplers)
+        return stepped, [[token] for token in stepped.next_ids.tolist()]
 
     @torch.inference_mode()
     def step(self, batch: FusedBatch, samplers: list[RowSampler | None] | None = None) -> FusedBatch:

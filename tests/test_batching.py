@@ -1,9 +1,11 @@
 import asyncio
 import threading
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from app.batching import BatchMismatch, ContinuousDecoder, MicroBatcher
+from app.batching import BatchMismatch, ContinuousDecoder, MicroBatcher, content_key
 from models.decoder import GREEDY, CausalLMDecoder, GenerationStats, ReplyContext, Sampling
 from models.registry import resolve_placement
 from tests.factories import tiny_causal_lm
@@ -76,6 +78,36 @@ async def test_a_failing_batch_does_not_stop_the_next_one():
         assert await batcher.submit("ok") == "OK"
     finally:
         await batcher.aclose()
+
+
+async def test_media_sent_again_is_answered_from_the_cache_and_the_oldest_entry_goes_first():
+    seen: list[int] = []
+
+    def mean(clips: list[np.ndarray]) -> list[float]:
+        seen.extend(len(c) for c in clips)
+        return [float(c.mean()) for c in clips]
+
+    batcher = MicroBatcher("speech", mean, max_batch_size=4, max_wait_ms=0, cache_key=content_key("whisper"),
+                           cache_entries=2)
+    one, two, three = (np.full(n, n, dtype=np.float32) for n in (1, 2, 3))
+    try:
+        assert [await batcher.submit(c) for c in (one, one.copy(), two)] == [1.0, 1.0, 2.0]
+        assert seen == [1, 2]  # the same samples in another array: not run again
+        await batcher.submit(three)  # the cache holds two: `one`, used least recently, goes
+        await batcher.submit(two)
+        await batcher.submit(one)
+    finally:
+        await batcher.aclose()
+    assert seen == [1, 2, 3, 1]
+
+
+def test_content_keys_tell_pixels_and_models_apart():
+    red, blue = Image.new("RGB", (8, 8), "red"), Image.new("RGB", (8, 8), "blue")
+    key = content_key("vision-a")
+    assert key(red) == key(Image.new("RGB", (8, 8), "red"))
+    assert key(red) != key(blue)
+    assert key(red) != content_key("vision-b")(red)
+    assert key(np.zeros(4, np.float32)) != key(np.zeros(2, np.float64))  # the same bytes, other samples
 
 
 # --- ContinuousDecoder ------------------------------------------------------------------
@@ -185,3 +217,48 @@ async def test_each_sequence_samples_with_its_own_settings_and_greedy_ones_are_u
     assert together[0] == alone(tiny_lm, CONVERSATIONS[0], 12) and together[2] == alone(tiny_lm, CONVERSATIONS[2], 12)
     assert again == together[1]  # the seed repeats the reply, alone or in a batch
     assert any(text != together[1] for text in other_seeds)
+
+
+async def test_drafts_from_a_reply_that_repeats_itself_save_passes_and_change_no_token(tiny_lm):
+    # A random tiny LM soon loops, so prompt lookup finds the loop in the reply so far and its drafts are accepted.
+    seen = Recorder()
+    decoder = ContinuousDecoder(tiny_lm, max_batch_size=4, on_batch=seen)
+    stats = [GenerationStats() for _ in CONVERSATIONS[:2]]
+    try:
+        replies = await asyncio.gather(*(collect(decoder, m, 60, stats=s) for m, s in zip(CONVERSATIONS[:2], stats, strict=True)))
+    finally:
+        await decoder.aclose()
+    assert replies == [alone(tiny_lm, m, 60) for m in CONVERSATIONS[:2]]
+    assert [s.completion_tokens for s in stats] == [60, 60]
+    assert len(seen.batches) < 60  # a prefill, then passes that each kept several tokens for some row
+
+
+async def test_a_long_prompt_joins_in_slices_beside_a_running_reply_and_both_decode_as_alone(tiny_lm, monkeypatch):
+    slices, queued = [], threading.Event()
+    advance = tiny_lm.advance
+
+    def spy(prefill, columns):
+        slices.append((prefill.width, columns))
+        return advance(prefill, columns)
+
+    def hold_after_first_step(model: str, seconds: float, size: int) -> None:
+        if len(slices) == 2:  # warmed up, the first reply prefilled: the long prompt arrives while it decodes
+            assert queued.wait(30), "the long prompt never arrived"
+
+    monkeypatch.setattr(tiny_lm, "advance", spy)
+    long = [{"role": "user", "content": "my order number is A7Q-4412 " * 24}]
+    decoder = ContinuousDecoder(tiny_lm, max_batch_size=4, on_batch=hold_after_first_step,
+                                on_depth=lambda _, depth: queued.set() if depth == 1 else None)
+    try:
+        first = decoder.stream(ReplyContext(CONVERSATIONS[0]), max_new_tokens=80)
+        started = await anext(first)
+
+        async def rest() -> str:
+            return started + "".join([p async for p in first])
+
+        replies = await asyncio.gather(rest(), collect(decoder, long, 10))
+    finally:
+        await decoder.aclose()
+    width = len(tiny_lm.prompt_ids(long))
+    assert slices[2:] == [(width, 256)] * -(-width // 256) and width > 256  # a slice per round, the reply beside it
+    assert replies == [alone(tiny_lm, CONVERSATIONS[0], 80), alone(tiny_lm, long, 10)]

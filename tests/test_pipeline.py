@@ -382,3 +382,44 @@ async def test_placeholders_are_filled_from_the_decision_or_the_draft_is_sent(pi
     assert result.grounded is kept
     assert "".join(streamed).startswith(result.reply if kept else "")  # what streamed was filled, too
     assert "A7Q-4412" in "".join(streamed) and "[order_id]" not in "".join(streamed)
+
+
+class CondolingDecoder:
+    """A Decoder that offers condolences, then would go on for ever; counts the words it wrote. Its tokenizer
+    counts words, so the pipeline can size the reply's budget by the draft."""
+
+    wants_features = False
+
+    def __init__(self) -> None:
+        self.written, self.closed, self.budgets = 0, False, []
+
+    @staticmethod
+    def tokenizer(text: str, *, add_special_tokens: bool) -> dict:
+        return {"input_ids": text.split()}
+
+    async def stream(
+        self, context: ReplyContext, *, max_new_tokens: int, stats: GenerationStats | None = None,
+        sampling: Sampling = GREEDY,
+    ) -> AsyncIterator[str]:
+        self.budgets.append(max_new_tokens)
+        try:
+            while True:
+                for piece in ("I'm ", "sorry ", "for ", "your ", "loss, ", "but "):
+                    self.written += 1
+                    yield piece
+        finally:
+            self.closed = True
+
+    async def aclose(self) -> None:
+        """Nothing to stop."""
+
+
+async def test_a_reply_that_has_already_failed_the_fact_check_stops_there_and_the_draft_is_sent(pipeline):
+    decoder = CondolingDecoder()
+    writes = TurnPipeline(pipeline.store, pipeline.tracker, encoders=pipeline.encoders, decoder=decoder,
+                          max_new_tokens=500)
+    sid = await new_session(writes)
+    result = await writes.run_turn(TENANT, sid, TurnInput(text="my lamp arrived broken")).result()
+    assert decoder.closed and decoder.written == 5  # "...loss, ": the condolence is finished, decoding stops
+    assert not result.grounded and "loss" not in result.reply  # the policy's own wording instead
+    assert decoder.budgets == [len(result.reply.split()) * 3 // 2 + 16]  # sized by the draft, under the 500 cap

@@ -257,12 +257,29 @@ def grounded(reply: str, decision: Decision, domain: Domain) -> bool:
         return False
     if decision.requested_slot and "?" not in reply:  # naming the slot is not enough: it must be asked for
         return False
-    # Blank out the known values; any checked value still found was invented.
-    rest = reply
-    for value in decision.facts.values():
+    return not _invents_values(reply, decision, domain)
+
+
+def already_failed(prefix: str, decision: Decision, domain: Domain) -> bool:
+    """True when a reply that starts with `prefix` fails `grounded` whatever follows, so its decoding can stop.
+
+    Only the checks that more text cannot undo, on the prefix's finished words: a phrase a customer must
+    not read, a repeated 4-gram, and (on finished sentences, where a number or an address is complete)
+    a checked value the facts do not hold."""
+    words = re.sub(r"\S+$", "", prefix)  # a word still being written may yet become another
+    if objection(words, acted=decision.acted) is not None or _repetitive(_squash(words)):
+        return True
+    sentences = words[:max(words.rfind(end) for end in (". ", "! ", "? ", "\n")) + 1]
+    return _invents_values(sentences, decision, domain)
+
+
+def _invents_values(text: str, decision: Decision, domain: Domain) -> bool:
+    """A checked value (order id, email, phone, amount) in `text` that the facts do not hold."""
+    rest = text
+    for value in decision.facts.values():  # blank out the known values; any checked value still found was invented
         rest = re.sub(re.escape(value), " ", rest, flags=re.IGNORECASE)
     checked = {name: spec for name, spec in domain.slots.items() if spec.type in CHECKED_TYPES}
-    return not extract_slots(rest, checked)
+    return bool(extract_slots(rest, checked))
 
 
 def _names_any(text: str, words: tuple[str, ...]) -> bool:

@@ -5,7 +5,7 @@ import pytest
 from app.dialogue.acceptance import check_wording, objection
 from app.dialogue.domain import ActionSpec, DomainError, load_domain
 from app.dialogue.knowledge import Found, KnowledgeEntry
-from app.dialogue.policy import ActionResult, Decision, decide, grounded
+from app.dialogue.policy import ActionResult, Decision, already_failed, decide, grounded
 from app.dialogue.state import DialogueState, EvidenceNote
 from app.dialogue.tracker import TurnAnalysis, record_action
 
@@ -85,6 +85,26 @@ FACTS = Decision("recall", "Your order number is A7Q-4412.", {"order_id": "A7Q-4
 )
 def test_grounded_checks_facts_inventions_and_garbage(reply, ok):
     assert grounded(reply, FACTS, DOMAIN) is ok
+
+
+@pytest.mark.parametrize(
+    ("prefix", "failed"),
+    [
+        ("I'm sorry for your loss, but", True),  # a condolence: no continuation makes it sendable
+        ("I'm sorry for your loss", False),  # "loss" may still be "lossless": only finished words count
+        ("Sure! I have emailed you the label and", True),  # an action claimed that did not run
+        ("As an AI, I", True),
+        ("Your order is KX-90817. It", True),  # an id the facts do not hold, in a finished sentence
+        ("Your order is KX-90817", False),  # the sentence (and the id) may not be finished yet
+        ("Your order is A7Q-4412. Anything", False),  # the known id
+        ("Your order number is", False),
+        ("I'm sorry. I'm sorry. I'm sorry. I'm sorry. I'm", True),  # one 4-gram over and over
+    ],
+)
+def test_a_reply_is_given_up_as_soon_as_no_continuation_could_pass(prefix, failed):
+    assert already_failed(prefix, FACTS, DOMAIN) is failed
+    if failed:  # whatever followed, the whole reply would fail the fact check too
+        assert not grounded(prefix + " Your order number is A7Q-4412.", FACTS, DOMAIN)
 
 
 def test_grounded_ask_must_name_the_slot():

@@ -149,3 +149,13 @@ def test_pick_tokens_draws_only_inside_the_nucleus():
     sampler = row_sampler(Sampling(temperature=1.0, top_p=0.9, seed=0), "cpu")
     drawn = {int(pick_tokens(logits, [sampler])[0]) for _ in range(200)}
     assert drawn == {0, 1}  # the two likeliest tokens make up the first 90%; the rest are never drawn
+
+
+def test_a_prefill_fed_a_few_columns_at_a_time_decodes_as_one_fed_at_once(tmp_path):
+    decoder = load(tmp_path)
+    short, long = decoder.prompt_ids(MESSAGES), decoder.prompt_ids(OTHER)
+    started, passes = decoder.start_prefill([short, long]), 1
+    while (batch := decoder.advance(started, 5)) is None:
+        passes += 1
+    assert passes == -(-len(long) // 5)  # the longer prompt's columns, five per pass
+    assert run(decoder, batch, 8) == [greedy(decoder, MESSAGES, 8), greedy(decoder, OTHER, 8)]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
+from app.cli.main import main
 from app.reply_metrics import ActOf, Scored, distinct_2, kept, score, slot_errors
 from models.fused import FusedSeq2Seq
 from models.fused_decoder import FusedSeq2SeqDecoder
