@@ -30,6 +30,7 @@ DASH_WORDS = {"dash", "hyphen"}
 # A lone "a" or "i" next to digits is usually the English word ("a 100 dollar
 # charge"), so such a run only becomes a code when something else marks it as one.
 WORD_LETTERS = {"a", "i"}
+CODE_FRAGMENT = re.compile(r"[A-Za-z][0-9]")  # a letter then a digit: inside an id, not a unit after a number
 MIN_CODE_DIGITS = 3  # shorter runs ("a 2", "B 12") are quantities or names, not ids
 
 _CARDINAL_WORDS = set(DIGITS) | set(TEENS) | set(TENS) | {"hundred", "thousand"}
@@ -231,20 +232,28 @@ def _join_codes(tokens: list[_Token]) -> list[_Token]:
 
 def _is_code_part(token: _Token) -> bool:
     core = token.core
-    return (len(core) == 1 and core.isascii() and core.isalpha()) or core.isdigit() or core.lower() in DASH_WORDS
+    return ((len(core) == 1 and core.isascii() and core.isalpha()) or core.isdigit() or core.lower() in DASH_WORDS
+            or _is_code_fragment(core))
+
+
+def _is_code_fragment(core: str) -> bool:
+    """Letters and digits mixed, a letter followed by a digit: "7Q4412" is part of an id as Whisper writes one
+    ("a 7Q4412" for "A, seven, Q, four four one two"); "128GB" or "4K" is a size, its letters a unit."""
+    return core.isascii() and core.isalnum() and CODE_FRAGMENT.search(core) is not None
 
 
 def _is_spoken_code(run: list[_Token]) -> bool:
     """Join only runs that were spoken, or spelled character by character ("K X 9 0 8 1 7"), and look like
     an id; typed digit groups ("415 555 0100") stay as typed."""
-    digits = sum(len(t.core) for t in run if t.core.isdigit())
+    digits = sum(ch.isdigit() for t in run if t.core.lower() not in DASH_WORDS for ch in t.core)
     letters = [t.core.lower() for t in run if t.core.isalpha() and len(t.core) == 1]
     has_dash = any(t.core.lower() in DASH_WORDS for t in run)
+    fragment = any(_is_code_fragment(t.core) for t in run)  # a letter inside digits: this is an id
     clearly_letters = len(letters) >= 2 or any(letter not in WORD_LETTERS for letter in letters)
     spelled = clearly_letters and all(len(t.core) == 1 for t in run)
-    if len(run) < 2 or not (spelled or has_dash or any(t.spoken for t in run)):
+    if len(run) < 2 or not (spelled or has_dash or fragment or any(t.spoken for t in run)):
         return False
-    return digits >= MIN_CODE_DIGITS and (not letters or clearly_letters or has_dash)
+    return digits >= MIN_CODE_DIGITS and (not letters or clearly_letters or has_dash or fragment)
 
 
 # --- email -------------------------------------------------------------------

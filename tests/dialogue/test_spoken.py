@@ -29,6 +29,7 @@ from app.dialogue.slots import normalize_spoken
         ("It's double 412.", "It's 4412."),  # Whisper's "double four one two"
         ("Sorry, I meant 5.5.22", "Sorry, I meant 5522"),  # Whisper's dots between spoken digits
         ("The ordered number is a 7, Q, 4, 4, 1, 2.", "The ordered number is A7Q4412."),  # a comma per character
+        ("The ordered number is a 7Q4412.", "The ordered number is A7Q4412."),  # Whisper joined all but the A
     ],
 )
 def test_spoken_forms_become_written(spoken, written):
@@ -50,7 +51,9 @@ def test_spoken_forms_become_written(spoken, written):
         ("it is A7Q-4412.", "it is A7Q-4412."),
         ("order dash four five one two", "order dash 4512"),  # a code never starts with a dash
         ("it was $5.50, server 192.168.1.1", "it was $5.50, server 192.168.1.1"),  # amounts and addresses keep their dots
-        ("I picked a, b, c and d", "I picked a, b, c and d"),  # letters without digits are a list, not a code
+        ("I picked a, b, c and d", "I picked a, b, c and d"),
+        ("I bought a 128GB phone and a 4K TV", "I bought a 128GB phone and a 4K TV"),  # sizes, not ids
+        ("it is a 4512", "it is a 4512"),  # digits alone after "a": the article  # letters without digits are a list, not a code
     ],
 )
 def test_ordinary_text_is_left_alone(text, expected):
