@@ -51,7 +51,9 @@ _COMMA_SPELLED = re.compile(r"(?<![\w,])[a-z0-9](?:,? [a-z0-9]){3,}(?![\w])", re
 _LOCAL = r"[a-z0-9][a-z0-9._+-]*"
 _LOCAL_SEP = r"\s+(?:dot|underscore|dash|hyphen)\s+"
 _DOMAIN = r"[a-z0-9-]+(?:(?:\s+dot\s+|\.)[a-z0-9-]+)+"
-_SPOKEN_EMAIL = re.compile(rf"(?<![\w@])({_LOCAL}(?:{_LOCAL_SEP}{_LOCAL})*)\s+at\s+({_DOMAIN})\b", re.IGNORECASE)
+# Not when the words after "at" run into a typed address ("email me at jo.smith@example.org").
+_SPOKEN_EMAIL = re.compile(rf"(?<![\w@])({_LOCAL}(?:{_LOCAL_SEP}{_LOCAL})*)\s+at\s+({_DOMAIN})\b(?![\w.-]*@)",
+                           re.IGNORECASE)
 _SPOKEN_SYMBOLS = {"dot": ".", "underscore": "_", "dash": "-", "hyphen": "-"}
 
 

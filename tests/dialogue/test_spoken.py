@@ -53,7 +53,8 @@ def test_spoken_forms_become_written(spoken, written):
         ("it was $5.50, server 192.168.1.1", "it was $5.50, server 192.168.1.1"),  # amounts and addresses keep their dots
         ("I picked a, b, c and d", "I picked a, b, c and d"),
         ("I bought a 128GB phone and a 4K TV", "I bought a 128GB phone and a 4K TV"),  # sizes, not ids
-        ("it is a 4512", "it is a 4512"),  # digits alone after "a": the article  # letters without digits are a list, not a code
+        ("it is a 4512", "it is a 4512"),
+        ("email me at jo.smith@example.org", "email me at jo.smith@example.org"),  # typed after "at"  # digits alone after "a": the article  # letters without digits are a list, not a code
     ],
 )
 def test_ordinary_text_is_left_alone(text, expected):
