@@ -51,10 +51,10 @@ def test_spoken_forms_become_written(spoken, written):
         ("it is A7Q-4412.", "it is A7Q-4412."),
         ("order dash four five one two", "order dash 4512"),  # a code never starts with a dash
         ("it was $5.50, server 192.168.1.1", "it was $5.50, server 192.168.1.1"),  # amounts and addresses keep their dots
-        ("I picked a, b, c and d", "I picked a, b, c and d"),
+        ("I picked a, b, c and d", "I picked a, b, c and d"),  # letters without digits are a list, not a code
         ("I bought a 128GB phone and a 4K TV", "I bought a 128GB phone and a 4K TV"),  # sizes, not ids
-        ("it is a 4512", "it is a 4512"),
-        ("email me at jo.smith@example.org", "email me at jo.smith@example.org"),  # typed after "at"  # digits alone after "a": the article  # letters without digits are a list, not a code
+        ("it is a 4512", "it is a 4512"),  # digits alone after "a": the article
+        ("email me at jo.smith@example.org", "email me at jo.smith@example.org"),  # typed after "at"
     ],
 )
 def test_ordinary_text_is_left_alone(text, expected):
