@@ -238,11 +238,16 @@ class TurnPipeline:
                                                                                   options.max_tokens)
         return WrittenReply(text=text, grounded=reply_ok, finish_reason=finish, completion_tokens=produced)
 
+    @property
+    def _delexicalised(self) -> bool:
+        """The decoder writes [placeholders] the decision's values fill (grounded by construction)."""
+        return getattr(self.decoder, "grounded_by_construction", False)
+
     def _budget(self, decision: Decision, tokenizer) -> int:  # noqa: ANN001 - a transformers tokenizer or None
         """Most tokens a reply may take: a reply that rewords the draft, half as long again and a little more;
         one much longer has wandered off (and would be replaced by the draft anyway). A reply model writing its
         own phrasing (grounded by construction) is not tied to the draft's length."""
-        if tokenizer is None or getattr(self.decoder, "grounded_by_construction", False):
+        if tokenizer is None or self._delexicalised:
             return self.max_new_tokens
         drafted = len(tokenizer(decision.draft, add_special_tokens=False)["input_ids"])
         return min(self.max_new_tokens, drafted * 3 // 2 + DRAFT_SLACK_TOKENS)
@@ -337,13 +342,12 @@ class TurnPipeline:
         given up because `failed` said so of the text so far (its decoding stops there, and that piece is not
         sent); marks when the turn's first piece arrived."""
         text = ""
-        delexicalised = getattr(self.decoder, "grounded_by_construction", False)
         # Every Decoder's stream is an async generator: closing it when a reply is given up frees its batch row now.
         stream = cast(AsyncGenerator[str, None], self.decoder.stream(context, max_new_tokens=budget, stats=stats,
                                                                      sampling=sampling))
         async with aclosing(stream) as pieces:
             async for piece in pieces:
-                if delexicalised:  # its placeholders arrive whole (one token each): the decision's values go in
+                if self._delexicalised:  # its placeholders arrive whole (one token each): the decision's values go in
                     piece = fill(piece, context.values) or piece  # an unknown one stays, and fails the check
                 if not text and "first_token" not in steps.timings:
                     steps.mark("first_token")
