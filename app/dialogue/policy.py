@@ -109,11 +109,17 @@ def _decide(
     if (answer := _from_knowledge(state, analysis, domain, found)) is not None:
         return answer
     shown = shown_facts(state)
+    # Small talk holds nothing open: "hi" then "order 4512" is a detail to note, not a second greeting.
+    after_small_talk = state.intent is not None and domain.intents[state.intent].social and analysis.act != state.intent
+    if (state.intent is None or after_small_talk) and (analysis.filled or shown):
+        return _acknowledge(state, analysis, shown)
     if state.intent is None:
-        if analysis.filled or shown:
-            return _acknowledge(state, analysis, shown)
         return Decision("fallback", domain.fallback_response, facts)
     intent = domain.intents[state.intent]
+    extra = [name for name in analysis.filled if name not in intent.required_slots and name not in intent.states]
+    if extra and extra == list(analysis.filled) and not analysis.took_over and not analysis.corrected:
+        # The task was answered last turn: a detail it does not need is noted, not the answer said again.
+        return _acknowledge(state, analysis, shown, then="Is there anything else I can help you with?")
     if missing := _missing(state, domain):
         slot = domain.slots[missing[0]]
         ask = Decision("ask_slot", slot.prompt, facts, names_one_of=slot.mentions, requested_slot=slot.name)
@@ -137,14 +143,15 @@ def _decide(
     return _stating(shown, respond)
 
 
-def _acknowledge(state: DialogueState, analysis: TurnAnalysis, shown: dict[str, str]) -> Decision:
-    """Details arrived (say, on a photo) before the user said what they need."""
+def _acknowledge(state: DialogueState, analysis: TurnAnalysis, shown: dict[str, str], *,
+                 then: str = "How can I help you with it?") -> Decision:
+    """Details arrived (say, on a photo) before the user said what they need, or after the task was done."""
     values = {name: _spoken(state.slots[name]) for name in analysis.filled}
     noted = " and ".join(f"your {_label(name)} {value}" for name, value in values.items())
     draft = f"Thanks, I've noted {noted}." if values else "Thanks for the photo."
     acknowledged = Decision("acknowledge", draft, dict(state.slots), required=tuple(values.values()))
     shown_too = _stating(shown, acknowledged)
-    return replace(shown_too, draft=shown_too.draft + " How can I help you with it?")
+    return replace(shown_too, draft=f"{shown_too.draft} {then}")
 
 
 def _from_knowledge(state: DialogueState, analysis: TurnAnalysis, domain: Domain, found: Found) -> Decision | None:
@@ -314,9 +321,13 @@ def _placeholders(template: str) -> list[str]:
     return [name for _, name, _, _ in Formatter().parse(template) if name]
 
 
+VOCABULARY_VALUE = re.compile(r"[a-z]+(?:_[a-z]+)+")  # the domain's own names: coffee_maker, charged_twice
+
+
 def _spoken(value: str) -> str:
-    """Slot values as a person writes them: the domain's coffee_maker is a coffee maker."""
-    return value.replace("_", " ")
+    """Slot values as a person writes them: the domain's coffee_maker is a coffee maker; what the customer
+    typed (jo_smith@example.org) stays as typed."""
+    return value.replace("_", " ") if VOCABULARY_VALUE.fullmatch(value) else value
 
 
 def _label(slot_name: str) -> str:

@@ -73,9 +73,11 @@ class IntentClassifier:
         examples = [text for intent in domain.intents.values() for text in intent.examples]
         return cls(names, np.asarray(embed(examples)))
 
-    def classify(self, embedding: np.ndarray) -> tuple[str, float]:
+    def classify(self, embedding: np.ndarray, among: Callable[[str], bool] = lambda _: True) -> tuple[str, float]:
+        """The best intent (of those `among` accepts) and its score."""
         similarities = self.example_embeddings @ embedding  # (E,)
-        scores = [float(np.sort(similarities[rows])[-TOP_K:].mean()) for rows in self.rows]
+        scores = [float(np.sort(similarities[rows])[-TOP_K:].mean()) if among(name) else -1.0
+                  for name, rows in zip(self.intents, self.rows, strict=True)]
         best = int(np.argmax(scores))
         return self.intents[best], scores[best]
 
@@ -121,6 +123,11 @@ class DialogueTracker:
         act, act_score = self._classify(turn, skip_corrections=correcting and bool(corrected))
         if act == "ask_recall" and filled and not _is_question(turn.utterance):
             act = "inform"  # "my order number is 4512" names a slot but asks nothing
+        if act == "inform" and _is_question(turn.utterance) and turn.embedding is not None:
+            # "where is order 99812?" resembles "order KX-55210" but asks something: the task it asks about wins
+            task, score = self.classifier.classify(turn.embedding, among=lambda name: self._tier(name) == TASK)
+            if score >= SWITCH_INTENT_SCORE:
+                act, act_score = task, score
         if self._tier(act) < TASK and (implied := self._implied_intent(new, filled)):
             act, act_score = implied
         if act is not None:

@@ -27,6 +27,13 @@ def test_a_question_and_an_id_in_one_message(tracker, encoder, text, modality):
     assert state.slots["order_id"] == "4512" and state.slot_sources["order_id"].modality == modality
 
 
+@pytest.mark.parametrize("text", ["where is order 99812?", "Where is order A7Q-4412?", "where's order 4512"])
+def test_a_question_naming_an_order_asks_about_it(tracker, encoder, text):
+    """It resembles the inform example "order KX-55210", but it asks: the task it asks about is the act."""
+    state, analysis = say(tracker, encoder, DialogueState(), text)
+    assert (state.intent, analysis.act) == ("order_status", "order_status") and "order_id" in state.slots
+
+
 @pytest.mark.parametrize("modality", ["text", "audio"])
 def test_a_message_that_only_informs_stays_inform(tracker, encoder, modality):
     state, analysis = say(tracker, encoder, DialogueState(), "My order number is 1111-A.", modality)
@@ -95,3 +102,21 @@ def test_a_further_issue_is_news_not_a_correction(tracker, encoder):
     state, _ = say(tracker, encoder, DialogueState(), "My lamp arrived broken")
     state, analysis = say(tracker, encoder, state, "and it was late too")
     assert state.slots["issue"] == "late" and analysis.corrected == ()
+
+
+def test_a_detail_after_a_greeting_is_noted_not_greeted_again(tracker, encoder):
+    state, _ = say(tracker, encoder, DialogueState(), "hi there")
+    state, analysis = say(tracker, encoder, state, "my order number is 4512")
+    decision = decide(state, analysis, DOMAIN)
+    assert decision.action == "acknowledge" and "4512" in decision.draft and "Parley" not in decision.draft
+
+
+def test_a_detail_the_answered_task_does_not_need_is_noted_not_answered_again(tracker, encoder):
+    state, _ = say(tracker, encoder, DialogueState(), "I was charged twice for my subscription")
+    state, analysis = say(tracker, encoder, state, "my email is jo_smith@example.org")
+    answered = decide(state, analysis, DOMAIN)
+    assert answered.action == "respond" and "jo_smith@example.org" in answered.draft  # typed values keep their _
+    state, analysis = say(tracker, encoder, state, "oh and the order was B55-1029")
+    noted = decide(state, analysis, DOMAIN)
+    assert noted.action == "acknowledge" and "B55-1029" in noted.draft and answered.draft not in noted.draft
+    assert "B55-1029" in noted.required
