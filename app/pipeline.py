@@ -26,7 +26,7 @@ from app.errors import ParleyError
 from app.batching import MicroBatcher
 from app.modalities import MODALITIES
 from app.observability.tracing import span
-from app.reply import LiveClip, ReplyOptions, WrittenReply, clip
+from app.reply import LiveClip, ReplyOptions, WrittenReply, clip, tokens_in
 from app.store.base import IdempotentReply, SessionRecord, SessionStore, utc_now
 from app.turn import EventSink, Replace, Token, TurnInput, TurnResult, TurnStream, from_record, to_record
 from models.decoder import Decoder, GenerationStats, Messages, ReplyContext, Sampling
@@ -234,8 +234,8 @@ class TurnPipeline:
         text, cut = clip(generated.strip() if reply_ok else decision.draft, options, tokenizer)
         ran_out = reply_ok and stats.completion_tokens >= budget  # the model was cut by the server
         finish = cut or ("length" if ran_out else "stop")
-        produced = stats.completion_tokens if options.max_tokens is None else min(stats.completion_tokens,
-                                                                                  options.max_tokens)
+        # Usage counts what the client gets: the model's own tokens, or those of the draft or clipped text sent.
+        produced = stats.completion_tokens if reply_ok and cut is None else tokens_in(text, tokenizer)
         return WrittenReply(text=text, grounded=reply_ok, finish_reason=finish, completion_tokens=produced)
 
     @property
@@ -249,8 +249,7 @@ class TurnPipeline:
         own phrasing (grounded by construction) is not tied to the draft's length."""
         if tokenizer is None or self._delexicalised:
             return self.max_new_tokens
-        drafted = len(tokenizer(decision.draft, add_special_tokens=False)["input_ids"])
-        return min(self.max_new_tokens, drafted * 3 // 2 + DRAFT_SLACK_TOKENS)
+        return min(self.max_new_tokens, tokens_in(decision.draft, tokenizer) * 3 // 2 + DRAFT_SLACK_TOKENS)
 
     async def track(self, previous: DialogueState, turn: TurnInput) -> DialogueState:
         """The state after `turn`, without writing a reply (to replay earlier turns of a conversation)."""

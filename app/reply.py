@@ -56,17 +56,17 @@ def clip(text: str, options: ReplyOptions, tokenizer: Any | None) -> tuple[str, 
     cuts = [index for index in (text.find(stop) for stop in options.stop if stop) if index >= 0]
     if cuts:
         return text[:min(cuts)], "stop"
-    if options.max_tokens is None:
+    if options.max_tokens is None or tokens_in(text, tokenizer) <= options.max_tokens:
         return text, None
     if tokenizer is None:
-        words = WORD.findall(text)
-        if len(words) <= options.max_tokens:
-            return text, None
-        return "".join(words[:options.max_tokens]).rstrip(), "length"
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    if len(ids) <= options.max_tokens:
-        return text, None
+        return "".join(WORD.findall(text)[:options.max_tokens]).rstrip(), "length"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     return tokenizer.decode(ids[:options.max_tokens], skip_special_tokens=True).rstrip(), "length"
+
+
+def tokens_in(text: str, tokenizer: Any | None) -> int:
+    """`text`'s length in the decoder's tokens (a transformers tokenizer), or in words for a remote decoder."""
+    return len(WORD.findall(text)) if tokenizer is None else len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 class LiveClip:

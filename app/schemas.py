@@ -95,7 +95,7 @@ class ReplyAudio(BaseModel):
 
 class Usage(BaseModel):
     prompt_tokens: int = Field(0, description="tokens the decoder read (0 when the decoder does not count them)")
-    completion_tokens: int = Field(0, description="tokens the decoder wrote")
+    completion_tokens: int = Field(0, description="tokens of the reply sent (the decoder's tokenizer's)")
 
 
 class TurnResponse(BaseModel):

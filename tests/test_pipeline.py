@@ -23,7 +23,7 @@ from app.dialogue.tracker import DialogueTracker, Evidence, IntentClassifier
 from app.errors import ParleyError
 from app.modalities import MODALITIES, Modality
 from app.pipeline import Encoders, RetryKey, TurnPipeline
-from app.reply import ReplyOptions, WrittenReply
+from app.reply import ReplyOptions, WrittenReply, tokens_in
 from app.store.memory import InMemorySessionStore
 from app.turn import Done, Replace, Token, TurnEvent, TurnInput, TurnResult, TurnStream, from_record, to_record
 from models.decoder import GREEDY, GenerationStats, ReplyContext, Sampling
@@ -227,6 +227,13 @@ class EchoDecoder:
 
 async def events_of(stream: TurnStream) -> list[TurnEvent]:
     return [event async for event in stream]
+
+
+async def test_usage_counts_the_draft_sent_not_the_tokens_the_model_wrote(pipeline):
+    """GatedDecoder's "Happy to help." asks for no order number, so the policy's question goes out instead."""
+    result = await pipeline.respond(DialogueState(), [], TurnInput(text="my lamp arrived broken")).result()
+    assert not result.grounded and result.reply.endswith("?")
+    assert result.completion_tokens == tokens_in(result.reply, None) != 3
 
 
 async def test_a_turn_input_gives_a_turn_result(pipeline):
