@@ -231,6 +231,7 @@ class ContinuousDecoder:
         self.model, self.max_batch_size = model, max_batch_size
         self.wants_features: bool = getattr(model, "wants_features", False)  # the fused model may read features
         self.grounded_by_construction: bool = getattr(model, "grounded_by_construction", False)
+        self.max_reply_tokens: int | None = getattr(model, "max_reply_tokens", None)
         self.on_batch, self.on_depth = on_batch, on_depth
         self._inbox: queue.Queue[_Sequence | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="decoder", daemon=True)

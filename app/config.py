@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     decoder: str = Field("default", description="default (the shipped FusedSeq2Seq), smollm2, a HF id, a local dir, "
                          "fused:<checkpoint dir>, or openai:<base-url>#<model>")
     decoder_api_key: SecretStr | None = Field(None, description="bearer key for an openai: remote decoder")
-    decoder_max_new_tokens: int = Field(64, ge=1, le=1024)
+    decoder_max_new_tokens: int | None = Field(
+        None, ge=1, le=1024, description="most tokens of a reply; unset: a fused decoder's own reply length "
+                                         "(max_target_positions: the bank's longest phrasings fit), 64 for the others")
     decoder_cpu_dtype: Literal["auto", "float32", "bfloat16", "int8"] = Field(
         "auto", description="decoder weights on CPU; auto = bfloat16 where the CPU computes it natively "
                             "(AVX512-BF16/AMX: about 3x faster prefill here), else float32; int8 = float32 with "

@@ -69,6 +69,15 @@ def model_loaders(settings: Settings, metrics: Metrics) -> dict[str, ModelLoader
     }
 
 
+CAUSAL_REPLY_TOKENS = 64  # a causal LM rewords the draft; one that runs on past this has wandered off
+
+
+def reply_tokens(decoder: Decoder) -> int:
+    """A reply's budget when PARLEY_DECODER_MAX_NEW_TOKENS is unset: a fused decoder's own reply length (the
+    bank's longest phrasings are over 64 tokens), CAUSAL_REPLY_TOKENS for the others."""
+    return getattr(decoder, "max_reply_tokens", None) or CAUSAL_REPLY_TOKENS
+
+
 def load_decoder(settings: Settings, placement: Placement, metrics: Metrics) -> Decoder:
     """PARLEY_DECODER: "default" -> the FusedSeq2Seq shipped in the package (SmolLM2 where none is);
     "fused:<dir>" -> a FusedSeq2Seq trained with `parley train`, reading the encoders' features (checked
@@ -141,7 +150,8 @@ class Runtime:
         )
         knowledge = KnowledgeBase(entries, text.predict_batch) if entries else None  # embedded once, here
         self.pipeline = TurnPipeline(self.store, tracker, encoders=encoders, decoder=decoder,
-                                     max_new_tokens=settings.decoder_max_new_tokens, webhooks=webhooks, voice=voice,
+                                     max_new_tokens=settings.decoder_max_new_tokens or reply_tokens(decoder),
+                                     webhooks=webhooks, voice=voice,
                                      knowledge=knowledge)
         log.info("models ready: %s", ", ".join(f"{m.name} {m.load_s:.1f}s" for m in self.models.values()))
 

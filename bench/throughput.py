@@ -59,6 +59,7 @@ from app.dialogue.state import DialogueState
 from app.dialogue.tracker import DialogueTracker, Evidence, IntentClassifier
 from app.media.audio import decode_audio
 from app.pipeline import reply_prompt
+from app.wiring import CAUSAL_REPLY_TOKENS
 from models.decoder import CausalLMDecoder, GenerationStats, Messages, ReplyContext
 from models.registry import (default_decoder, default_speech_model, default_text_model, resolve_placement,
                              resolve_source)
@@ -67,7 +68,7 @@ from tests.server import parley_server
 
 RESULTS = Path(__file__).parent / "results"
 REDIS_URL = "redis://127.0.0.1:6379/0"
-MAX_NEW_TOKENS = 64  # the server's default PARLEY_DECODER_MAX_NEW_TOKENS
+MAX_NEW_TOKENS = CAUSAL_REPLY_TOKENS  # the server's default budget for a causal LM
 REDIS_STEPS = ("lock", "load", "commit")
 KINDS = ("text", "voice", "image")
 LONG_TURN = "My headphones arrived broken, order 4512. What can I do?"  # answered with a long confirmation

@@ -77,6 +77,7 @@ class FusedSeq2SeqDecoder:
             raise ValueError("the fused checkpoint's config names no end or decoder start token")
         self.stop_ids = {config.eos_token_id} if isinstance(config.eos_token_id, int) else set(config.eos_token_id)
         self.start_id = config.decoder_start_token_id
+        self.max_reply_tokens = config.max_target_positions  # a reply ends there: the model has no later position
         self.wants_features = bool(config.image_dim or config.audio_dim)  # the pipeline asks the encoders for them
 
     @classmethod

@@ -16,7 +16,10 @@ from PIL import Image, ImageDraw
 
 from app.config import Settings
 from app.main import create_app
+from app.observability.metrics import Metrics
+from app.wiring import CAUSAL_REPLY_TOKENS, load_decoder, reply_tokens
 from models.fused import FusedSeq2Seq, encode_context
+from models.registry import resolve_placement
 from models.vision import PatchFeatures
 from tests.api.inprocess import asgi_client
 from tests.factories import tiny_fused
@@ -96,3 +99,17 @@ async def test_mismatched_checkpoint_fails_at_start_up(api_settings, tmp_path):
     assert ready.status_code == 503
     decoder = next(m for m in ready.json()["models"] if m["name"] == "decoder")
     assert decoder["status"] == "failed" and "PARLEY_SPEECH_MODEL" in decoder["error"]
+
+
+async def test_an_unset_reply_cap_is_the_fused_decoders_own_reply_length(api_settings, checkpoint):
+    """The bank's longest phrasings are over 64 tokens: a fused decoder writes up to its max_target_positions."""
+    settings = api_settings.model_copy(update={"decoder": f"fused:{checkpoint}", "decoder_cpu_dtype": "float32"})
+    fused = load_decoder(settings, resolve_placement("cpu", cpu_dtype="float32"), Metrics())
+    remote = load_decoder(settings.model_copy(update={"decoder": "openai:http://127.0.0.1:9/v1#m"}),
+                          resolve_placement("cpu"), Metrics())
+    try:
+        assert reply_tokens(fused) == FusedSeq2Seq.from_pretrained(checkpoint).config.max_target_positions > 64
+        assert reply_tokens(remote) == CAUSAL_REPLY_TOKENS == 64
+    finally:
+        await fused.aclose()
+        await remote.aclose()
