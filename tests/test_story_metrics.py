@@ -11,10 +11,11 @@ from app.stories.runner import StoryOutcome, TurnOutcome, judge
 
 
 def turn(number=1, *, intent="order_status", expected_intent="order_status", check_intent=True,
-         slots=None, expected=None, modalities=("text",), missing=(), forbidden=(), error=None) -> TurnOutcome:
+         slots=None, expected=None, modalities=("text",), missing=(), forbidden=(), error=None,
+         grounded=True) -> TurnOutcome:
     return TurnOutcome(number=number, modalities=modalities, expected_intent=expected_intent,
                        check_intent=check_intent, intent=intent, expected_slots=expected or {}, slots=slots or {},
-                       reply="...", missing=missing, forbidden=forbidden, error=error)
+                       reply="...", missing=missing, forbidden=forbidden, error=error, grounded=grounded)
 
 
 def story(*turns: TurnOutcome, name="s", modalities=("text",)) -> StoryOutcome:
@@ -60,7 +61,7 @@ def test_task_success_is_the_final_turn_met_and_no_forbidden_phrase_anywhere():
 
 
 def test_report_groups_turns_and_stories_by_modality_and_intent():
-    text = story(turn(1), turn(2, intent="billing", expected_intent="billing"), name="typed")
+    text = story(turn(1, grounded=False), turn(2, intent="billing", expected_intent="billing"), name="typed")
     photo = story(turn(1, modalities=("text", "image"), slots={"order_id": "1"}, expected={"order_id": "2"}),
                   name="photo", modalities=("text", "image"))
     result = report([text, photo], target="t", files=["f.yaml"], note="Measured on main.")
@@ -68,11 +69,13 @@ def test_report_groups_turns_and_stories_by_modality_and_intent():
     assert result["by_modality"]["image"]["task_success"] == 0.0 and result["by_modality"]["audio"]["turns"] == 0
     assert result["by_modality"]["text"]["task_success"] == 0.5
     assert result["by_intent"]["billing"] == {"turns": 1, "intent_accuracy": 1.0, "slot_f1": None,
-                                              "joint_goal_accuracy": 1.0, "stories": 1, "task_success": 1.0}
+                                              "joint_goal_accuracy": 1.0, "stories": 1, "task_success": 1.0,
+                                              "model_wording": 1.0}
+    assert result["overall"]["model_wording"] == pytest.approx(2 / 3, abs=1e-4)  # the policy's wording once
     assert result["by_intent"]["order_status"]["stories"] == 1
     assert [f["story"] for f in result["failed"]] == ["photo"]
     table = markdown(result)
-    assert "| modality: image | 1 | 1.0 | 0.0 | 0.0 | 1 | 0.0 |" in table and "**photo**" in table
+    assert "| modality: image | 1 | 1.0 | 0.0 | 0.0 | 1 | 0.0 | 1.0 |" in table and "**photo**" in table
     assert "\nMeasured on main.\n" in table
 
 
@@ -80,7 +83,7 @@ def test_judge_reads_the_turn_response_against_the_turn():
     expected = Turn(text="it's A7Q-4412", intent="damaged_item", check_intent=True,
                     slots={"order_id": "A7Q-4412", "product": "lamp"},
                     must_say=(("A7Q-4412",), ("order number", "order id"), ("lamp",)), never_say=("unable",))
-    body = {"reply": "Sorry your LAMP broke: order a7q-4412. I'm unable to help.", "transcript": None,
+    body = {"reply": "Sorry your LAMP broke: order a7q-4412. I'm unable to help.", "transcript": None, "grounded": True,
             "images": [{"ocr_text": "Order\nA7Q-4412"}],
             "state": {"intent": "damaged_item", "slots": {"order_id": "A7Q-4412", "product": "lamp",
                                                           "order_status": "shipped"},
@@ -90,7 +93,7 @@ def test_judge_reads_the_turn_response_against_the_turn():
     assert outcome.intent_ok and outcome.slots_ok
     assert outcome.missing == ("order number | order id",)
     assert outcome.forbidden == ("unable", "I'm unable")
-    assert outcome.heard == "Order A7Q-4412" and not outcome.met
+    assert outcome.heard == "Order A7Q-4412" and not outcome.met and outcome.grounded
 
 
 @pytest.mark.parametrize(("floors", "expected"), [

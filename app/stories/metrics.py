@@ -7,6 +7,7 @@ modality and per intent; a Markdown table and a JSON-ready dict.
 - joint goal accuracy (JGA): turns after which every tracked slot is right and no extra slot is set.
 - task success: stories whose final turn meets all its expectations and whose replies never said a
   forbidden phrase.
+- model wording: turns whose reply is the decoder's own (grounded), not the policy's wording sent instead.
 
 A turn counts under each modality it carries (a photo with a caption is a text turn and an image turn); a
 story under each modality any of its turns carries, and under the intent its final turn expects.
@@ -53,6 +54,7 @@ def score(turns: list[TurnOutcome], stories: list[StoryOutcome]) -> dict:
         "joint_goal_accuracy": _ratio(sum(t.slots_ok for t in turns), len(turns)),
         "stories": len(stories),
         "task_success": _ratio(sum(s.success for s in stories), len(stories)),
+        "model_wording": _ratio(sum(t.grounded for t in turns), len(turns)),
     }
 
 
@@ -75,7 +77,8 @@ def report(outcomes: list[StoryOutcome], *, target: str, files: list[str], note:
 
 
 COLUMNS = [("turns", "turns"), ("intent_accuracy", "intent acc"), ("slot_f1", "slot F1"),
-           ("joint_goal_accuracy", "JGA"), ("stories", "stories"), ("task_success", "task success")]
+           ("joint_goal_accuracy", "JGA"), ("stories", "stories"), ("task_success", "task success"),
+           ("model_wording", "model wording")]
 
 
 def markdown(result: dict, *, title: str = "parley test") -> str:
@@ -123,7 +126,7 @@ def _story_record(story: StoryOutcome) -> dict:
                        "intent": t.intent, "expected_intent": t.expected_intent if t.check_intent else None,
                        "slots": t.slots, "expected_slots": t.expected_slots, "reply": t.reply,
                        "missing": list(t.missing), "forbidden": list(t.forbidden), "heard": t.heard,
-                       "error": t.error} for t in story.turns]}
+                       "grounded": t.grounded, "error": t.error} for t in story.turns]}
 
 
 def _group(outcomes: list[StoryOutcome], turn_in: Callable[[TurnOutcome], bool],

@@ -41,6 +41,7 @@ class TurnOutcome:
     forbidden: tuple[str, ...] = ()  # never_say phrases (the turn's, the story's) present in the reply
     error: str | None = None  # the request failed: the turn counts as wrong on every measure
     heard: str = ""  # transcript and OCR text, to see why a turn went wrong
+    grounded: bool = False  # the reply is the decoder's own wording (else the policy's, sent in its place)
 
     @property
     def intent_ok(self) -> bool:
@@ -164,6 +165,7 @@ def judge(number: int, turn: Turn, body: dict, *, story_never_say: tuple[str, ..
         number=number, modalities=turn.modalities, expected_intent=turn.intent, check_intent=turn.check_intent,
         intent=state.get("intent"), expected_slots=turn.slots, slots=slots, reply=reply, missing=missing,
         forbidden=forbidden, heard=" / ".join(h.replace("\n", " ") for h in heard if h),
+        grounded=bool(body.get("grounded")),
     )
 
 
