@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from app.dialogue.domain import Domain
-from app.dialogue.policy import Decision
+from app.dialogue.policy import Decision, spoken_value
 from app.dialogue.state import DialogueState
 
 PLACEHOLDER = re.compile(r"\[([a-z][a-z0-9_]*)\]")
@@ -45,7 +45,7 @@ def describe(
     """`decision` (made on `state`) as conditioning text; `corrected`: the slots this turn corrected
     (TurnAnalysis.corrected), which the reply confirms first."""
     facts = decision.facts | {name: state.slots[name] for name in corrected if name in state.slots}
-    values = {name: _spoken(name, value, domain) for name, value in facts.items()}
+    values = {name: spoken_value(value) for name, value in facts.items()}
     required = _required_names(decision, values)
     known = [name for name in values if name not in required]
     sources = {name: source for name in values if (source := _source(name, state)) is not None}
@@ -110,11 +110,6 @@ def _source(name: str, state: DialogueState) -> str | None:
     if source is None or source.turn != state.turns or source.modality not in SPOKEN_MODALITIES:
         return None
     return source.modality
-
-
-def _spoken(name: str, value: str, domain: Domain) -> str:
-    """A slot value as the policy says it (coffee_maker is a coffee maker); other facts as they are."""
-    return value.replace("_", " ") if name in domain.slots else value
 
 
 def _squash(text: str) -> str:

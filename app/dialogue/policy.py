@@ -85,7 +85,7 @@ def decide(
 
 def _confirm_corrections(decision: Decision, state: DialogueState, analysis: TurnAnalysis) -> Decision:
     """A value the user corrected is confirmed first, so they see which one now stands."""
-    values = {name: _spoken(state.slots[name]) for name in analysis.corrected if name in state.slots}
+    values = {name: spoken_value(state.slots[name]) for name in analysis.corrected if name in state.slots}
     if not values or decision.call is not None:  # a call is decided again with its answer
         return decision
     noted = " and ".join(f"your {_label(name)} is now {value}" for name, value in values.items())
@@ -128,10 +128,10 @@ def _decide(
         return Decision("call_action", domain.action_failed_response, facts, call=intent.action)
     if result is not None and not result.ok:  # a webhook, or a client's tool (app/dialogue/tools.py), failed
         return Decision("action_unavailable", domain.action_failed_response, facts, names_one_of=UNAVAILABLE_WORDS)
-    used = {name: _spoken(state.slots[name]) for name in _placeholders(intent.response)}
+    used = {name: spoken_value(state.slots[name]) for name in _placeholders(intent.response)}
     draft = intent.response.format(**used)
     told = dict(result.facts) if result is not None else {}
-    known = {name: _spoken(state.slots[name]) for name in intent.states if name in state.slots}
+    known = {name: spoken_value(state.slots[name]) for name in intent.states if name in state.slots}
     stated = known | told  # what the state holds that the response states, then a webhook's fresh answer
     unsaid = {name: value for name, value in stated.items() if _squash(value) not in _squash(draft)}
     if unsaid:  # the template did not word them: the draft states them plainly, so it is grounded itself
@@ -146,7 +146,7 @@ def _decide(
 def _acknowledge(state: DialogueState, analysis: TurnAnalysis, shown: dict[str, str], *,
                  then: str = "How can I help you with it?") -> Decision:
     """Details arrived (say, on a photo) before the user said what they need, or after the task was done."""
-    values = {name: _spoken(state.slots[name]) for name in analysis.filled}
+    values = {name: spoken_value(state.slots[name]) for name in analysis.filled}
     noted = " and ".join(f"your {_label(name)} {value}" for name, value in values.items())
     draft = f"Thanks, I've noted {noted}." if values else "Thanks for the photo."
     acknowledged = Decision("acknowledge", draft, dict(state.slots), required=tuple(values.values()))
@@ -236,7 +236,7 @@ def _recall(state: DialogueState, analysis: TurnAnalysis, domain: Domain) -> Dec
             return Decision("recall", "I don't have any details from you yet. How can I help?", {})
         draft = f"I don't have your {_label(slot.name)} yet. {slot.prompt}"
         return Decision("ask_slot", draft, {}, names_one_of=slot.mentions, requested_slot=slot.name)
-    values = {name: _spoken(state.slots[name]) for name in known}
+    values = {name: spoken_value(state.slots[name]) for name in known}
     sentence = " and ".join(f"your {_label(name)} is {value}" for name, value in values.items())
     draft = sentence[0].upper() + sentence[1:] + "."
     return Decision("recall", draft, dict(state.slots), required=tuple(values.values()))
@@ -324,7 +324,7 @@ def _placeholders(template: str) -> list[str]:
 VOCABULARY_VALUE = re.compile(r"[a-z]+(?:_[a-z]+)+")  # the domain's own names: coffee_maker, charged_twice
 
 
-def _spoken(value: str) -> str:
+def spoken_value(value: str) -> str:
     """Slot values as a person writes them: the domain's coffee_maker is a coffee maker; what the customer
     typed (jo_smith@example.org) stays as typed."""
     return value.replace("_", " ") if VOCABULARY_VALUE.fullmatch(value) else value

@@ -18,6 +18,13 @@ def test_a_response_names_its_facts_and_never_their_values():
     assert "A7Q-4412" not in described.text and "coffee" not in described.text
     assert set(described.required) == {"order_id", "product"}
     assert described.values == {"order_id": "A7Q-4412", "product": "coffee maker"}  # as the policy says it
+    assert "say: order_id product" in described.text or "say: product order_id" in described.text
+
+
+def test_a_typed_value_keeps_its_underscores():
+    state = DialogueState(intent="billing", slots={"issue": "charged_twice", "email": "jo_smith@example.org"})
+    described = describe(decide(state, QUIET, DOMAIN), state, DOMAIN)
+    assert described.values["email"] == "jo_smith@example.org" and described.values["issue"] == "charged twice"
 
 
 def test_a_slot_question_is_named_by_the_act_and_requires_no_placeholder():
