@@ -180,10 +180,13 @@ def _not_known(state: DialogueState, domain: Domain, found: Found) -> Decision:
     """A question no entry answers: a plain "I don't know that one" and the offer of a person."""
     said = _meta_response(domain, KNOWLEDGE_ACT, UNKNOWN_QUESTION_RESPONSE)
     facts = dict(state.slots)
-    if found.unknown_code is not None:
+    required: tuple[str, ...] = ()
+    if found.unknown_code is not None:  # named, so the customer sees which code was looked up
         said = f"{found.unknown_code} isn't in my notes. {said}"
         facts["code"] = found.unknown_code
-    return _then_ask(state, domain, Decision("unknown_question", said, facts, names_one_of=HANDOFF_WORDS))
+        required = (found.unknown_code,)
+    return _then_ask(state, domain, Decision("unknown_question", said, facts, required=required,
+                                             names_one_of=HANDOFF_WORDS))
 
 
 def _answer(state: DialogueState, domain: Domain, found: Found, *, then_ask: bool = True) -> Decision:

@@ -217,7 +217,8 @@ def test_a_question_without_an_entry_is_not_known_and_a_person_is_offered():
     assert "don't know" in decision.draft and grounded(decision.draft, decision, DOMAIN)
     assert not grounded("Yes, we sell gift cards.", decision, DOMAIN)  # no offer of a person
     unknown_code = decide(state(), ASKING, DOMAIN, found=Found(None, 0.0, unknown_code="E-999"))
-    assert unknown_code.draft.startswith("E-999 isn't in my notes.")
+    assert unknown_code.draft.startswith("E-999 isn't in my notes.") and unknown_code.required == ("E-999",)
+    assert not grounded(decision.draft, unknown_code, DOMAIN)  # "I don't know that one" without saying which
 
 
 def test_off_topic_gets_what_parley_can_help_with():
