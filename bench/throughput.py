@@ -61,8 +61,8 @@ from app.media.audio import decode_audio
 from app.pipeline import reply_prompt
 from app.wiring import CAUSAL_REPLY_TOKENS
 from models.decoder import CausalLMDecoder, GenerationStats, Messages, ReplyContext
-from models.registry import (default_decoder, default_speech_model, default_text_model, resolve_placement,
-                             resolve_source)
+from models.registry import (DEFAULT, SMOLLM2, default_decoder, default_speech_model, default_text_model,
+                             resolve_placement, resolve_source)
 from tests.samples import document, encoded, photo_of, speech_wav
 from tests.server import parley_server
 
@@ -353,8 +353,8 @@ def main() -> None:
     parser.add_argument("--levels", default="1,4,16,32", help="concurrent sessions, comma-separated")
     parser.add_argument("--kinds", default=None, help=f"of {', '.join(KINDS)} (mix only; default all)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--decoder", default="default", help="PARLEY_DECODER for the server (a causal LM: also "
-                        "the per-token comparison's)")
+    parser.add_argument("--decoder", default="default", help="PARLEY_DECODER for the server (a causal LM other "
+                        "than SmolLM2: also the per-token comparison's, which is SmolLM2's otherwise)")
     parser.add_argument("--turns-per-session", type=int, default=3)
     parser.add_argument("--baseline-turns", type=int, default=6)
     args = parser.parse_args()
@@ -365,7 +365,9 @@ def main() -> None:
     turns = scripts()
     decoder_dtype = resolve_placement(args.device, cpu_dtype="auto").dtype
     dtype_name = str(decoder_dtype).removeprefix("torch.")
-    causal = not args.decoder.startswith(("fused:", "openai:"))
+    # The per-token comparison is the causal LM's: SmolLM2, unless --decoder names another causal LM.
+    causal_lm = DEFAULT if args.decoder in (DEFAULT, SMOLLM2) or args.decoder.startswith(("fused:", "openai:")) \
+        else args.decoder
 
     result: dict = {"baseline": {}, "parley": {}, "decoder_dtype": dtype_name, "workload": args.workload,
                     "quick": args.quick, "decoder": args.decoder}
@@ -373,7 +375,7 @@ def main() -> None:
         baseline = Baseline(args.device, dtype)
         baseline.turn(DialogueState(), [], turns["text"][0])  # warm-up, not timed
         if dtype == torch.float32:
-            result["per_token"] = per_token_cost(baseline, args.decoder if causal else "default", args.device,
+            result["per_token"] = per_token_cost(baseline, causal_lm, args.device,
                                                  runs=1 if args.quick else 3)
             print(f"per token at batch 1: {result['per_token']}", flush=True)
         for kind in kinds:
