@@ -56,17 +56,24 @@ def clip(text: str, options: ReplyOptions, tokenizer: Any | None) -> tuple[str, 
     cuts = [index for index in (text.find(stop) for stop in options.stop if stop) if index >= 0]
     if cuts:
         return text[:min(cuts)], "stop"
-    if options.max_tokens is None or tokens_in(text, tokenizer) <= options.max_tokens:
+    if options.max_tokens is None:
+        return text, None
+    pieces = _tokens(text, tokenizer)
+    if len(pieces) <= options.max_tokens:
         return text, None
     if tokenizer is None:
-        return "".join(WORD.findall(text)[:options.max_tokens]).rstrip(), "length"
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return tokenizer.decode(ids[:options.max_tokens], skip_special_tokens=True).rstrip(), "length"
+        return "".join(pieces[:options.max_tokens]).rstrip(), "length"
+    return tokenizer.decode(pieces[:options.max_tokens], skip_special_tokens=True).rstrip(), "length"
 
 
 def tokens_in(text: str, tokenizer: Any | None) -> int:
     """`text`'s length in the decoder's tokens (a transformers tokenizer), or in words for a remote decoder."""
-    return len(WORD.findall(text)) if tokenizer is None else len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return len(_tokens(text, tokenizer))
+
+
+def _tokens(text: str, tokenizer: Any | None) -> list:
+    """`text` as the decoder's token ids, or as words (with their spaces) when its tokenizer is not known."""
+    return WORD.findall(text) if tokenizer is None else tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 class LiveClip:

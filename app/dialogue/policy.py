@@ -116,8 +116,8 @@ def _decide(
     if state.intent is None:
         return Decision("fallback", domain.fallback_response, facts)
     intent = domain.intents[state.intent]
-    extra = [name for name in analysis.filled if name not in intent.required_slots and name not in intent.states]
-    if extra and extra == list(analysis.filled) and not analysis.took_over and not analysis.corrected:
+    needed = {*intent.required_slots, *intent.states}
+    if analysis.filled and needed.isdisjoint(analysis.filled) and not analysis.took_over and not analysis.corrected:
         # The task was answered last turn: a detail it does not need is noted, not the answer said again.
         return _acknowledge(state, analysis, shown, then="Is there anything else I can help you with?")
     if missing := _missing(state, domain):
