@@ -249,7 +249,7 @@ class TurnPipeline:
         own phrasing (grounded by construction) is not tied to the draft's length."""
         if tokenizer is None or self._delexicalised:
             return self.max_new_tokens
-        return min(self.max_new_tokens, tokens_in(decision.draft, tokenizer) * 3 // 2 + DRAFT_SLACK_TOKENS)
+        return draft_budget(decision.draft, tokenizer, self.max_new_tokens)
 
     async def track(self, previous: DialogueState, turn: TurnInput) -> DialogueState:
         """The state after `turn`, without writing a reply (to replay earlier turns of a conversation)."""
@@ -403,6 +403,11 @@ def _evidence(text: str, seen: Perception) -> tuple[Evidence, ...]:
 def _notes(turn: int, evidence: tuple[Evidence, ...]) -> list[EvidenceNote]:
     return [EvidenceNote(turn=turn, modality=e.modality, text=" ".join(e.text.split())) for e in evidence
             if e.modality != "text"]
+
+
+def draft_budget(draft: str, tokenizer, cap: int) -> int:  # noqa: ANN001 - a transformers tokenizer
+    """Tokens a causal LM may take to reword `draft`: its length and a half, and a little more; at most `cap`."""
+    return min(cap, tokens_in(draft, tokenizer) * 3 // 2 + DRAFT_SLACK_TOKENS)
 
 
 def _decoder_context(messages: Messages, seen: Perception, described: DecisionText) -> ReplyContext:

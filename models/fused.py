@@ -7,6 +7,8 @@
     each part + its learned type embedding (decision, text, image, audio), one learned "memory start" slot in front,
     concatenated -> memory (B, M, D) with mask (B, M); a missing modality is all-masked, so it adds nothing
     reply ids (B, S) -> decoder blocks (causal self-attention, cross-attention to the memory) -> logits (B, S, V)
+    required ids (B, R): the [placeholder] tokens the reply must write; each position's input also gets
+        the facts still unsaid there, sum of their embeddings (B, S, D) -> linear -> added to the token embedding
 
 Features come from Parley's own encoders (models/speech.py, models/vision.py), frozen; the config records
 their sizes (and where they came from) so a server can refuse a checkpoint made for other encoders.
@@ -15,6 +17,9 @@ size; only the tokenizer is borrowed (any HF tokenizer folder or id, saved next 
 
 The decision is the policy's choice as text ("act=respond intent=order_status ask=none ... say: order_id"),
 from app/dialogue/decision_text.py: the reply is written for it, with [placeholders] where its facts go.
+The facts still to say are also fed to the decoder at every position, a vector that empties as the reply
+writes them (the "dialogue act" vector of the semantically conditioned LSTM, Wen et al. 2015): without it a
+small decoder asked for three facts often stops after the first one or two.
 
 A transformers PreTrainedModel + GenerationMixin: save_pretrained / from_pretrained, and generate() with
 the encoder-decoder KV cache (EncoderDecoderCache) and streamers. Serving decodes with `start_step` /
@@ -96,6 +101,8 @@ class StepState:
     cross_kv: list[KeysValues]  # per decoder layer, the memory's keys and values (B, H, M, C/H)
     memory_mask: torch.Tensor  # (B, M) bool
     positions: torch.Tensor  # (B,) position of each row's next token
+    required: torch.Tensor  # (B, R) the placeholder tokens each row must write (padding: never unsaid)
+    unsaid: torch.Tensor  # (B, R) bool: required and not fed yet
 
 
 class Attention(nn.Module):
@@ -286,20 +293,41 @@ class FusedDecoder(nn.Module):
         self.positions = nn.Embedding(config.max_target_positions, config.d_model)
         self.blocks = nn.ModuleList(Block(config, layer_idx=i, cross=True) for i in range(config.decoder_layers))
         self.ln = nn.LayerNorm(config.d_model)
+        self.unsaid = nn.Linear(config.d_model, config.d_model, bias=False)  # facts still to say -> the input
+
+    def facts_in(self, required: torch.Tensor) -> torch.Tensor:
+        """(B, R) required placeholder tokens, padded with pad_token_id -> (B, R) bool: a fact, not padding."""
+        return required.ne(cast(int, self.config.pad_token_id))
+
+    def inputs(self, ids: torch.Tensor, positions: torch.Tensor, required: torch.Tensor | None,
+               unsaid: torch.Tensor | None) -> torch.Tensor:
+        """Token ids (B, S) at `positions` (S,) or (B, S), with the required placeholder tokens (B, R) and
+        which of them are unsaid at each position (B, S, R) bool -> decoder input (B, S, D)."""
+        x = self.embed_tokens(ids) + self.positions(positions)  # (B, S, D)
+        facts = x.new_zeros(x.shape)
+        if required is not None and unsaid is not None:
+            facts = unsaid.to(x.dtype) @ self.embed_tokens(required)  # (B, S, R) @ (B, R, D) -> (B, S, D)
+        return x + self.unsaid(facts)
 
     @property
     def layers(self) -> list[Block]:
         return cast(list[Block], list(self.blocks))  # a ModuleList's items are typed as any Module
 
     def forward(self, input_ids: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor, *,
-                cache: EncoderDecoderCache | None = None) -> torch.Tensor:
+                required: torch.Tensor | None = None, cache: EncoderDecoderCache | None = None) -> torch.Tensor:
         """input_ids (B, S) (the new tokens only when a cache holds the earlier ones), memory (B, M, D),
-        memory_mask (B, M) -> hidden states (B, S, D)."""
+        memory_mask (B, M), required placeholder tokens (B, R) padded with pad_token_id -> hidden states (B, S, D)."""
         B, S = input_ids.shape
         past = cache.get_seq_length() if cache is not None else 0
         assert past + S <= self.config.max_target_positions, "reply longer than max_target_positions"
+        unsaid = None
+        if required is not None:
+            if past:
+                raise ValueError("required facts are tracked over the whole reply: decode with start_steps/step")
+            said = (input_ids[:, :, None] == required[:, None, :]).int().cummax(dim=1).values.bool()  # (B, S, R)
+            unsaid = self.facts_in(required)[:, None, :] & ~said
         positions = torch.arange(past, past + S, device=input_ids.device)
-        x = self.embed_tokens(input_ids) + self.positions(positions)  # (B, S, D)
+        x = self.inputs(input_ids, positions, required, unsaid)  # (B, S, D)
         cross_mask = memory_mask.bool()[:, None, None, :]  # (B, 1, 1, M)
         for block in self.blocks:
             x = block(x, causal=True, memory=memory, memory_mask=cross_mask, cache=cache)
@@ -362,6 +390,7 @@ class FusedSeq2Seq(FusedPreTrainedModel, GenerationMixin):
         image_mask: torch.Tensor | None = None,
         audio_features: torch.Tensor | None = None,
         audio_mask: torch.Tensor | None = None,
+        required_ids: torch.Tensor | None = None,
         decoder_input_ids: torch.Tensor | None = None,
         encoder_outputs: FusedEncoderOutput | None = None,
         cache: Cache | None = None,
@@ -370,8 +399,10 @@ class FusedSeq2Seq(FusedPreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         **kwargs,  # generate()'s bookkeeping (cache_position, return_dict, ...); nothing here needs it
     ) -> Seq2SeqLMOutput:
-        """Encoder inputs as in FusedEncoder.forward (or a ready `encoder_outputs`); decoder_input_ids (B, S);
-        labels (B, S) with IGNORE_INDEX at padding -> logits (B, S, V) and the mean token cross-entropy.
+        """Encoder inputs as in FusedEncoder.forward (or a ready `encoder_outputs`); required_ids (B, R): the
+        placeholder tokens the reply must write, padded with pad_token_id (training; decode them with `step`);
+        decoder_input_ids (B, S); labels (B, S) with IGNORE_INDEX at padding -> logits (B, S, V) and the
+        mean token cross-entropy.
         generate() passes the KV cache as `cache` (transformers >= 5.24) or `past_key_values` (before)."""
         past = cache if cache is not None else past_key_values
         if encoder_outputs is None:
@@ -386,7 +417,7 @@ class FusedSeq2Seq(FusedPreTrainedModel, GenerationMixin):
             past = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
         cache = past if use_cache else None
         hidden = self.decoder(decoder_input_ids, encoder_outputs.last_hidden_state, encoder_outputs.attention_mask,
-                              cache=cache)  # (B, S, D)
+                              required=required_ids, cache=cache)  # (B, S, D)
         logits = self.lm_head(hidden)  # (B, S, V)
         loss = None
         if labels is not None:
@@ -394,10 +425,14 @@ class FusedSeq2Seq(FusedPreTrainedModel, GenerationMixin):
         return Seq2SeqLMOutput(loss=loss, logits=logits, encoder_last_hidden_state=encoder_outputs.last_hidden_state,
                                **{CACHE: cache})  # type: ignore[arg-type]  # the field's name varies by version
 
-    def start_steps(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> StepState:
-        """Rows about to decode from `memory` (B, M, D) with `memory_mask` (B, M): the memory's keys and values
-        for every layer's cross-attention, computed once, and empty self-attention caches."""
+    def start_steps(self, memory: torch.Tensor, memory_mask: torch.Tensor,
+                    required: torch.Tensor | None = None) -> StepState:
+        """Rows about to decode from `memory` (B, M, D) with `memory_mask` (B, M), each to write its `required`
+        placeholder tokens (B, R), padded with pad_token_id: the memory's keys and values for every layer's
+        cross-attention, computed once, and empty self-attention caches."""
         B = memory.shape[0]
+        if required is None:
+            required = torch.zeros(B, 0, dtype=torch.long, device=memory.device)
         heads, width = self.config.n_heads, self.config.d_model // self.config.n_heads
         empty = memory.new_zeros(B, heads, 0, width)
         cross = []
@@ -406,14 +441,16 @@ class FusedSeq2Seq(FusedPreTrainedModel, GenerationMixin):
             cross.append(block.cross_attn.keys_values(memory))
         return StepState(self_kv=[(empty, empty)] * len(cross), self_mask=memory_mask.new_zeros(B, 0),
                          cross_kv=cross, memory_mask=memory_mask.bool(),
-                         positions=torch.zeros(B, dtype=torch.long, device=memory.device))
+                         positions=torch.zeros(B, dtype=torch.long, device=memory.device),
+                         required=required, unsaid=self.decoder.facts_in(required))
 
     def step(self, ids: torch.Tensor, state: StepState) -> tuple[torch.Tensor, StepState]:
         """Feed one token per row, ids (B,), each at its row's own position -> logits (B, V) for the token
         after it, and the state with that token in its caches. Rows are independent: a row decodes the same
         alone or beside others, whatever its padding."""
         assert int(state.positions.max()) < self.config.max_target_positions, "reply longer than max_target_positions"
-        x = self.embed_tokens(ids[:, None]) + self.decoder.positions(state.positions[:, None])  # (B, 1, D)
+        unsaid = state.unsaid & (state.required != ids[:, None])  # (B, R)
+        x = self.decoder.inputs(ids[:, None], state.positions[:, None], state.required, unsaid[:, None])  # (B, 1, D)
         self_mask = torch.cat([state.self_mask, state.self_mask.new_ones(len(ids), 1)], dim=1)  # (B, L + 1)
         cross_mask = state.memory_mask[:, None, None, :]  # (B, 1, 1, M)
         caches = []
@@ -421,7 +458,8 @@ class FusedSeq2Seq(FusedPreTrainedModel, GenerationMixin):
             x, kv = block.step(x, past, self_mask[:, None, None, :], cross, cross_mask)
             caches.append(kv)
         logits = self.lm_head(self.decoder.ln(x))[:, 0]  # (B, V)
-        return logits, StepState(caches, self_mask, state.cross_kv, state.memory_mask, state.positions + 1)
+        return logits, StepState(caches, self_mask, state.cross_kv, state.memory_mask, state.positions + 1,
+                                 state.required, unsaid)
 
     def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
         """(B, S) labels -> (B, S) decoder inputs: the start token, then the labels but the last."""

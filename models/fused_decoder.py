@@ -22,7 +22,7 @@ import torch
 from models.decoder import ReplyContext, RowSampler, TextStream, pick_tokens
 from models.fused import FusedSeq2Seq, KeysValues, StepState, encode_context, encode_decision, render_context
 from models.registry import Placement
-from models.train import Item, collate
+from models.train import Item, collate, encode_required, generate_replies
 
 
 class FeatureMismatch(ValueError):
@@ -107,6 +107,7 @@ class FusedSeq2SeqDecoder:
         audio = context.audio_features if config.audio_dim else None
         return Item(input_ids=encode_context(self.tokenizer, render_context(context.messages), config),
                     decision_ids=encode_decision(self.tokenizer, context.decision, config), labels=[],
+                    required_ids=encode_required(self.tokenizer, context.required),
                     image=image, audio=audio)
 
     def text_stream(self) -> TextStream:
@@ -123,8 +124,9 @@ class FusedSeq2SeqDecoder:
         device, dtype = self.placement.device, self.placement.dtype
         batch = {k: v.to(device, dtype) if v.is_floating_point() else v.to(device)
                  for k, v in collate(requests, self.model.config, with_labels=False).items()}
+        required = batch.pop("required_ids", None)
         memory = self.model.get_encoder()(**batch)
-        state = self.model.start_steps(memory.last_hidden_state, memory.attention_mask)
+        state = self.model.start_steps(memory.last_hidden_state, memory.attention_mask, required)
         starts = torch.full((len(requests),), self.start_id, dtype=torch.long, device=device)
         return self._advance(starts, state, samplers)
 
@@ -163,28 +165,17 @@ class FusedSeq2SeqDecoder:
 
     def write_all(self, requests: list[Item], *, max_new_tokens: int, batch_size: int = 64) -> list[str]:
         """Greedy replies to many requests, `batch_size` rows at a time (evaluation; the server streams)."""
-        replies: list[str] = []
-        for start in range(0, len(requests), batch_size):
-            batch = self.prefill(requests[start:start + batch_size])
-            written: list[list[int]] = [[] for _ in range(batch.size)]
-            done = [False] * batch.size
-            for _ in range(max_new_tokens):
-                for row, token in enumerate(batch.next_ids.tolist()):
-                    done[row] = done[row] or token in self.stop_ids
-                    if not done[row]:
-                        written[row].append(token)
-                if all(done):
-                    break
-                batch = self.step(batch)
-            replies += [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in written]
-        return replies
+        return [reply for start in range(0, len(requests), batch_size)
+                for reply in generate_replies(self.model, requests[start:start + batch_size], self.tokenizer,
+                                              max_new_tokens=max_new_tokens)]
 
     @staticmethod
     def merge(first: FusedBatch, second: FusedBatch) -> FusedBatch:
-        """One batch of both: self-attention caches padded on the left, memories on the right."""
+        """One batch of both: self-attention caches padded on the left, memories and required facts on the right."""
         a, b = first.state, second.state
         past = max(a.self_mask.shape[1], b.self_mask.shape[1])
         memory = max(a.memory_mask.shape[1], b.memory_mask.shape[1])
+        facts = max(a.required.shape[1], b.required.shape[1])
         self_kv = [(torch.cat([_pad(ka, 2, past, left=True), _pad(kb, 2, past, left=True)]),
                     torch.cat([_pad(va, 2, past, left=True), _pad(vb, 2, past, left=True)]))
                    for (ka, va), (kb, vb) in zip(a.self_kv, b.self_kv, strict=True)]
@@ -194,7 +185,8 @@ class FusedSeq2SeqDecoder:
         state = StepState(
             self_kv, torch.cat([_pad(a.self_mask, 1, past, left=True), _pad(b.self_mask, 1, past, left=True)]),
             cross_kv, torch.cat([_pad(a.memory_mask, 1, memory), _pad(b.memory_mask, 1, memory)]),
-            torch.cat([a.positions, b.positions]))
+            torch.cat([a.positions, b.positions]), torch.cat([_pad(a.required, 1, facts), _pad(b.required, 1, facts)]),
+            torch.cat([_pad(a.unsaid, 1, facts), _pad(b.unsaid, 1, facts)]))
         return FusedBatch(state, torch.cat([first.next_ids, second.next_ids]))
 
     @staticmethod
@@ -208,7 +200,8 @@ class FusedSeq2SeqDecoder:
         end = int(memory_mask.any(0).nonzero()[-1]) + 1  # the memory-start slot is always there
         state = StepState(
             [_rows(kv, index, start, None) for kv in s.self_kv], self_mask[:, start:],
-            [_rows(kv, index, 0, end) for kv in s.cross_kv], memory_mask[:, :end], s.positions.index_select(0, index))
+            [_rows(kv, index, 0, end) for kv in s.cross_kv], memory_mask[:, :end], s.positions.index_select(0, index),
+            s.required.index_select(0, index), s.unsaid.index_select(0, index))
         return FusedBatch(state, batch.next_ids.index_select(0, index))
 
 

@@ -23,7 +23,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +98,7 @@ class Item:
     input_ids: list[int]  # rendered context, newest tokens kept
     labels: list[int]  # reply tokens + end token (none when serving)
     decision_ids: list[int] = field(default_factory=list)  # the decision text; empty: the model reads none
+    required_ids: list[int] = field(default_factory=list)  # the [placeholder] tokens the reply must write
     image: np.ndarray | None = None  # (P, Dv), all the turn's images one after the other
     audio: np.ndarray | None = None  # (T, Da)
     reply: str = ""
@@ -136,6 +137,7 @@ def featurise(examples: list[Example], tokenizer, *, config: FusedConfig, image_
                 input_ids=encode_context(tokenizer, context, config),
                 labels=encode_reply(tokenizer, e.reply, config),
                 decision_ids=encode_decision(tokenizer, e.decision, config),
+                required_ids=encode_required(tokenizer, e.required),
                 image=image, audio=heard[e.id].features if e.id in heard else None, reply=e.reply,
             ))
     return items
@@ -146,6 +148,13 @@ def _need(featuriser, name: str, dim: int) -> None:
         raise ValueError(f"the data has {name} but no {name} encoder (or the model's {name}_dim is 0)")
     if featuriser.feature_dim != dim:
         raise ValueError(f"the {name} encoder gives {featuriser.feature_dim}-d features, the model takes {dim}-d")
+
+
+def encode_required(tokenizer, names: Sequence[str]) -> list[int]:
+    """The token of each required [placeholder]; a name the vocabulary lacks as one token is left out (the
+    model cannot write it, and the pipeline sends the policy's wording for a reply without it)."""
+    ids = [tokenizer.convert_tokens_to_ids(f"[{name}]") for name in names]
+    return [i for i in ids if i is not None and i != tokenizer.unk_token_id]
 
 
 def encode_reply(tokenizer, text: str, config: FusedConfig) -> list[int]:
@@ -184,7 +193,8 @@ def _pad_features(rows: list[np.ndarray | None], dim: int) -> tuple[torch.Tensor
 
 def collate(items: list[Item], config: FusedConfig, *, with_labels: bool = True) -> dict[str, torch.Tensor]:
     """Items -> the model's keyword arguments: input_ids/attention_mask (B, L), decision_ids/decision_mask
-    (B, K) when any item has a decision, image_features/image_mask
+    (B, K) when any item has a decision, required_ids (B, R) padded with pad_token_id when any item has required
+    facts, image_features/image_mask
     (B, P, Dv)/(B, P), audio_features/audio_mask (B, T, Da)/(B, T), labels (B, S) padded with IGNORE_INDEX."""
     B = len(items)
     L = max(len(i.input_ids) for i in items)
@@ -203,6 +213,10 @@ def collate(items: list[Item], config: FusedConfig, *, with_labels: bool = True)
         for b, item in enumerate(items):
             batch["decision_ids"][b, : len(item.decision_ids)] = torch.tensor(item.decision_ids, dtype=torch.long)
             batch["decision_mask"][b, : len(item.decision_ids)] = 1
+    if any(i.required_ids for i in items):
+        batch["required_ids"] = torch.full((B, max(len(i.required_ids) for i in items)), config.pad_token_id)
+        for b, item in enumerate(items):
+            batch["required_ids"][b, : len(item.required_ids)] = torch.tensor(item.required_ids, dtype=torch.long)
     for name, rows, dim in (("image", [i.image for i in items], config.image_dim),
                             ("audio", [i.audio for i in items], config.audio_dim)):
         padded = _pad_features(rows, dim)
@@ -344,10 +358,28 @@ def evaluate(model: FusedSeq2Seq, items: list[Item], *, tokenizer, options: Trai
 
 @torch.inference_mode()
 def generate_replies(model: FusedSeq2Seq, items: list[Item], tokenizer, *, max_new_tokens: int) -> list[str]:
-    """Greedy replies for a batch of items."""
-    batch = {k: v.to(model.device) for k, v in collate(items, model.config, with_labels=False).items()}
-    out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)  # (B, 1 + S)
-    return [t.strip() for t in tokenizer.batch_decode(out[:, 1:], skip_special_tokens=True)]
+    """Greedy replies for a batch of items, one step at a time as the server decodes them (generate()'s cache
+    cannot track the facts still to say)."""
+    config = model.config
+    batch = {k: v.to(model.device, model.dtype) if v.is_floating_point() else v.to(model.device)
+             for k, v in collate(items, config, with_labels=False).items()}
+    required = batch.pop("required_ids", None)
+    memory = model.get_encoder()(**batch)
+    state = model.start_steps(memory.last_hidden_state, memory.attention_mask, required)
+    stops = {config.eos_token_id} if isinstance(config.eos_token_id, int) else set(config.eos_token_id or ())
+    ids = torch.full((len(items),), cast(int, config.decoder_start_token_id), device=model.device)
+    written: list[list[int]] = [[] for _ in items]
+    done = [False] * len(items)
+    for _ in range(min(max_new_tokens, config.max_target_positions)):
+        logits, state = model.step(ids, state)  # (B, V)
+        ids = logits.argmax(-1)  # (B,)
+        for row, token in enumerate(ids.tolist()):
+            done[row] = done[row] or token in stops
+            if not done[row]:
+                written[row].append(token)
+        if all(done):
+            break
+    return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in written]
 
 
 def save_model(model: FusedSeq2Seq, tokenizer, directory: Path) -> None:

@@ -186,9 +186,11 @@ def tiny_wav2vec2_ctc(directory: Path, *, seed: int = 0) -> Path:
 
 
 def tiny_tokenizer(directory: Path) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer (about 300 tokens) with start, end and pad tokens, saved to `directory`."""
+    """A byte-level BPE tokenizer (about 300 tokens) with start, end and pad tokens and two [placeholders] as
+    whole tokens (as models/reply_tokenizer.py learns them), saved to `directory`."""
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=_byte_bpe(["<pad>", "<s>", "</s>"]), bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+        tokenizer_object=_byte_bpe(["<pad>", "<s>", "</s>", "[order_id]", "[email]"]), bos_token="<s>",
+        eos_token="</s>", pad_token="<pad>",
     )
     fast.save_pretrained(directory)
     return fast

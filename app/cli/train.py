@@ -31,7 +31,7 @@ from models.train import CHECKPOINT, Example, TrainOptions, featurise, new_confi
 
 log = logging.getLogger(__name__)
 
-FEATURES_VERSION = 1  # bump when featurise() changes what it makes of the same inputs
+FEATURES_VERSION = 2  # bump when featurise() changes what it makes of the same inputs
 VALIDATION_PER_EPOCH = 128  # held-out examples scored after each epoch (loss and BLEU); all are scored at the end
 # The recipe's sizes: the replies are bank phrasings chosen by the decision, so a small model suffices, and it
 # must train on 2 CPU cores (about 1M parameters besides the 4096 x 128 embedding).
@@ -229,7 +229,8 @@ leaves out a required fact or names one the decision lacks is replaced by the po
 
 - Memory: the decision as tokens, the dialogue (newest {config.max_text_positions} tokens), each with its
   type embedding{"; image and audio features" if config.image_dim or config.audio_dim else
-  "; trained text-only (image and audio evidence reaches it through the decision text)"}.
+  "; trained text-only (image and audio evidence reaches it through the decision text)"}. The decoder's
+  input at each position also carries the required facts not yet written (their placeholder embeddings).
 - Sizes: d_model {config.d_model}, {config.n_heads} heads, FFN {config.ffn_dim}, {config.text_layers} encoder and
   {config.decoder_layers} decoder layers, vocabulary {config.vocab_size} (byte-level BPE learnt from the data,
   placeholders as whole tokens), {sum(p.numel() for p in decoder.model.parameters()):,} parameters;

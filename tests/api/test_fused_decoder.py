@@ -18,7 +18,7 @@ from app.config import Settings
 from app.main import create_app
 from app.observability.metrics import Metrics
 from app.wiring import CAUSAL_REPLY_TOKENS, load_decoder, reply_tokens
-from models.fused import FusedSeq2Seq, encode_context
+from models.fused import FusedSeq2Seq, encode_context, encode_decision
 from models.registry import resolve_placement
 from models.vision import PatchFeatures
 from tests.api.inprocess import asgi_client
@@ -32,12 +32,14 @@ def picture(colour: str) -> Image.Image:
     return image
 
 
-def reference_reply(directory: Path, text: str, image: Image.Image | None) -> str:
-    """What the checkpoint writes for a first turn `text` (+ image), computed here without the app."""
+def reference_reply(directory: Path, text: str, image: Image.Image | None, decision: str) -> str:
+    """What the checkpoint writes for a first turn `text` (+ image) and the policy's `decision` as text,
+    computed here without the app."""
     from transformers import AutoTokenizer
 
     model, tokenizer = FusedSeq2Seq.from_pretrained(directory).eval(), AutoTokenizer.from_pretrained(directory)
-    batch = {"input_ids": torch.tensor([encode_context(tokenizer, f"user: {text}", model.config)])}
+    batch = {"input_ids": torch.tensor([encode_context(tokenizer, f"user: {text}", model.config)]),
+             "decision_ids": torch.tensor([encode_decision(tokenizer, decision, model.config)])}
     if image is not None:
         batch["image_features"] = torch.from_numpy(PatchFeatures().predict_batch([image])[0])[None]
     out = model.generate(**batch, max_new_tokens=8, do_sample=False)
@@ -68,8 +70,10 @@ async def test_fused_decoder_streams_a_reply_from_the_image_features(api_setting
         await app.state.loading
         assert app.state.runtime.pipeline.decoder.wants_features
         red, blue = picture("red"), picture("blue")
-        expected = {"red": reference_reply(checkpoint, "what colour is it?", red),
-                    "blue": reference_reply(checkpoint, "what colour is it?", blue)}
+        # Colours are no business of the default domain's: the policy calls the question off topic.
+        decision = "act=off_topic intent=none ask=none user=off_topic acted=no sentiment=neutral handoff=no"
+        expected = {colour: reference_reply(checkpoint, "what colour is it?", image, decision)
+                    for colour, image in (("red", red), ("blue", blue))}
         assert expected["red"] != expected["blue"]  # this random model's reply depends on the image
         for colour, image in (("red", red), ("blue", blue)):
             session = (await client.post("/v1/sessions")).json()["id"]

@@ -74,7 +74,7 @@ def test_loss_ignores_padding_and_trains():
 
 
 def test_generate_with_cache_equals_without():
-    model = tiny(0)
+    model = tiny(4)
     kw = dict(inputs(1), max_new_tokens=12, do_sample=False, min_new_tokens=12)
     cached, plain = model.generate(**kw, use_cache=True), model.generate(**kw, use_cache=False)
     assert cached.shape == (3, 13) and len(set(cached[0, 1:].tolist())) > 1  # not a constant reply
@@ -103,6 +103,28 @@ def test_a_cached_step_equals_the_full_forward():
                  **{CACHE: getattr(first, CACHE)})
     assert getattr(first, CACHE).get_seq_length() == 3
     assert torch.allclose(step.logits[:, -1], full, atol=1e-5)
+
+
+def test_unsaid_facts_step_by_step_equal_the_full_forward():
+    """The facts still to say condition every position, empty once written, the same in training's forward
+    and in serving's steps; padding in `required` is no fact."""
+    model, batch = tiny(4), inputs(4)
+    required = torch.tensor([[7, 9], [7, 0], [0, 0]])  # row 0 needs tokens 7 and 9, row 1 only 7, row 2 none
+    reply = torch.tensor([[1, 5, 7, 9, 6]] * 3)
+    full = model(**batch, required_ids=required, decoder_input_ids=reply).logits  # (3, 5, V)
+    memory = model.get_encoder()(**batch)
+    state = model.start_steps(memory.last_hidden_state, memory.attention_mask, required)
+    for position in range(reply.shape[1]):
+        logits, state = model.step(reply[:, position], state)
+        assert torch.allclose(logits, full[:, position], atol=1e-4), position
+    assert state.unsaid.tolist() == [[False, False], [False, False], [False, False]]
+    bare = model(**batch, decoder_input_ids=reply).logits
+    assert torch.allclose(full[2], bare[2], atol=1e-5)  # nothing required: as if no list was given
+    assert not torch.allclose(full[0, :3], bare[0, :3])  # unsaid facts change what comes next
+    with pytest.raises(ValueError, match="start_steps/step"):  # generate()'s cache sees one token at a time
+        first = model(encoder_outputs=memory, decoder_input_ids=reply[:, :2], use_cache=True)
+        model(encoder_outputs=memory, decoder_input_ids=reply[:, 2:3], required_ids=required, use_cache=True,
+              **{CACHE: getattr(first, CACHE)})
 
 
 def test_save_load_round_trip_through_auto_classes(tmp_path):
@@ -196,13 +218,14 @@ def _decoder(tmp_path):
     return decoder
 
 
-def _context(rng: np.random.Generator, words: str, decision: str = "", *, images: int = 0, audio: bool = False):
+def _context(rng: np.random.Generator, words: str, decision: str = "", *, images: int = 0, audio: bool = False,
+             required: tuple[str, ...] = ()):
     from models.decoder import ReplyContext
 
     return ReplyContext([{"role": "system", "content": "facts"}, {"role": "user", "content": words}],
                         image_features=tuple(rng.normal(size=(3, 12)).astype(np.float32) for _ in range(images)),
                         audio_features=rng.normal(size=(5, 8)).astype(np.float32) if audio else None,
-                        decision=decision)
+                        decision=decision, required=required)
 
 
 def _greedy(decoder, batch, steps: int) -> list[list[int]]:
@@ -218,10 +241,14 @@ def test_batched_rows_decode_as_each_alone(tmp_path):
     """Rows of different lengths, media and start times give the tokens each gives alone (greedy)."""
     decoder = _decoder(tmp_path)
     rng = np.random.default_rng(0)
-    contexts = [_context(rng, "hello how can i help", "act=respond say: order_id", images=2, audio=True),
+    contexts = [_context(rng, "hello how can i help", "act=respond say: order_id", images=2, audio=True,
+                         required=("order_id",)),
                 _context(rng, "my lamp arrived broken"),
-                _context(rng, "thank you goodbye", "act=ask_slot ask=email", audio=True)]
+                _context(rng, "thank you goodbye", "act=ask_slot say: order_id email", audio=True,
+                         required=("order_id", "email", "not_a_token"))]
     requests = [decoder.prepare(c) for c in contexts]
+    placeholders = decoder.tokenizer.convert_tokens_to_ids(["[order_id]", "[email]"])
+    assert [r.required_ids for r in requests] == [placeholders[:1], [], placeholders]
     alone = [_greedy(decoder, decoder.prefill([r]), 8)[0] for r in requests]
     assert len({tuple(a) for a in alone}) == 3  # the inputs matter
     together = _greedy(decoder, decoder.prefill(requests), 8)
