@@ -45,7 +45,11 @@ HELDOUT_SWITCHES = frozenset({("return_item", "refund_request"), ("order_status"
 # The paraphrase list each plain step is worded from.
 STEP_PHRASES = {"bye": "goodbyes", "knowledge": "knowledge", "unknown_question": "unknown_questions",
                 "off_topic": "off_topic", "recall": "recall", "handoff": "handoff", "angry_handoff": "angry_handoff"}
-ASIDES = ("knowledge", "error_question", "unknown_question", "off_topic", "recall")
+# Steps a customer may take after stating the task; "volunteer" offers a detail the task does not need
+# ("my phone is 4155550100, by the way"), which the assistant acknowledges and can recall later.
+ASIDES = ("knowledge", "error_question", "unknown_question", "off_topic", "recall", "volunteer")
+CORRECTED = PHOTO_SLOTS + ("email", "phone", "product")  # details a customer corrects ("I meant the kettle")
+VOLUNTEERED = ("phone", "amount", "email", "order_id", "product", "tracking_number")
 TOOL_FACTS: dict[str, dict[str, tuple[str, ...]]] = {  # what a client's tool answers, per intent with a `tool` (app/dialogue/tools.py)
     "order_status": {"status": ("shipped", "out for delivery", "in transit", "delayed at the depot")},
     "return_item": {"return_window": ("open until the 30th", "open for 12 more days")},
@@ -276,6 +280,11 @@ class Customer:
             return self._task(step)
         if step == "correct":
             return self._correct()
+        if step == "volunteer":
+            offered = [slot for slot in VOLUNTEERED if slot not in self.goal.given] or ["phone"]
+            slot = self.rng.choice(offered)
+            self.goal.given.append(slot)
+            return UserTurn(self._inform_words(slot), step="inform")
         if step == "error_question":
             code = self.rng.choice(self.pool.error_codes + UNKNOWN_CODES[:1])
             return UserTurn(pick("error_questions", self.rng, heldout=heldout).format(code=code), step=step)
@@ -315,18 +324,21 @@ class Customer:
     def _correct(self) -> UserTurn:
         """A new value for the detail given last ("sorry, I meant 4513")."""
         slot = self.goal.given[-1] if self.goal.given else None
-        fresh = _values(self.domain, self.pool, self.rng)[slot] if slot in PHOTO_SLOTS + ("email", "phone") else None
+        fresh = _values(self.domain, self.pool, self.rng)[slot] if slot in CORRECTED else None
         if slot is None or fresh is None or fresh == self.goal.values[slot]:  # nothing to correct: ask back
             return UserTurn(self.phrases.pick("recall", self.rng, heldout=self.goal.heldout == "phrasing"), step="recall")
         self.goal.values[slot] = fresh
         text = self.phrases.pick("corrections", self.rng, heldout=self.goal.heldout == "phrasing")
-        return UserTurn(text.format(value=fresh, label=slot.replace("_id", " number").replace("_", " ")), step="correct")
+        said = self._synonym(fresh) if slot == "product" else fresh
+        return UserTurn(text.format(value=said, label=slot.replace("_id", " number").replace("_", " ")), step="correct")
 
     def _photo(self, slot: str, *, step: str) -> UserTurn:
         """A photo of a document that carries `slot` (and what else such a document shows)."""
         self.photo_left = False
         values = self.goal.values
         if slot == "error_code":
+            if self.rng.random() < 0.3:  # a code the knowledge base does not know
+                values["error_code"] = self.rng.choice(UNKNOWN_CODES)
             lines: tuple[str, ...] = (f"ERROR {values['error_code']}", "Please restart the device")
             spec = ImageSpec(kind="error_screen", lines=lines, dark=self.rng.random() < 0.7,
                              rotate=self.rng.uniform(-6, 6), format=self.rng.choice(("jpeg", "png")))
@@ -335,6 +347,10 @@ class Customer:
                      f"Estimated delivery: {values['expected_day']}", f"Carrier: {self.rng.choice(CARRIERS)}")
             spec = ImageSpec(kind="shipping_label", lines=lines, rotate=self.rng.uniform(-8, 8),
                              format=self.rng.choice(("jpeg", "png")))
+        elif slot == "order_id" and self.rng.random() < 0.4:  # an order confirmation that shows the number alone
+            lines = (f"Order number: {values['order_id']}", "Thank you for your order")
+            spec = ImageSpec(kind="document", lines=lines, dark=self.rng.random() < 0.3,
+                             rotate=self.rng.uniform(-6, 6), format=self.rng.choice(("jpeg", "png")))
         else:
             product = values["product"].replace("_", " ").title()
             lines = (f"Order No: {values['order_id']}", f"Item: {product}", f"Total: {values['amount']}")

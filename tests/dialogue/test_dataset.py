@@ -114,3 +114,34 @@ def test_values_are_read_out_and_mistyped_as_people_do():
     assert spoken("jane.doe@example.com") == "jane dot doe at example dot com"
     slipped = typo("where is my order please", random.Random(1), keep=("order",))
     assert slipped != "where is my order please" and "order" in slipped.split()
+
+
+def test_customers_volunteer_details_correct_products_and_show_documents_with_the_order_number_alone():
+    """Turns the earlier sets lacked, so the reply model never learnt them: a detail the task does not need
+    (acknowledged, recalled later), a corrected product, a photo that shows only an order number, an error
+    screen with a code the knowledge base does not know."""
+    from app.dialogue.simulator import VOLUNTEERED, Customer, Goal, _values
+    from app.dialogue.user_values import UNKNOWN_CODES
+
+    domain, phrases = load_domain(), load_paraphrases()
+    pool, _ = value_pools(domain, ("E-02", "E-17", "E-31", "E-44", "E-56", "E-60"), seed=0)
+    offered, corrected, documents, codes = set(), set(), set(), set()
+    for seed in range(60):
+        rng = random.Random(seed)
+        goal = Goal("billing", _values(domain, pool, rng), ["task", "volunteer", "correct"], photo=True)
+        customer = Customer(goal, phrases, pool, domain, rng)
+        task = customer.next_turn(DialogueState(), None)
+        documents |= {tuple(line.split(":")[0] for line in task.read[0].splitlines())} if task.read else set()
+        volunteered = customer.next_turn(DialogueState(), None)
+        slot = goal.given[-1]
+        offered.add(slot)
+        assert volunteered.step == "inform"
+        assert slot == "product" or goal.values[slot].lower() in volunteered.words.lower()  # a product has synonyms
+        corrected.add((goal.given[-1], customer.next_turn(DialogueState(), None).step))
+        shown = Customer(Goal("technical_support", _values(domain, pool, rng), ["task"], photo=True), phrases, pool,
+                         domain, rng).next_turn(DialogueState(), None)
+        codes.add(shown.read[0].split()[1])
+    assert {"phone", "amount", "email"} <= offered <= set(VOLUNTEERED)
+    assert ("product", "correct") in corrected
+    assert ("Order number", "Thank you for your order") in documents
+    assert codes & set(UNKNOWN_CODES) and codes - set(UNKNOWN_CODES)
