@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+# Words VADER scores as negative that, in a support chat, name the problem or apologise for a slip, not a mood:
+# "sorry, I meant 4513", "what does this error mean?", "oops, typo". Left in, they made the reply open with
+# empathy for frustration the customer never showed. Words that do complain ("wrong", "broken", "late") stay.
+NEUTRAL_HERE = ("sorry", "oops", "typo", "mistake", "error", "errors", "jam", "jammed")
 # VADER's published cut-offs on the compound score.
 NEGATIVE_AT_OR_BELOW = -0.05
 POSITIVE_AT_OR_ABOVE = 0.05
@@ -27,6 +31,8 @@ class SentimentAnalyzer:
 
     def __init__(self) -> None:
         self._vader = SentimentIntensityAnalyzer()
+        for word in NEUTRAL_HERE:
+            self._vader.lexicon.pop(word, None)
 
     def __call__(self, text: str) -> Sentiment:
         score = float(self._vader.polarity_scores(text)["compound"])

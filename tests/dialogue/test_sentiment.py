@@ -18,6 +18,10 @@ def analyze():
         ("It is A7Q-4412.", "neutral"),
         ("", "neutral"),
         ("My lamp arrived broken.", "negative"),
+        ("sorry, I meant 4513", "neutral"),  # an apology for a slip is no frustration
+        ("What does this error mean?", "neutral"),
+        ("ERROR E-1042 Paper jam in tray 2", "neutral"),
+        ("Sorry, but this is ridiculous, you sent the wrong item", "negative"),
         ("This is the worst service ever, I'm furious.", "negative"),
     ],
 )
