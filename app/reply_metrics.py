@@ -7,8 +7,9 @@
 - act accuracy: the act of the nearest reference reply (bag-of-words cosine over the training replies)
   is the example's act;
 - BLEU (sacrebleu) and ROUGE-L F1 (rouge-score) against the bank reply, distinct-2 for variety;
-- kept: the share of replies that fill and state every required fact, which the server sends as written
-  (the rest fall back to the policy's wording).
+- kept: the share of replies that fill, state every required fact and pass the acceptance check (no action
+  claimed that did not run, no refusal...), which the server sends as written (the rest fall back to the
+  policy's wording).
 """
 
 from __future__ import annotations
@@ -17,10 +18,15 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.dialogue.decision_text import fill, missing, placeholders
+from app.dialogue.acceptance import objection
+from app.dialogue.decision_text import acted_in, fill, missing, placeholders
+
+if TYPE_CHECKING:
+    from models.train import Example
 
 WORD = re.compile(r"\[[a-z0-9_]+\]|\w+")  # a placeholder counts as one word
 
@@ -34,6 +40,13 @@ class Scored:
     act: str | None
     values: dict[str, str]
     required: tuple[str, ...]
+    acted: bool = False  # the turn's action ran: the reply may say it was done
+
+
+def scored(replies: Sequence[str], examples: Sequence[Example]) -> list[Scored]:
+    """Each reply beside what its example asked for."""
+    return [Scored(r, e.reply, e.act, e.values, e.required, acted_in(e.decision))
+            for r, e in zip(replies, examples, strict=True)]
 
 
 def slot_errors(reply: str, values: dict[str, str], required: Sequence[str]) -> tuple[int, int, int]:
@@ -45,9 +58,12 @@ def slot_errors(reply: str, values: dict[str, str], required: Sequence[str]) -> 
     return len(left_out), wrong, len(invented)
 
 
-def kept(reply: str, values: dict[str, str], required: Sequence[str]) -> bool:
-    """The reply can be filled and states every required fact: the server sends the model's wording."""
-    return bool(reply.strip()) and fill(reply, values) is not None and not missing(reply, tuple(required))
+def kept(reply: str, values: dict[str, str], required: Sequence[str], *, acted: bool = False) -> bool:
+    """The reply can be filled, states every required fact and may be read (no action claimed that did not
+    run, no refusal...): the server sends the model's wording."""
+    filled = fill(reply, values)
+    return (bool(reply.strip()) and filled is not None and not missing(reply, tuple(required))
+            and objection(filled, acted=acted) is None)
 
 
 def distinct_2(replies: Sequence[str]) -> float:
@@ -103,5 +119,5 @@ def score(examples: Sequence[Scored], act_of: ActOf) -> dict[str, float]:
         "rouge_l": round(float(np.mean([rouge.score(ref, hyp)["rougeL"].fmeasure
                                         for hyp, ref in zip(replies, references, strict=True)])), 4),
         "distinct_2": round(distinct_2(replies), 4),
-        "kept": round(float(np.mean([kept(e.reply, e.values, e.required) for e in examples])), 4),
+        "kept": round(float(np.mean([kept(e.reply, e.values, e.required, acted=e.acted) for e in examples])), 4),
     }

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from app.reply_metrics import ActOf, Scored, score
+from app.reply_metrics import ActOf, score, scored
 from models.fused import FusedSeq2Seq
 from models.train import CHECKPOINT, Example, TrainOptions, featurise, new_config, read_jsonl, save_model, train
 
@@ -200,10 +200,10 @@ def _report(args: argparse.Namespace, data: Path, training: list[Example], heldo
     replies = decoder.write_all(items, max_new_tokens=decoder.model.config.max_target_positions)
     decode_s = time.perf_counter() - started
     act_of = ActOf([e.reply for e in training], [e.act or "" for e in training])
-    scored = [Scored(r, e.reply, e.act, e.values, e.required) for r, e in zip(replies, heldout, strict=True)]
-    metrics = {"all": score(scored, act_of)}
+    results = scored(replies, heldout)
+    metrics = {"all": score(results, act_of)}
     for kind in sorted({e.holdout for e in heldout if e.holdout}):
-        metrics[kind] = score([s for s, e in zip(scored, heldout, strict=True) if e.holdout == kind], act_of)
+        metrics[kind] = score([s for s, e in zip(results, heldout, strict=True) if e.holdout == kind], act_of)
     result = {"metrics": metrics, "decode_s_per_reply": round(decode_s / max(1, len(heldout)), 4),
               "examples": [{"id": e.id, "act": e.act, "reply": r, "reference": e.reply}
                            for e, r in list(zip(heldout, replies, strict=True))[:40]]}
@@ -250,5 +250,6 @@ leaves out a required fact or names one the decision lacks is replaced by the po
 
 Slot error = (missing + wrong + invented) / required placeholders. Act accuracy: the act of the nearest
 training reply. BLEU and ROUGE-L against the response bank's reply for the same turn. Kept: the reply
-fills and states every required fact (the server also applies its acceptance check).
+fills, states every required fact and passes the server's acceptance check (no action claimed that did
+not run, no refusal), so the server sends it as written.
 """

@@ -65,6 +65,11 @@ def describe(
     return DecisionText(" ".join(parts), values, required, sources)
 
 
+def acted_in(text: str) -> bool:
+    """Whether a decision's text (`describe`) says this turn's action ran, so its reply may say it was done."""
+    return "acted=yes" in text.split()
+
+
 def fill(reply: str, values: dict[str, str]) -> str | None:
     """`reply` with each [placeholder] replaced by its value; None when it names one `values` lacks (the
     model invented a fact, so the policy's wording is sent instead)."""
