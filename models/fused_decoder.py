@@ -22,7 +22,7 @@ import torch
 from models.decoder import ReplyContext, RowSampler, TextStream, pick_tokens
 from models.fused import FusedSeq2Seq, KeysValues, StepState, encode_context, encode_decision, render_context
 from models.registry import Placement
-from models.train import Item, collate, encode_required, generate_replies
+from models.train import Item, encode_required, generate_replies, start_decoding, stop_ids
 
 
 class FeatureMismatch(ValueError):
@@ -75,7 +75,7 @@ class FusedSeq2SeqDecoder:
         config = model.config
         if config.eos_token_id is None or config.decoder_start_token_id is None:
             raise ValueError("the fused checkpoint's config names no end or decoder start token")
-        self.stop_ids = {config.eos_token_id} if isinstance(config.eos_token_id, int) else set(config.eos_token_id)
+        self.stop_ids = stop_ids(config)
         self.start_id = config.decoder_start_token_id
         self.max_reply_tokens = config.max_target_positions  # a reply ends there: the model has no later position
         self.wants_features = bool(config.image_dim or config.audio_dim)  # the pipeline asks the encoders for them
@@ -121,12 +121,8 @@ class FusedSeq2SeqDecoder:
     def prefill(self, requests: list[Item], samplers: list[RowSampler | None] | None = None) -> FusedBatch:
         """Encode the requests into one memory each and feed the start token; next_ids are each reply's
         first token (samplers: one per request, None for greedy; no list: all greedy)."""
-        device, dtype = self.placement.device, self.placement.dtype
-        batch = {k: v.to(device, dtype) if v.is_floating_point() else v.to(device)
-                 for k, v in collate(requests, self.model.config, with_labels=False).items()}
-        required = batch.pop("required_ids", None)
-        memory = self.model.get_encoder()(**batch)
-        state = self.model.start_steps(memory.last_hidden_state, memory.attention_mask, required)
+        device = self.placement.device
+        state = start_decoding(self.model, requests, device=device, dtype=self.placement.dtype)
         starts = torch.full((len(requests),), self.start_id, dtype=torch.long, device=device)
         return self._advance(starts, state, samplers)
 

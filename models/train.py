@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.fused import IGNORE_INDEX, FusedConfig, FusedSeq2Seq, encode_context, encode_decision, render_context
+from models.fused import (IGNORE_INDEX, FusedConfig, FusedSeq2Seq, StepState, encode_context, encode_decision,
+                          render_context)
 
 log = logging.getLogger(__name__)
 
@@ -356,17 +357,29 @@ def evaluate(model: FusedSeq2Seq, items: list[Item], *, tokenizer, options: Trai
     return metrics
 
 
+def start_decoding(model: FusedSeq2Seq, items: list[Item], *, device: torch.device, dtype: torch.dtype) -> StepState:
+    """Items encoded into one memory each (features in `dtype` on `device`), rows ready to decode with
+    FusedSeq2Seq.step: how the server's decoder (models/fused_decoder.py) and the evaluation here start."""
+    batch = {k: v.to(device, dtype) if v.is_floating_point() else v.to(device)
+             for k, v in collate(items, model.config, with_labels=False).items()}
+    required = batch.pop("required_ids", None)
+    memory = model.get_encoder()(**batch)
+    return model.start_steps(memory.last_hidden_state, memory.attention_mask, required)
+
+
+def stop_ids(config: FusedConfig) -> set[int]:
+    """The tokens that end a reply."""
+    eos = config.eos_token_id
+    return {eos} if isinstance(eos, int) else set(eos or ())
+
+
 @torch.inference_mode()
 def generate_replies(model: FusedSeq2Seq, items: list[Item], tokenizer, *, max_new_tokens: int) -> list[str]:
     """Greedy replies for a batch of items, one step at a time as the server decodes them (generate()'s cache
     cannot track the facts still to say)."""
     config = model.config
-    batch = {k: v.to(model.device, model.dtype) if v.is_floating_point() else v.to(model.device)
-             for k, v in collate(items, config, with_labels=False).items()}
-    required = batch.pop("required_ids", None)
-    memory = model.get_encoder()(**batch)
-    state = model.start_steps(memory.last_hidden_state, memory.attention_mask, required)
-    stops = {config.eos_token_id} if isinstance(config.eos_token_id, int) else set(config.eos_token_id or ())
+    state = start_decoding(model, items, device=model.device, dtype=model.dtype)
+    stops = stop_ids(config)
     ids = torch.full((len(items),), cast(int, config.decoder_start_token_id), device=model.device)
     written: list[list[int]] = [[] for _ in items]
     done = [False] * len(items)
