@@ -103,6 +103,7 @@ class StepState:
     positions: torch.Tensor  # (B,) position of each row's next token
     required: torch.Tensor  # (B, R) the placeholder tokens each row must write (padding: never unsaid)
     unsaid: torch.Tensor  # (B, R) bool: required and not fed yet
+    banned: torch.Tensor  # (B, V) bool: tokens the row may not write (placeholders its decision has no value for)
 
 
 class Attention(nn.Module):
@@ -425,14 +426,16 @@ class FusedSeq2Seq(FusedPreTrainedModel, GenerationMixin):
         return Seq2SeqLMOutput(loss=loss, logits=logits, encoder_last_hidden_state=encoder_outputs.last_hidden_state,
                                **{CACHE: cache})  # type: ignore[arg-type]  # the field's name varies by version
 
-    def start_steps(self, memory: torch.Tensor, memory_mask: torch.Tensor,
-                    required: torch.Tensor | None = None) -> StepState:
+    def start_steps(self, memory: torch.Tensor, memory_mask: torch.Tensor, required: torch.Tensor | None = None,
+                    banned: torch.Tensor | None = None) -> StepState:
         """Rows about to decode from `memory` (B, M, D) with `memory_mask` (B, M), each to write its `required`
-        placeholder tokens (B, R), padded with pad_token_id: the memory's keys and values for every layer's
-        cross-attention, computed once, and empty self-attention caches."""
+        placeholder tokens (B, R), padded with pad_token_id, and never its `banned` tokens (B, V) bool: the
+        memory's keys and values for every layer's cross-attention, computed once, and empty self-attention caches."""
         B = memory.shape[0]
         if required is None:
             required = torch.zeros(B, 0, dtype=torch.long, device=memory.device)
+        if banned is None:
+            banned = torch.zeros(B, self.config.vocab_size, dtype=torch.bool, device=memory.device)
         heads, width = self.config.n_heads, self.config.d_model // self.config.n_heads
         empty = memory.new_zeros(B, heads, 0, width)
         cross = []
@@ -442,12 +445,16 @@ class FusedSeq2Seq(FusedPreTrainedModel, GenerationMixin):
         return StepState(self_kv=[(empty, empty)] * len(cross), self_mask=memory_mask.new_zeros(B, 0),
                          cross_kv=cross, memory_mask=memory_mask.bool(),
                          positions=torch.zeros(B, dtype=torch.long, device=memory.device),
-                         required=required, unsaid=self.decoder.facts_in(required))
+                         required=required, unsaid=self.decoder.facts_in(required), banned=banned)
 
     def step(self, ids: torch.Tensor, state: StepState) -> tuple[torch.Tensor, StepState]:
         """Feed one token per row, ids (B,), each at its row's own position -> logits (B, V) for the token
         after it, and the state with that token in its caches. Rows are independent: a row decodes the same
-        alone or beside others, whatever its padding."""
+        alone or beside others, whatever its padding.
+
+        The logits keep the facts exact: a banned token is never chosen, and a row cannot end while a required
+        placeholder is unsaid (at the last position the caller ends it anyway, and the pipeline's check sends
+        the policy's wording for a reply that still lacks one)."""
         assert int(state.positions.max()) < self.config.max_target_positions, "reply longer than max_target_positions"
         unsaid = state.unsaid & (state.required != ids[:, None])  # (B, R)
         x = self.decoder.inputs(ids[:, None], state.positions[:, None], state.required, unsaid[:, None])  # (B, 1, D)
@@ -458,8 +465,17 @@ class FusedSeq2Seq(FusedPreTrainedModel, GenerationMixin):
             x, kv = block.step(x, past, self_mask[:, None, None, :], cross, cross_mask)
             caches.append(kv)
         logits = self.lm_head(self.decoder.ln(x))[:, 0]  # (B, V)
+        ending = torch.zeros_like(state.banned)
+        ending[:, list(self.end_ids)] = True
+        logits = logits.masked_fill(state.banned | (ending & unsaid.any(1, keepdim=True)), float("-inf"))
         return logits, StepState(caches, self_mask, state.cross_kv, state.memory_mask, state.positions + 1,
-                                 state.required, unsaid)
+                                 state.required, unsaid, state.banned)
+
+    @property
+    def end_ids(self) -> set[int]:
+        """The tokens that end a reply."""
+        eos = self.config.eos_token_id
+        return {eos} if isinstance(eos, int) else set(eos or ())
 
     def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
         """(B, S) labels -> (B, S) decoder inputs: the start token, then the labels but the last."""

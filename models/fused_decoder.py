@@ -22,7 +22,7 @@ import torch
 from models.decoder import ReplyContext, RowSampler, TextStream, pick_tokens
 from models.fused import FusedSeq2Seq, KeysValues, StepState, encode_context, encode_decision, render_context
 from models.registry import Placement
-from models.train import Item, encode_required, generate_replies, start_decoding, stop_ids
+from models.train import Item, encode_banned, encode_required, generate_replies, start_decoding
 
 
 class FeatureMismatch(ValueError):
@@ -75,7 +75,7 @@ class FusedSeq2SeqDecoder:
         config = model.config
         if config.eos_token_id is None or config.decoder_start_token_id is None:
             raise ValueError("the fused checkpoint's config names no end or decoder start token")
-        self.stop_ids = stop_ids(config)
+        self.stop_ids = model.end_ids
         self.start_id = config.decoder_start_token_id
         self.max_reply_tokens = config.max_target_positions  # a reply ends there: the model has no later position
         self.wants_features = bool(config.image_dim or config.audio_dim)  # the pipeline asks the encoders for them
@@ -108,6 +108,7 @@ class FusedSeq2SeqDecoder:
         return Item(input_ids=encode_context(self.tokenizer, render_context(context.messages), config),
                     decision_ids=encode_decision(self.tokenizer, context.decision, config), labels=[],
                     required_ids=encode_required(self.tokenizer, context.required),
+                    banned_ids=encode_banned(self.tokenizer, context.values),
                     image=image, audio=audio)
 
     def text_stream(self) -> TextStream:
@@ -182,7 +183,7 @@ class FusedSeq2SeqDecoder:
             self_kv, torch.cat([_pad(a.self_mask, 1, past, left=True), _pad(b.self_mask, 1, past, left=True)]),
             cross_kv, torch.cat([_pad(a.memory_mask, 1, memory), _pad(b.memory_mask, 1, memory)]),
             torch.cat([a.positions, b.positions]), torch.cat([_pad(a.required, 1, facts), _pad(b.required, 1, facts)]),
-            torch.cat([_pad(a.unsaid, 1, facts), _pad(b.unsaid, 1, facts)]))
+            torch.cat([_pad(a.unsaid, 1, facts), _pad(b.unsaid, 1, facts)]), torch.cat([a.banned, b.banned]))
         return FusedBatch(state, torch.cat([first.next_ids, second.next_ids]))
 
     @staticmethod
@@ -197,7 +198,7 @@ class FusedSeq2SeqDecoder:
         state = StepState(
             [_rows(kv, index, start, None) for kv in s.self_kv], self_mask[:, start:],
             [_rows(kv, index, 0, end) for kv in s.cross_kv], memory_mask[:, :end], s.positions.index_select(0, index),
-            s.required.index_select(0, index), s.unsaid.index_select(0, index))
+            s.required.index_select(0, index), s.unsaid.index_select(0, index), s.banned.index_select(0, index))
         return FusedBatch(state, batch.next_ids.index_select(0, index))
 
 

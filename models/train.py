@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -34,6 +35,7 @@ from models.fused import (IGNORE_INDEX, FusedConfig, FusedSeq2Seq, StepState, en
 
 log = logging.getLogger(__name__)
 
+PLACEHOLDER = re.compile(r"\[[a-z0-9_]+\]")  # a fact's slot in a delexicalised reply (app/dialogue/decision_text.py)
 CHECKPOINT = "checkpoint"  # OUT/checkpoint: the latest periodic checkpoint, what --resume reads
 STATE_FILE = "trainer_state.pt"
 PROJECTOR_PARTS = ("encoder.image_proj", "encoder.audio_proj", "encoder.modality", "encoder.memory_positions",
@@ -100,6 +102,7 @@ class Item:
     labels: list[int]  # reply tokens + end token (none when serving)
     decision_ids: list[int] = field(default_factory=list)  # the decision text; empty: the model reads none
     required_ids: list[int] = field(default_factory=list)  # the [placeholder] tokens the reply must write
+    banned_ids: list[int] = field(default_factory=list)  # the [placeholder] tokens it may not write: no value for them
     image: np.ndarray | None = None  # (P, Dv), all the turn's images one after the other
     audio: np.ndarray | None = None  # (T, Da)
     reply: str = ""
@@ -138,7 +141,7 @@ def featurise(examples: list[Example], tokenizer, *, config: FusedConfig, image_
                 input_ids=encode_context(tokenizer, context, config),
                 labels=encode_reply(tokenizer, e.reply, config),
                 decision_ids=encode_decision(tokenizer, e.decision, config),
-                required_ids=encode_required(tokenizer, e.required),
+                required_ids=encode_required(tokenizer, e.required), banned_ids=encode_banned(tokenizer, e.values),
                 image=image, audio=heard[e.id].features if e.id in heard else None, reply=e.reply,
             ))
     return items
@@ -156,6 +159,12 @@ def encode_required(tokenizer, names: Sequence[str]) -> list[int]:
     model cannot write it, and the pipeline sends the policy's wording for a reply without it)."""
     ids = [tokenizer.convert_tokens_to_ids(f"[{name}]") for name in names]
     return [i for i in ids if i is not None and i != tokenizer.unk_token_id]
+
+
+def encode_banned(tokenizer, values: dict[str, str]) -> list[int]:
+    """The vocabulary's [placeholder] tokens that name none of `values`: a reply writing one could not be filled."""
+    have = {f"[{name}]" for name in values}
+    return sorted(i for token, i in tokenizer.get_added_vocab().items() if PLACEHOLDER.fullmatch(token) and token not in have)
 
 
 def encode_reply(tokenizer, text: str, config: FusedConfig) -> list[int]:
@@ -195,8 +204,7 @@ def _pad_features(rows: list[np.ndarray | None], dim: int) -> tuple[torch.Tensor
 def collate(items: list[Item], config: FusedConfig, *, with_labels: bool = True) -> dict[str, torch.Tensor]:
     """Items -> the model's keyword arguments: input_ids/attention_mask (B, L), decision_ids/decision_mask
     (B, K) when any item has a decision, required_ids (B, R) padded with pad_token_id when any item has required
-    facts, image_features/image_mask
-    (B, P, Dv)/(B, P), audio_features/audio_mask (B, T, Da)/(B, T), labels (B, S) padded with IGNORE_INDEX."""
+    facts, banned (B, V) bool when any item has banned tokens, image_features/image_mask (B, P, Dv)/(B, P), audio_features/audio_mask (B, T, Da)/(B, T), labels (B, S) padded with IGNORE_INDEX."""
     B = len(items)
     L = max(len(i.input_ids) for i in items)
     if config.pad_token_id is None:
@@ -218,6 +226,10 @@ def collate(items: list[Item], config: FusedConfig, *, with_labels: bool = True)
         batch["required_ids"] = torch.full((B, max(len(i.required_ids) for i in items)), config.pad_token_id)
         for b, item in enumerate(items):
             batch["required_ids"][b, : len(item.required_ids)] = torch.tensor(item.required_ids, dtype=torch.long)
+    if any(i.banned_ids for i in items):
+        batch["banned"] = torch.zeros(B, config.vocab_size, dtype=torch.bool)
+        for b, item in enumerate(items):
+            batch["banned"][b, item.banned_ids] = True
     for name, rows, dim in (("image", [i.image for i in items], config.image_dim),
                             ("audio", [i.audio for i in items], config.audio_dim)):
         padded = _pad_features(rows, dim)
@@ -362,15 +374,9 @@ def start_decoding(model: FusedSeq2Seq, items: list[Item], *, device: torch.devi
     FusedSeq2Seq.step: how the server's decoder (models/fused_decoder.py) and the evaluation here start."""
     batch = {k: v.to(device, dtype) if v.is_floating_point() else v.to(device)
              for k, v in collate(items, model.config, with_labels=False).items()}
-    required = batch.pop("required_ids", None)
+    required, banned = batch.pop("required_ids", None), batch.pop("banned", None)
     memory = model.get_encoder()(**batch)
-    return model.start_steps(memory.last_hidden_state, memory.attention_mask, required)
-
-
-def stop_ids(config: FusedConfig) -> set[int]:
-    """The tokens that end a reply."""
-    eos = config.eos_token_id
-    return {eos} if isinstance(eos, int) else set(eos or ())
+    return model.start_steps(memory.last_hidden_state, memory.attention_mask, required, banned)
 
 
 @torch.inference_mode()
@@ -379,7 +385,7 @@ def generate_replies(model: FusedSeq2Seq, items: list[Item], tokenizer, *, max_n
     cannot track the facts still to say)."""
     config = model.config
     state = start_decoding(model, items, device=model.device, dtype=model.dtype)
-    stops = stop_ids(config)
+    stops = model.end_ids
     ids = torch.full((len(items),), cast(int, config.decoder_start_token_id), device=model.device)
     written: list[list[int]] = [[] for _ in items]
     done = [False] * len(items)

@@ -31,7 +31,7 @@ from models.train import CHECKPOINT, Example, TrainOptions, featurise, new_confi
 
 log = logging.getLogger(__name__)
 
-FEATURES_VERSION = 2  # bump when featurise() changes what it makes of the same inputs
+FEATURES_VERSION = 3  # bump when featurise() changes what it makes of the same inputs
 VALIDATION_PER_EPOCH = 128  # held-out examples scored after each epoch (loss and BLEU); all are scored at the end
 # The recipe's sizes: the replies are bank phrasings chosen by the decision, so a small model suffices, and it
 # must train on 2 CPU cores (about 1M parameters besides the 4096 x 128 embedding).
@@ -226,6 +226,8 @@ def _model_card(args, data: Path, training: list[Example], heldout: list[Example
 Writes delexicalised replies ("Order [order_id] is [status].") for the policy's decision; the server fills
 the placeholders from the decision's values, so every fact is copied, never generated, and a reply that
 leaves out a required fact or names one the decision lacks is replaced by the policy's own wording.
+Decoding itself keeps the facts exact: it never picks a placeholder the decision has no value for, nor the
+end of the reply while a required one is unwritten (FusedSeq2Seq.step).
 
 - Memory: the decision as tokens, the dialogue (newest {config.max_text_positions} tokens), each with its
   type embedding{"; image and audio features" if config.image_dim or config.audio_dim else

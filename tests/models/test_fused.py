@@ -116,7 +116,8 @@ def test_unsaid_facts_step_by_step_equal_the_full_forward():
     state = model.start_steps(memory.last_hidden_state, memory.attention_mask, required)
     for position in range(reply.shape[1]):
         logits, state = model.step(reply[:, position], state)
-        assert torch.allclose(logits, full[:, position], atol=1e-4), position
+        kept = logits.isfinite()  # the end token is held back while a fact is unsaid: test_steps_keep_facts_exact
+        assert torch.allclose(logits[kept], full[:, position][kept], atol=1e-4), position
     assert state.unsaid.tolist() == [[False, False], [False, False], [False, False]]
     bare = model(**batch, decoder_input_ids=reply).logits
     assert torch.allclose(full[2], bare[2], atol=1e-5)  # nothing required: as if no list was given
@@ -125,6 +126,26 @@ def test_unsaid_facts_step_by_step_equal_the_full_forward():
         first = model(encoder_outputs=memory, decoder_input_ids=reply[:, :2], use_cache=True)
         model(encoder_outputs=memory, decoder_input_ids=reply[:, 2:3], required_ids=required, use_cache=True,
               **{CACHE: getattr(first, CACHE)})
+
+
+def test_steps_keep_facts_exact():
+    """A row never gets a banned token (a placeholder its decision has no value for), nor the end token while a
+    required fact is unsaid; once written, it may end."""
+    model, batch = tiny(3), inputs(3)
+    end = model.config.eos_token_id
+    required = torch.tensor([[7], [0], [0]])  # row 0 must write token 7
+    banned = torch.zeros(3, model.config.vocab_size, dtype=torch.bool)
+    banned[1, [8, 9]] = True  # row 1 may not write tokens 8 and 9
+    memory = model.get_encoder()(**batch)
+    state = model.start_steps(memory.last_hidden_state, memory.attention_mask, required, banned)
+    logits, state = model.step(torch.tensor([1, 1, 1]), state)
+    assert logits[0, end] == float("-inf") and logits[1:, end].isfinite().all()
+    assert (logits[1, [8, 9]] == float("-inf")).all() and logits[[0, 2]][:, [8, 9]].isfinite().all()
+    assert logits.isfinite().sum(1).tolist() == [model.config.vocab_size - 1, model.config.vocab_size - 2,
+                                                 model.config.vocab_size]
+    logits, state = model.step(torch.tensor([7, 7, 7]), state)
+    assert logits[:, end].isfinite().all()
+    assert logits[1, 8] == float("-inf")  # banned for the whole reply
 
 
 def test_save_load_round_trip_through_auto_classes(tmp_path):
@@ -274,7 +295,9 @@ async def test_continuous_decoder_streams_what_generate_writes(tmp_path):
     decoder = _decoder(tmp_path)
     context = _context(np.random.default_rng(0), "hello how can i help", "act=respond say: order_id", images=2,
                        audio=True)
+    context.values.update({"order_id": "A-1", "email": "a@b.c"})  # no placeholder banned: generate() knows no bans
     request = decoder.prepare(context)
+    assert not request.banned_ids
     assert request.image.shape == (6, 12) and request.audio.shape == (5, 8)
     batching = ContinuousDecoder(decoder, max_batch_size=4)
     assert batching.grounded_by_construction and batching.wants_features
