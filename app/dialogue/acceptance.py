@@ -1,5 +1,6 @@
 """What no reply may say, whoever wrote it: an action as done when none ran, a refusal, talk of its own
-limits, a condolence, the assistant's own name said to the customer.
+limits, a condolence, a photo or voice message the customer never sent, the assistant's own name said to the
+customer.
 
 `grounded` in policy.py runs this on every decoder's reply (a reply it rejects is replaced by the
 policy's wording) and the tests run it on the policy's own wording too.
@@ -8,6 +9,7 @@ policy's wording) and the tests run it on the policy's own wording too.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from app.dialogue.domain import Domain, DomainError
 
@@ -60,16 +62,25 @@ CONDOLENCE = re.compile(
     r"\bpassed away\b|\brest in peace\b",
     re.I,
 )
+# Where a reply says a fact came from: only from a photo or a voice clip the customer sent. The model told a
+# caller "I can read order number 4512 on your photo". Asking for one ("send me a photo of the screen") is fine.
+CITES = {
+    "image": re.compile(r"(?<!send )(?<!send me )\b(?:your|the|this|that)\s+(?:photo|picture|image|screenshot)s?\b|"
+                        r"\b(?:photo|picture|image|screenshot)s?\s+you\s+sent\b", re.I),
+    "audio": re.compile(r"(?<!send )(?<!send me )\b(?:your|the|this|that)\s+(?:voice\s+(?:message|note|clip)|recording|"
+                        r"audio)s?\b|\bi\s+(?:heard|caught)\b", re.I),
+}
 _NAME = re.compile(rf"\b{ASSISTANT_NAME}\b", re.I)
 # The one way the reply may use the name: introducing itself ("I'm Parley, your support assistant").
 _SELF_INTRODUCTION = re.compile(rf"\b(?:i'm|i am|this is|it's|my name is|called|named)\s+{ASSISTANT_NAME}\b", re.I)
 
 
-def objection(reply: str, *, acted: bool) -> str | None:
+def objection(reply: str, *, acted: bool, media: Collection[str] | None = None) -> str | None:
     """Why a customer must not read `reply`, or None when it may be sent.
 
     `acted`: a bound webhook (an action, the handoff) answered in this turn, so the reply may say
-    it was done."""
+    it was done. `media`: what the customer has sent in the conversation besides text ("image", "audio"), so
+    the reply may cite it; None when unknown (replies scored away from a conversation), and not checked."""
     text = reply.replace("\u2019", "'")  # curly apostrophes, as language models write them
     if not acted and any(claim.search(text) for claim in ACTION_CLAIMS):
         return "claims an action that did not run"
@@ -79,6 +90,9 @@ def objection(reply: str, *, acted: bool) -> str | None:
         return "talks about its own limits instead of the request"
     if CONDOLENCE.search(text):
         return "offers condolences"
+    for medium, cites in CITES.items():
+        if media is not None and medium not in media and cites.search(text):
+            return f"cites {'a photo' if medium == 'image' else 'a voice message'} the customer never sent"
     if _NAME.search(_SELF_INTRODUCTION.sub(" ", text)):
         return f"says the assistant's name ({ASSISTANT_NAME}) other than to introduce itself"
     return None

@@ -9,7 +9,9 @@ start-up with the server's sentence encoder. A question then finds, in this orde
   3. when the question is about an error: the code the tracker holds (its error_code slot, whatever turn
      filled it), the entry's answer or that no entry knows it; else the entry of a code an earlier photo
      or clip showed;
-  4. the entry nearest the question by cosine similarity, when it is near enough.
+  4. the entry nearest the question by cosine similarity, when it is near enough; an error code's entry only
+     for a symptom ("my printer says it is offline"), not for an error the customer has yet to name ("my
+     printer shows an error": Found.code_untold, and the policy asks for the code, never guesses it).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ ERROR_QUESTIONS = (
 )
 _NOT_AN_ERROR = "".join(f"(?<!{word} )" for word in ("post", "zip", "postal", "promo", "discount", "voucher"))
 ERROR_WORD = rf"\b(?:error|err|fault|{_NOT_AN_ERROR}code)(?:\s+code)?\s*[:#]?\s*"
+ERROR_MENTION = re.compile(ERROR_WORD, re.I)  # "it shows an error": there is a code to ask for
 # A code someone names: "error E-999", "fault code 42", "Error 0x80070005".
 NAMED_CODE = re.compile(ERROR_WORD + r"(0x[0-9a-f]{4,8}|[a-z]{1,3}[-\u2013]?\d{1,4}|\d{2,4})\b", re.I)
 # Screens and people write E-203, E203, E 203, E–203. Read off a photo any spelling counts; typed or said,
@@ -95,6 +98,7 @@ class Found:
     seen_in: str | None = None  # where that code was: "text" | "audio" | "image"
     current: bool = False  # the code came in this turn
     unknown_code: str | None = None  # a code this turn named that no entry knows
+    code_untold: bool = False  # the turn is about an error whose code the customer has not given: ask for it
 
 
 NOTHING = Found(None, 0.0)
@@ -139,6 +143,8 @@ class KnowledgeBase:
             for passage in passages:
                 if hit := self._code_in(passage):
                     return hit
+            if entry.codes and (about_error or ERROR_MENTION.search(question)):
+                return Found(None, score, code_untold=True)
         return Found(entry, score) if score >= MIN_ANSWER_SCORE else Found(None, score)
 
     def _code_in(self, passage: Passage) -> Found | None:
@@ -158,10 +164,11 @@ def passages(utterance: str, state: DialogueState) -> list[Passage]:
     return found
 
 
+ERROR_CODE_SLOT = "error_code"  # the slot a domain keeps an error code in
 HELD = "error "  # a held code is written after an error word, so that any spelling of a listed code is read
 
 
-def held_error_code(state: DialogueState, slot: str = "error_code") -> Passage | None:
+def held_error_code(state: DialogueState, slot: str = ERROR_CODE_SLOT) -> Passage | None:
     """The error code the tracker holds, as a passage from where it was read (a photo, a clip, text)."""
     if slot not in state.slots:
         return None

@@ -15,7 +15,7 @@ from string import Formatter
 
 from app.dialogue.acceptance import objection
 from app.dialogue.domain import Domain
-from app.dialogue.knowledge import NOTHING, Found, shown_facts
+from app.dialogue.knowledge import ERROR_CODE_SLOT, NOTHING, Found, shown_facts
 from app.dialogue.slots import extract_slots
 from app.dialogue.state import DialogueState
 from app.dialogue.tracker import TurnAnalysis
@@ -62,6 +62,7 @@ class Decision:
     requested_slot: str | None = None
     call: str | None = None  # an action to call first; then decide again with its result
     acted: bool = False  # a webhook answered in this turn: only then may the reply say something was done
+    media: frozenset[str] = frozenset()  # what the customer has sent besides text ("image", "audio"): a reply may cite it
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,9 @@ def decide(
 ) -> Decision:
     """`result`: the answer to the action (or the handoff) the previous decision asked the caller to make;
     `found`: what the knowledge base has for this turn (app/dialogue/knowledge.py)."""
-    return _confirm_corrections(_decide(state, analysis, domain, result=result, found=found), state, analysis)
+    decision = _confirm_corrections(_decide(state, analysis, domain, result=result, found=found), state, analysis)
+    sent = {note.modality for note in state.evidence} | {source.modality for source in state.slot_sources.values()}
+    return replace(decision, media=frozenset(sent & {"image", "audio"}))  # notes of old turns may have been dropped
 
 
 def _confirm_corrections(decision: Decision, state: DialogueState, analysis: TurnAnalysis) -> Decision:
@@ -117,10 +120,16 @@ def _decide(
         return Decision("fallback", domain.fallback_response, facts)
     intent = domain.intents[state.intent]
     needed = {*intent.required_slots, *intent.states}
+    missing = _missing(state, domain)
     if analysis.filled and needed.isdisjoint(analysis.filled) and not analysis.took_over and not analysis.corrected:
-        # The task was answered last turn: a detail it does not need is noted, not the answer said again.
-        return _acknowledge(state, analysis, shown, then="Is there anything else I can help you with?")
-    if missing := _missing(state, domain):
+        # A detail the task does not need is noted; then the task's next question, or, when it was answered
+        # last turn, not the answer said again.
+        if not missing:
+            return _acknowledge(state, analysis, shown, then="Is there anything else I can help you with?")
+        slot = domain.slots[missing[0]]
+        return replace(_acknowledge(state, analysis, shown, then=slot.prompt), names_one_of=slot.mentions,
+                       requested_slot=slot.name)
+    if missing:
         slot = domain.slots[missing[0]]
         ask = Decision("ask_slot", slot.prompt, facts, names_one_of=slot.mentions, requested_slot=slot.name)
         return _stating(shown, ask)
@@ -164,6 +173,10 @@ def _from_knowledge(state: DialogueState, analysis: TurnAnalysis, domain: Domain
         return _answer(state, domain, found)
     if found.unknown_code is not None:  # named this turn, known to no entry: said so, whatever the intent
         return _not_known(state, domain, found)
+    if found.code_untold and ERROR_CODE_SLOT in domain.slots:  # "my printer shows an error": which one?
+        slot = domain.slots[ERROR_CODE_SLOT]
+        return Decision("ask_slot", slot.prompt, dict(state.slots), names_one_of=slot.mentions,
+                        requested_slot=slot.name)
     if analysis.act == OFF_TOPIC_ACT:
         said = _meta_response(domain, OFF_TOPIC_ACT, OFF_TOPIC_RESPONSE)
         return _then_ask(state, domain, Decision("off_topic", said, dict(state.slots)))
@@ -252,7 +265,7 @@ def grounded(reply: str, decision: Decision, domain: Domain) -> bool:
     text = _squash(reply)
     if not _plain_text(text) or _repetitive(text) or any(_squash(fact) not in text for fact in decision.required):
         return False
-    if objection(reply, acted=decision.acted) is not None:
+    if objection(reply, acted=decision.acted, media=decision.media) is not None:
         return False
     # A reply keeps the draft's gist: the facts alone are not what the policy decided to say. Only a slot
     # question (it must name the slot and ask) and a handoff (it must name a person) may reword it all.
@@ -277,7 +290,7 @@ def already_failed(prefix: str, decision: Decision, domain: Domain) -> bool:
     not read, a repeated 4-gram, and (on finished sentences, where a number or an address is complete)
     a checked value the facts do not hold."""
     words = re.sub(r"\S+$", "", prefix)  # a word still being written may yet become another
-    if objection(words, acted=decision.acted) is not None or _repetitive(_squash(words)):
+    if objection(words, acted=decision.acted, media=decision.media) is not None or _repetitive(_squash(words)):
         return True
     sentences = words[:max(words.rfind(end) for end in (". ", "! ", "? ", "\n")) + 1]
     return _invents_values(sentences, decision, domain)

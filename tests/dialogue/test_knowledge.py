@@ -182,6 +182,17 @@ def test_questions_find_their_entry_by_meaning(kb, encoder, question, title):
 
 
 @pytest.mark.parametrize(
+    "question", ["my printer shows an error", "my printer has an error message", "printer error",
+                 "my printer won't print, it shows an error code", "I get an error on the coffee maker"],
+)
+def test_an_error_not_yet_named_finds_no_codes_entry(kb, encoder, question):
+    """The nearest entry is an error code's (E-203's title says "printer error"), but the customer has not said
+    which code: answering E-203 would state a code they never saw."""
+    found = ask(kb, encoder, question)
+    assert found.entry is None and found.code_untold
+
+
+@pytest.mark.parametrize(
     "question", ["Do you sell gift cards?", "Can I collect my order in store?", "are your products vegan?",
                  "who is your CEO?", "hello"],
 )

@@ -64,6 +64,18 @@ def test_details_without_an_intent_are_acknowledged():
     assert "order number A7Q-4412" in decision.draft
 
 
+def test_a_detail_the_task_does_not_need_is_noted_and_its_question_asked_again():
+    """A receipt photo (order 4512) while a billing case waits for the email: noted, then the email asked for,
+    not "how can I help you with it?" (2026-12-02)."""
+    receipt = TurnAnalysis(act=None, act_score=0.0, asked_slots=(), filled=("order_id",))
+    decision = decide(state(intent="billing", slots={"order_id": "4512"}), receipt, DOMAIN)
+    assert decision.action == "acknowledge" and decision.required == ("4512",)
+    assert decision.requested_slot == "email" and decision.draft.endswith(DOMAIN.slots["email"].prompt)
+    assert grounded(decision.draft, decision, DOMAIN)
+    done = decide(state(intent="billing", slots={"order_id": "4512", "email": "a@b.co"}), receipt, DOMAIN)
+    assert done.requested_slot is None and done.draft.endswith("Is there anything else I can help you with?")
+
+
 def test_no_intent_falls_back():
     assert decide(state(), QUIET, DOMAIN).action == "fallback"
 
@@ -189,12 +201,20 @@ ASKING = TurnAnalysis(act="ask_knowledge", act_score=0.9, asked_slots=(), filled
 
 def test_a_code_on_this_turns_photo_is_answered_from_its_entry():
     found = Found(PRINTER, 1.0, code="E-203", seen_in="image", current=True)
-    decision = decide(state(turns=1), QUIET, DOMAIN, found=found)
+    photographed = state(turns=1)
+    photographed.evidence.append(EvidenceNote(turn=1, modality="image", text="ERROR E-203"))
+    decision = decide(photographed, QUIET, DOMAIN, found=found)
     assert decision.action == "answer"
     assert decision.draft == "The photo shows error E-203. E-203 means the printer is offline: check the cable and restart it."
     assert decision.required == (PRINTER.answer,)
     assert grounded(decision.draft, decision, DOMAIN)
     assert not grounded("E-203 means the printer is out of ink.", decision, DOMAIN)  # a fix the entry never gave
+
+
+def test_an_error_without_its_code_is_asked_for_its_code():
+    decision = decide(state(turns=1), ASKING, DOMAIN, found=Found(None, 0.67, code_untold=True))
+    assert decision.action == "ask_slot" and decision.requested_slot == "error_code"
+    assert decision.draft == DOMAIN.slots["error_code"].prompt and "E-203" not in decision.draft
 
 
 def test_a_knowledge_question_is_answered_and_the_task_in_progress_goes_on():
@@ -289,6 +309,34 @@ def test_grounded_rejects_claims_refusals_condolences_and_odd_names(reply, why):
 def test_grounded_lets_plain_helpful_replies_through(reply):
     assert objection(reply, acted=False) is None
     assert grounded(reply, LAMP, DOMAIN)
+
+
+@pytest.mark.parametrize(
+    ("reply", "media", "why"),
+    [
+        ("I can read order number 4512 on your photo. What is your order number?", {"audio"}, "cites a photo"),
+        ("The photo you sent shows order 4512. What is your order number?", set(), "cites a photo"),
+        ("From the picture, it's a lamp. What is your order number?", {"audio"}, "cites a photo"),
+        ("I heard order 4512. What is your order number?", {"image"}, "cites a voice message"),
+        ("Your voice message says lamp. What is your order number?", set(), "cites a voice message"),
+    ],
+)
+def test_a_reply_cites_only_what_the_customer_sent(reply, media, why):
+    """Sent for a voice turn by the trained model (2026-12-02): "I can read order number 4512 on your photo"."""
+    assert objection(reply, acted=False, media=media).startswith(why)
+    assert not grounded(reply, dataclasses.replace(LAMP, media=frozenset(media)), DOMAIN)
+    assert objection(reply, acted=False, media={"image", "audio"}) is None
+
+
+def test_asking_for_a_photo_cites_none():
+    reply = "Could you send me a photo of the screen, or type the order number?"
+    assert objection(reply, acted=False, media=set()) is None
+
+
+def test_the_decision_knows_what_the_customer_sent():
+    photographed = state(intent="damaged_item", slots={"product": "lamp"})
+    photographed.evidence.append(EvidenceNote(turn=1, modality="image", text="LAMP"))
+    assert decide(photographed, QUIET, DOMAIN).media == {"image"} and LAMP.media == frozenset()
 
 
 def test_an_action_may_be_stated_as_done_only_when_its_webhook_answered():

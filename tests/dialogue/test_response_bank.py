@@ -61,7 +61,8 @@ def scenarios():
     yield "shown", filled("return_item", "order_id", evidence=shown), QUIET, {}, ()
     code = Found(entry=ENTRY, score=1.0, code="E-203", seen_in="text", current=True)
     yield "answer", filled(None), QUIET, {"found": code}, ()
-    yield "answer.photo", filled(None), QUIET, {"found": Found(entry=ENTRY, score=1.0, code="E-203", seen_in="image",
+    screen = [EvidenceNote(turn=2, modality="image", text="ERROR E-203")]
+    yield "answer.photo", filled(None, evidence=screen), QUIET, {"found": Found(entry=ENTRY, score=1.0, code="E-203", seen_in="image",
                                                                 current=True)}, ()
     yield "answer.then_ask", filled("damaged_item", "product"), QUIET, {"found": code}, ()
     knowledge = TurnAnalysis(act="ask_knowledge", act_score=0.8, asked_slots=(), filled=())
