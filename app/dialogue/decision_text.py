@@ -60,7 +60,8 @@ def describe(
     }
     parts = [" ".join(f"{key}={value}" for key, value in fields.items())]
     parts += [f"{label}: {' '.join(names)}" for label, names in
-              (("corrected", [n for n in corrected if n in values]), ("say", list(required)), ("know", known),
+              (("corrected", [n for n in corrected if n in values]), ("unknown", list(decision.unknown)),
+               ("say", list(required)), ("know", known),
                ("evidence", [f"{name}={source}" for name, source in sources.items()])) if names]
     return DecisionText(" ".join(parts), values, required, sources)
 

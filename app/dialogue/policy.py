@@ -39,6 +39,7 @@ CHECKED_TYPES = ("order_id", "email", "phone", "amount")
 # Meta intents the policy answers itself. A domain words the replies in their `response` (ask_knowledge's is
 # said when no entry answers the question); a domain without them gets these.
 KNOWLEDGE_ACT = "ask_knowledge"
+ANYTHING_ELSE = "Is there anything else I can help you with?"  # said once the task was answered
 OFF_TOPIC_ACT = "off_topic"
 UNKNOWN_QUESTION_RESPONSE = (
     "I don't know that one, I'm afraid. If you'd like, ask for a person and a member of our support team will "
@@ -62,6 +63,7 @@ class Decision:
     requested_slot: str | None = None
     call: str | None = None  # an action to call first; then decide again with its result
     acted: bool = False  # a webhook answered in this turn: only then may the reply say something was done
+    unknown: tuple[str, ...] = ()  # facts the customer asked for that no slot or webhook holds: said so first
     media: frozenset[str] = frozenset()  # what the customer has sent besides text ("image", "audio"): a reply may cite it
 
 
@@ -125,7 +127,7 @@ def _decide(
         # A detail the task does not need is noted; then the task's next question, or, when it was answered
         # last turn, not the answer said again.
         if not missing:
-            return _acknowledge(state, analysis, shown, then="Is there anything else I can help you with?")
+            return _acknowledge(state, analysis, shown, then=ANYTHING_ELSE)
         slot = domain.slots[missing[0]]
         return replace(_acknowledge(state, analysis, shown, then=slot.prompt), names_one_of=slot.mentions,
                        requested_slot=slot.name)
@@ -145,10 +147,13 @@ def _decide(
     unsaid = {name: value for name, value in stated.items() if _squash(value) not in _squash(draft)}
     if unsaid:  # the template did not word them: the draft states them plainly, so it is grounded itself
         draft += " " + " ".join(f"{_label(name).capitalize()}: {value}." for name, value in unsaid.items())
+    unknown = tuple(name for name in analysis.asked_slots if name in intent.states and name not in stated)
+    if unknown:  # "what's the tracking number?" and nobody knows it: said plainly, not the same answer again
+        draft = f"I can't see the {' or the '.join(map(_label, unknown))} from here, I'm afraid. {draft}"
     # A response that tells the customer to ask for a person keeps that offer: it is their next step.
     offer = HANDOFF_WORDS if _names_any(draft, HANDOFF_WORDS) else ()
     respond = Decision("respond", draft, facts | told, required=tuple(used.values()) + tuple(stated.values()),
-                       names_one_of=offer, acted=acted)
+                       names_one_of=offer, acted=acted, unknown=unknown)
     return _stating(shown, respond)
 
 

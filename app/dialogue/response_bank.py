@@ -18,7 +18,7 @@ import yaml
 
 from app.dialogue.decision_text import PLACEHOLDER, DecisionText, act_name
 from app.dialogue.domain import DEFAULT_DOMAIN_PATH, Domain, DomainError
-from app.dialogue.policy import Decision
+from app.dialogue.policy import ANYTHING_ELSE, Decision
 from app.dialogue.state import DialogueState
 
 MIN_PHRASINGS = 8  # per list: fewer and the model learns sentences, not how to say things
@@ -27,7 +27,7 @@ POLICY_FACTS = ("answer", "code", "expected", "carrier")
 FIELD = re.compile(r"\{(\w+)\}")  # {label}, {slot}, {noted}, {recalled}: filled when composing
 # Acts whose phrasing lists sit directly under `acts` (respond and ask_slot have one list per intent/slot).
 PLAIN_ACTS = ("answer", "answer_from_photo", "unknown_question", "unknown_code", "off_topic", "fallback",
-              "acknowledge", "acknowledge_photo", "recall", "recall_nothing", "recall_missing", "handoff", "handoff_acted",
+              "acknowledge", "acknowledge_photo", "help_offer", "anything_else", "unknown_fact", "recall", "recall_nothing", "recall_missing", "handoff", "handoff_acted",
               "handed_off", "handoff_failed", "action_unavailable", "acted")
 
 
@@ -60,8 +60,11 @@ class ResponseBank:
         if state.sentiment == "negative" and "sorry" not in core.lower() and not act.startswith("hand"):
             parts.append(rng.choice(self.openings))
         parts += [_about(rng.choice(self.corrections), name) for name in corrected if name in described.values]
+        parts += [_about(rng.choice(self.acts["unknown_fact"]), name) for name in decision.unknown]
+        in_core = {described.values[name] for name in PLACEHOLDER.findall(core) if name in described.values}
         for name, modality in described.sources.items():  # ids and addresses, not a word like "damaged"
-            if name in domain.slots and not domain.slots[name].values and modality in self.sources:
+            if (name in domain.slots and not domain.slots[name].values and modality in self.sources
+                    and described.values[name] not in in_core):  # "the photo shows error [code]" says it already
                 parts.append(_about(rng.choice(self.sources[modality]), name))
         if decision.acted and act == "respond":
             parts.append(rng.choice(self.acts["acted"]))
@@ -90,9 +93,12 @@ class ResponseBank:
         if act == "unknown_question" and "code" in described.values:
             return f"{rng.choice(self.acts['unknown_code'])} {rng.choice(self.acts['unknown_question'])}"
         if act == "acknowledge":
-            if not described.required:
-                return rng.choice(self.acts["acknowledge_photo"])
-            return _listing(rng.choice(self.acts["acknowledge"]), "noted", "your {label} [{slot}]", described.required)
+            noted = rng.choice(self.acts["acknowledge_photo"]) if not described.required else _listing(
+                rng.choice(self.acts["acknowledge"]), "noted", "your {label} [{slot}]", described.required)
+            if decision.requested_slot is not None:  # the task's question follows (compose)
+                return noted
+            done = decision.draft.endswith(ANYTHING_ELSE)
+            return f"{noted} {rng.choice(self.acts['anything_else' if done else 'help_offer'])}"
         if act == "recall":
             if not described.required:
                 return rng.choice(self.acts["recall_nothing"])

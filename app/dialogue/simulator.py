@@ -44,7 +44,9 @@ HELDOUT_SWITCHES = frozenset({("return_item", "refund_request"), ("order_status"
                               ("billing", "technical_support")})
 # The paraphrase list each plain step is worded from.
 STEP_PHRASES = {"bye": "goodbyes", "knowledge": "knowledge", "unknown_question": "unknown_questions",
-                "off_topic": "off_topic", "recall": "recall", "handoff": "handoff", "angry_handoff": "angry_handoff"}
+                "off_topic": "off_topic", "recall": "recall", "handoff": "handoff", "angry_handoff": "angry_handoff",
+                "follow_up": "follow_ups"}
+FOLLOW_UP_SHARE = 0.35  # of order-status customers who then ask for the tracking number or the delivery day
 # Steps a customer may take after stating the task; "volunteer" offers a detail the task does not need
 # ("my phone is 4155550100, by the way"), which the assistant acknowledges and can recall later.
 ASIDES = ("knowledge", "error_question", "unknown_question", "off_topic", "recall", "volunteer")
@@ -225,6 +227,8 @@ def make_goal(domain: Domain, pool: ValuePool, rng: random.Random, *, heldout: s
     plan.append("task")
     for _ in range(rng.choice((0, 0, 1, 1, 2))):
         plan.insert(rng.randrange(plan.index("task") + 1, len(plan) + 1), rng.choice(ASIDES))
+    if intent == "order_status" and rng.random() < FOLLOW_UP_SHARE:
+        plan.append("follow_up")
     if rng.random() < 0.15:
         plan.append("correct")
     if switch_to is not None:

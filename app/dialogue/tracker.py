@@ -47,7 +47,7 @@ class TurnAnalysis:
 
     act: str | None  # best intent (task or meta) of this turn
     act_score: float
-    asked_slots: tuple[str, ...]  # slots the user asked about ("what was my order number?")
+    asked_slots: tuple[str, ...]  # slots a question names ("what was my order number?", "what's the tracking number?")
     filled: tuple[str, ...]  # slots this turn set or changed
     handed_over: bool = False  # this turn passed the conversation to a person
     corrected: tuple[str, ...] = ()  # slots whose earlier value this turn replaced ("sorry, it's 4513")
@@ -139,7 +139,7 @@ class DialogueTracker:
             new.sentiment, new.sentiment_score = mood.label, round(mood.score, 3)
             if mood.score <= self.domain.handoff_sentiment or new.intent == "human_agent":
                 new.handed_off = True
-        asked = self._asked_slots(turn.utterance) if act == "ask_recall" else ()
+        asked = self._asked_slots(turn.utterance) if act == "ask_recall" or _is_question(turn.utterance) else ()
         return new, TurnAnalysis(act=act, act_score=act_score, asked_slots=asked, filled=filled,
                                  handed_over=new.handed_off and not state.handed_off, corrected=corrected,
                                  took_over=new.intent != state.intent)

@@ -76,6 +76,18 @@ def test_a_detail_the_task_does_not_need_is_noted_and_its_question_asked_again()
     assert done.requested_slot is None and done.draft.endswith("Is there anything else I can help you with?")
 
 
+def test_a_question_for_a_detail_nobody_knows_is_answered_so_first():
+    """"what's the tracking number?" after the order's answer got the same answer again, word for word (2026-12-02)."""
+    asked = TurnAnalysis(act="order_status", act_score=0.6, asked_slots=("tracking_number",), filled=())
+    decision = decide(state(intent="order_status", slots={"order_id": "4512"}), asked, DOMAIN)
+    assert decision.action == "respond" and decision.unknown == ("tracking_number",)
+    assert decision.draft.startswith("I can't see the tracking number from here, I'm afraid. ")
+    assert grounded(decision.draft, decision, DOMAIN)
+    known = decide(state(intent="order_status", slots={"order_id": "4512", "tracking_number": "1Z999AA10123456784"}),
+                   asked, DOMAIN)
+    assert known.unknown == () and "1Z999AA10123456784" in known.draft
+
+
 def test_no_intent_falls_back():
     assert decide(state(), QUIET, DOMAIN).action == "fallback"
 

@@ -53,6 +53,11 @@ def scenarios():
         asked = TurnAnalysis(act="ask_recall", act_score=0.9, asked_slots=(slot,), filled=())
         yield f"ask_slot.{slot}", filled(None, last_act="ask_recall"), asked, {}, ()
     yield "ask_slot.task", filled("damaged_item", "product"), QUIET, {}, ()
+    tracking = TurnAnalysis(act="order_status", act_score=0.6, asked_slots=("tracking_number",), filled=())
+    yield "respond.unknown_fact", filled("order_status", "order_id"), tracking, {}, ()
+    receipt = TurnAnalysis(act=None, act_score=0.0, asked_slots=(), filled=("order_id",))
+    yield "acknowledge.then_ask", filled("billing", "order_id"), receipt, {}, ()
+    yield "acknowledge.anything_else", filled("billing", "order_id", "email"), receipt, {}, ()
     photo = SlotSource(modality="image", turn=2, confidence=0.9)
     voice = SlotSource(modality="audio", turn=2, confidence=0.8)
     yield "sources.image", filled("damaged_item", "order_id", slot_sources={"order_id": photo}), QUIET, {}, ()
@@ -123,3 +128,33 @@ def test_the_domains_own_wording_claims_nothing_that_did_not_run():
 def test_phrasings_vary():
     for key, texts in BANK.phrasings().items():
         assert len(set(texts)) >= MIN_PHRASINGS, key
+
+
+def test_a_code_read_off_this_turns_photo_is_cited_once():
+    """The photo's code is the answer's lead ("The photo shows error [code]. ..."): no second sentence about the
+    same photo before it ("The photo you sent shows error code E-203. Your photo shows error E-203." was served)."""
+    photo = SlotSource(modality="image", turn=2, confidence=0.9)
+    state = filled("technical_support", "error_code", slot_sources={"error_code": photo},
+                   evidence=[EvidenceNote(turn=2, modality="image", text="ERROR E-203")])
+    decision = decide(state, QUIET, DOMAIN, found=Found(entry=ENTRY, score=1.0, code="E-203", seen_in="image",
+                                                          current=True))
+    described = describe(decision, state, DOMAIN)
+    assert described.sources == {"error_code": "image"}
+    for n in range(MIN_PHRASINGS):
+        said = fill(BANK.compose(decision, state, DOMAIN, described, rng=Nth(n)), described.values)
+        assert said is not None and said.count("E-203") == 2, said  # the lead and the entry's answer
+
+
+def test_an_unknown_fact_is_said_first_and_an_acknowledgement_asks_only_the_tasks_question():
+    tracking = TurnAnalysis(act="order_status", act_score=0.6, asked_slots=("tracking_number",), filled=())
+    receipt = TurnAnalysis(act=None, act_score=0.0, asked_slots=(), filled=("order_id",))
+    for state, analysis, first, last in (
+            (filled("order_status", "order_id"), tracking, BANK.acts["unknown_fact"], BANK.respond["order_status"]),
+            (filled("billing", "order_id"), receipt, BANK.acts["acknowledge"], BANK.ask_slot["email"])):
+        decision = decide(state, analysis, DOMAIN)
+        described = describe(decision, state, DOMAIN)
+        for n in range(MIN_PHRASINGS):
+            reply = BANK.compose(decision, state, DOMAIN, described, rng=Nth(n))
+            assert reply.startswith(first[n].split("{")[0]) and reply.endswith(last[n]), reply
+    assert "unknown: tracking_number" in describe(decide(filled("order_status", "order_id"), tracking, DOMAIN),
+                                                  filled("order_status", "order_id"), DOMAIN).text

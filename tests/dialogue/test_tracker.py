@@ -59,3 +59,13 @@ def test_reporting_damage_is_not_anger(tracker, encoder):
 def test_return_request_is_not_damage(tracker, encoder):
     new, _ = say(tracker, encoder, DialogueState(), "I'd like to return my blender")
     assert new.intent == "return_item"
+
+
+def test_a_follow_up_question_names_what_it_asks_for(tracker, encoder):
+    s, _ = say(tracker, encoder, DialogueState(), "where is my order 4512?")
+    s, analysis = say(tracker, encoder, s, "what's the tracking number?")
+    assert s.intent == "order_status" and analysis.asked_slots == ("tracking_number",)
+    s, analysis = say(tracker, encoder, s, "and when will it arrive?")
+    assert analysis.asked_slots == ("expected_day",)
+    s, analysis = say(tracker, encoder, s, "thanks!")
+    assert analysis.act == "goodbye" and analysis.asked_slots == ()
