@@ -148,11 +148,12 @@ def _decide(
     if unsaid:  # the template did not word them: the draft states them plainly, so it is grounded itself
         draft += " " + " ".join(f"{_label(name).capitalize()}: {value}." for name, value in unsaid.items())
     unknown = tuple(name for name in analysis.asked_slots if name in intent.states and name not in stated)
+    named = tuple(map(_label, unknown))  # required: a reply must name what it cannot see, not another detail
     if unknown:  # "what's the tracking number?" and nobody knows it: said plainly, not the same answer again
-        draft = f"I can't see the {' or the '.join(map(_label, unknown))} from here, I'm afraid. {draft}"
+        draft = f"I can't see the {' or the '.join(named)} from here, I'm afraid. {draft}"
     # A response that tells the customer to ask for a person keeps that offer: it is their next step.
     offer = HANDOFF_WORDS if _names_any(draft, HANDOFF_WORDS) else ()
-    respond = Decision("respond", draft, facts | told, required=tuple(used.values()) + tuple(stated.values()),
+    respond = Decision("respond", draft, facts | told, required=tuple(used.values()) + tuple(stated.values()) + named,
                        names_one_of=offer, acted=acted, unknown=unknown)
     return _stating(shown, respond)
 
@@ -186,7 +187,11 @@ def _from_knowledge(state: DialogueState, analysis: TurnAnalysis, domain: Domain
         said = _meta_response(domain, OFF_TOPIC_ACT, OFF_TOPIC_RESPONSE)
         return _then_ask(state, domain, Decision("off_topic", said, dict(state.slots)))
     asked = analysis.act == KNOWLEDGE_ACT
-    if found.entry is not None and (asked or found.score > analysis.act_score):
+    # A turn that gives its task's details asks for that task: "where's my parcel? order 7731" is an order's
+    # status, not the knowledge base's "parcel marked delivered but not here".
+    task = domain.intents.get(analysis.act) if analysis.act is not None else None
+    gives_details = task is not None and not set(analysis.filled).isdisjoint(task.required_slots)
+    if found.entry is not None and (asked or (found.score > analysis.act_score and not gives_details)):
         # The answer outranked this turn's act: a task that act only now made active was not asked for
         # ("which payment methods do you accept?" is no billing case), so its slots are not asked for either.
         started = not (analysis.took_over and analysis.act == state.intent)

@@ -27,7 +27,7 @@ from app.dialogue.knowledge import (
 from app.dialogue.policy import ActionResult, Decision, decide
 from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.state import DialogueState, EvidenceNote
-from app.dialogue.tracker import DialogueTracker, Evidence, IntentClassifier, TurnAnalysis, record_action
+from app.dialogue.tracker import HANDOFF_INTENT, DialogueTracker, Evidence, IntentClassifier, TurnAnalysis, record_action
 from app.dialogue.user_values import CARRIERS, DAYS, UNKNOWN_CODES, ValuePool, spoken, typo
 from app.stories.format import AudioSpec, ImageSpec
 from models.registry import default_text_model, resolve_placement
@@ -211,7 +211,7 @@ def make_goal(domain: Domain, pool: ValuePool, rng: random.Random, *, heldout: s
     """A customer: a task, the details they hold, a plan of steps; `heldout` "flow" makes a task switch only
     held-out dialogues make (training dialogues never do)."""
     tasks = [name for name, spec in domain.intents.items() if not spec.keeps_active and not spec.social
-             and name != "human_agent"]
+             and name != HANDOFF_INTENT]
     plan: list[str] = []
     switch_to = None
     if heldout == "flow":

@@ -18,6 +18,7 @@ from app.dialogue.state import DialogueState, SlotSource
 # well enough to act on; an active task only yields to a clearly different one.
 MIN_INTENT_SCORE = 0.35
 SWITCH_INTENT_SCORE = 0.5
+HANDOFF_INTENT = "human_agent"  # the intent that passes the conversation to a person
 # Which act of a message of several wins: a task, then a meta act (inform, ask_recall), then small talk
 # ("It's 4512. Thanks." informs; "Hi! My lamp arrived broken." is about the lamp).
 NOTHING, SOCIAL, META, TASK = range(4)
@@ -137,7 +138,7 @@ class DialogueTracker:
         if turn.utterance:
             mood = self.sentiment(self.issue_words.sub(" ", turn.utterance) if self.issue_words else turn.utterance)
             new.sentiment, new.sentiment_score = mood.label, round(mood.score, 3)
-            if mood.score <= self.domain.handoff_sentiment or new.intent == "human_agent":
+            if mood.score <= self.domain.handoff_sentiment or new.intent == HANDOFF_INTENT:
                 new.handed_off = True
         asked = self._asked_slots(turn.utterance) if act == "ask_recall" or _is_question(turn.utterance) else ()
         return new, TurnAnalysis(act=act, act_score=act_score, asked_slots=asked, filled=filled,
@@ -177,7 +178,9 @@ class DialogueTracker:
     def _takes_over(self, state: DialogueState, act: str, score: float) -> bool:
         if self.domain.intents[act].keeps_active:
             return False
-        if state.intent is None or act == state.intent or score >= SWITCH_INTENT_SCORE:
+        # Asked for a person, the customer gets one whatever task is open: "fine, get me a person" scored 0.45
+        # for the handoff in an order-status conversation and the order's answer was said again.
+        if state.intent is None or act in (state.intent, HANDOFF_INTENT) or score >= SWITCH_INTENT_SCORE:
             return True
         return not self.domain.intents[state.intent].required_slots  # social intents hold nothing open
 

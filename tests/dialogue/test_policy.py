@@ -88,6 +88,26 @@ def test_a_question_for_a_detail_nobody_knows_is_answered_so_first():
     assert known.unknown == () and "1Z999AA10123456784" in known.draft
 
 
+def test_a_reply_names_the_detail_it_cannot_see_not_another():
+    asked = TurnAnalysis(act="order_status", act_score=0.6, asked_slots=("expected_day",), filled=())
+    decision = decide(state(intent="order_status", slots={"order_id": "4512"}), asked, DOMAIN)
+    assert "expected day" in decision.required
+    wrong = decision.draft.replace("expected day", "tracking number")  # the model wrote so once
+    assert grounded(decision.draft, decision, DOMAIN) and not grounded(wrong, decision, DOMAIN)
+
+
+def test_a_turn_giving_its_tasks_details_is_that_task_not_a_knowledge_answer():
+    """"where's my parcel? order 7731" got the entry for a parcel marked delivered but not found (2026-12-02)."""
+    missing_parcel = KnowledgeEntry(title="Parcel marked delivered but not here", answer="Check with neighbours.")
+    given = TurnAnalysis(act="order_status", act_score=0.64, asked_slots=(), filled=("order_id",))
+    decision = decide(state(intent="order_status", slots={"order_id": "7731"}), given, DOMAIN,
+                      found=Found(missing_parcel, 0.7))
+    assert decision.action == "respond" and "7731" in decision.draft
+    asked = TurnAnalysis(act="order_status", act_score=0.64, asked_slots=(), filled=())
+    assert decide(state(intent="order_status", slots={"order_id": "7731"}), asked, DOMAIN,
+                  found=Found(missing_parcel, 0.7)).action == "answer"
+
+
 def test_no_intent_falls_back():
     assert decide(state(), QUIET, DOMAIN).action == "fallback"
 

@@ -69,3 +69,10 @@ def test_a_follow_up_question_names_what_it_asks_for(tracker, encoder):
     assert analysis.asked_slots == ("expected_day",)
     s, analysis = say(tracker, encoder, s, "thanks!")
     assert analysis.act == "goodbye" and analysis.asked_slots == ()
+
+
+def test_asking_for_a_person_mid_task_hands_off(tracker, encoder):
+    """"fine, get me a person" scored under the switch score beside an open order question (2026-12-02)."""
+    s, _ = say(tracker, encoder, DialogueState(), "where is my order 4512?")
+    s, analysis = say(tracker, encoder, s, "fine, get me a person")
+    assert analysis.act == "human_agent" and s.intent == "human_agent" and s.handed_off
