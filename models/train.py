@@ -35,7 +35,7 @@ from models.fused import (IGNORE_INDEX, FusedConfig, FusedSeq2Seq, StepState, en
 
 log = logging.getLogger(__name__)
 
-PLACEHOLDER = re.compile(r"\[[a-z0-9_]+\]")  # a fact's slot in a delexicalised reply (app/dialogue/decision_text.py)
+PLACEHOLDER = re.compile(r"\[[a-z][a-z0-9_]*\]")  # a fact's slot in a delexicalised reply (app/dialogue/decision_text.py)
 CHECKPOINT = "checkpoint"  # OUT/checkpoint: the latest periodic checkpoint, what --resume reads
 STATE_FILE = "trainer_state.pt"
 PROJECTOR_PARTS = ("encoder.image_proj", "encoder.audio_proj", "encoder.modality", "encoder.memory_positions",
@@ -204,7 +204,8 @@ def _pad_features(rows: list[np.ndarray | None], dim: int) -> tuple[torch.Tensor
 def collate(items: list[Item], config: FusedConfig, *, with_labels: bool = True) -> dict[str, torch.Tensor]:
     """Items -> the model's keyword arguments: input_ids/attention_mask (B, L), decision_ids/decision_mask
     (B, K) when any item has a decision, required_ids (B, R) padded with pad_token_id when any item has required
-    facts, banned (B, V) bool when any item has banned tokens, image_features/image_mask (B, P, Dv)/(B, P), audio_features/audio_mask (B, T, Da)/(B, T), labels (B, S) padded with IGNORE_INDEX."""
+    facts, banned (B, V) bool when decoding (no labels) and any item has banned tokens, image_features/image_mask
+    (B, P, Dv)/(B, P), audio_features/audio_mask (B, T, Da)/(B, T), labels (B, S) padded with IGNORE_INDEX."""
     B = len(items)
     L = max(len(i.input_ids) for i in items)
     if config.pad_token_id is None:
@@ -226,7 +227,7 @@ def collate(items: list[Item], config: FusedConfig, *, with_labels: bool = True)
         batch["required_ids"] = torch.full((B, max(len(i.required_ids) for i in items)), config.pad_token_id)
         for b, item in enumerate(items):
             batch["required_ids"][b, : len(item.required_ids)] = torch.tensor(item.required_ids, dtype=torch.long)
-    if any(i.banned_ids for i in items):
+    if not with_labels and any(i.banned_ids for i in items):  # decoding reads it (start_decoding); training does not
         batch["banned"] = torch.zeros(B, config.vocab_size, dtype=torch.bool)
         for b, item in enumerate(items):
             batch["banned"][b, item.banned_ids] = True

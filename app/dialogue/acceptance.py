@@ -64,11 +64,17 @@ CONDOLENCE = re.compile(
 )
 # Where a reply says a fact came from: only from a photo or a voice clip the customer sent. The model told a
 # caller "I can read order number 4512 on your photo". Asking for one ("send me a photo of the screen") is fine.
-CITES = {
-    "image": re.compile(r"(?<!send )(?<!send me )\b(?:your|the|this|that)\s+(?:photo|picture|image|screenshot)s?\b|"
-                        r"\b(?:photo|picture|image|screenshot)s?\s+you\s+sent\b", re.I),
-    "audio": re.compile(r"(?<!send )(?<!send me )\b(?:your|the|this|that)\s+(?:voice\s+(?:message|note|clip)|recording|"
-                        r"audio)s?\b|\bi\s+(?:heard|caught)\b", re.I),
+_PHOTO = r"(?:photo(?:graph)?|picture|image|screenshot|pic)s?"
+_VOICE = r"(?:voice\s+(?:message|note|clip)|recording|audio(?:\s+clip)?|clip)s?"
+_THE = r"(?:your|the|this|that)"
+CITES = {  # saying what it showed, not asking for one ("could you attach the photo?")
+    "image": re.compile(rf"\b{_THE}\s+{_PHOTO}\s+(?:you\s+sent\s+)?(?:shows?|says|reads|has)\b|"
+                        rf"\b(?:in|on|from|going\s+by|according\s+to)\s+{_THE}\s+{_PHOTO}\b|"
+                        rf"\bthanks?\s+(?:you\s+)?for\s+(?:the|your|sending\s+the)\s+{_PHOTO}\b", re.I),
+    "audio": re.compile(rf"\b{_THE}\s+{_VOICE}\s+(?:says|said)\b|"
+                        rf"\b(?:in|from|going\s+by|according\s+to)\s+{_THE}\s+{_VOICE}\b|"
+                        rf"\bthanks?\s+(?:you\s+)?for\s+(?:the|your)\s+{_VOICE}\b|\bi\s+(?:heard|caught|can\s+hear)\b",
+                        re.I),
 }
 _NAME = re.compile(rf"\b{ASSISTANT_NAME}\b", re.I)
 # The one way the reply may use the name: introducing itself ("I'm Parley, your support assistant").

@@ -50,7 +50,7 @@ from app.dialogue.user_values import value_pools
 from app.stories.format import AudioSpec, ImageSpec
 from app.stories.media import render_image, synthesize
 
-GENERATOR_VERSION = 6  # bump when the generator's output changes for the same inputs
+GENERATOR_VERSION = 7  # bump when the generator's output changes for the same inputs
 DIALOGUES = 6400  # about 3.7 turns each: over 20,000 training turns
 MEDIA = 400  # photo turns, and as many voice turns
 HELDOUT_SHARE = {"phrasing": 0.015, "values": 0.015, "flow": 0.012}  # of dialogues: about 5% of turns held out

@@ -46,7 +46,7 @@ ERROR_QUESTIONS = (
 )
 _NOT_AN_ERROR = "".join(f"(?<!{word} )" for word in ("post", "zip", "postal", "promo", "discount", "voucher"))
 ERROR_WORD = rf"\b(?:error|err|fault|{_NOT_AN_ERROR}code)(?:\s+code)?\s*[:#]?\s*"
-ERROR_MENTION = re.compile(ERROR_WORD, re.I)  # "it shows an error": there is a code to ask for
+ERROR_MENTION = re.compile(rf"\b(?:error|err|fault|{_NOT_AN_ERROR}code)s?\b", re.I)  # "it shows an error": a code to ask for
 # A code someone names: "error E-999", "fault code 42", "Error 0x80070005".
 NAMED_CODE = re.compile(ERROR_WORD + r"(0x[0-9a-f]{4,8}|[a-z]{1,3}[-\u2013]?\d{1,4}|\d{2,4})\b", re.I)
 # Screens and people write E-203, E203, E 203, E–203. Read off a photo any spelling counts; typed or said,
@@ -144,6 +144,8 @@ class KnowledgeBase:
                 if hit := self._code_in(passage):
                     return hit
             if entry.codes and (about_error or ERROR_MENTION.search(question)):
+                if held_code is not None:  # "the printer error came back": the code the customer gave
+                    return self._code_in(held_code) or Found(None, 0.0, unknown_code=held_code.text.removeprefix(HELD))
                 return Found(None, score, code_untold=True)
         return Found(entry, score) if score >= MIN_ANSWER_SCORE else Found(None, score)
 

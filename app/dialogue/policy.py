@@ -147,7 +147,10 @@ def _decide(
     unsaid = {name: value for name, value in stated.items() if _squash(value) not in _squash(draft)}
     if unsaid:  # the template did not word them: the draft states them plainly, so it is grounded itself
         draft += " " + " ".join(f"{_label(name).capitalize()}: {value}." for name, value in unsaid.items())
-    unknown = tuple(name for name in analysis.asked_slots if name in intent.states and name not in stated)
+    # Only a follow-up question that brings nothing new asks for such a detail: "where's my delivery? order 4512"
+    # names the delivery but asks for the order's status.
+    follow_up = not analysis.took_over and not analysis.filled
+    unknown = tuple(name for name in analysis.asked_slots if follow_up and name in intent.states and name not in stated)
     named = tuple(map(_label, unknown))  # required: a reply must name what it cannot see, not another detail
     if unknown:  # "what's the tracking number?" and nobody knows it: said plainly, not the same answer again
         draft = f"I can't see the {' or the '.join(named)} from here, I'm afraid. {draft}"

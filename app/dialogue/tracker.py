@@ -19,6 +19,10 @@ from app.dialogue.state import DialogueState, SlotSource
 MIN_INTENT_SCORE = 0.35
 SWITCH_INTENT_SCORE = 0.5
 HANDOFF_INTENT = "human_agent"  # the intent that passes the conversation to a person
+# Asked for a person, the customer gets one over an open task: "fine, get me a person" scored 0.45-0.47 beside
+# an order-status conversation; "can a person sign for it?" (0.40) and "is there a real person who checks
+# this?" (0.44) ask no handoff.
+HANDOFF_SCORE = 0.45
 # Which act of a message of several wins: a task, then a meta act (inform, ask_recall), then small talk
 # ("It's 4512. Thanks." informs; "Hi! My lamp arrived broken." is about the lamp).
 NOTHING, SOCIAL, META, TASK = range(4)
@@ -178,9 +182,12 @@ class DialogueTracker:
     def _takes_over(self, state: DialogueState, act: str, score: float) -> bool:
         if self.domain.intents[act].keeps_active:
             return False
-        # Asked for a person, the customer gets one whatever task is open: "fine, get me a person" scored 0.45
-        # for the handoff in an order-status conversation and the order's answer was said again.
-        if state.intent is None or act in (state.intent, HANDOFF_INTENT) or score >= SWITCH_INTENT_SCORE:
+        # Small talk does not close a task still waiting for a detail: "ok thank you" is no goodbye then.
+        if self.domain.intents[act].social and state.requested_slot is not None:
+            return False
+        if state.intent is None or act == state.intent or score >= SWITCH_INTENT_SCORE:
+            return True
+        if act == HANDOFF_INTENT and score >= HANDOFF_SCORE:
             return True
         return not self.domain.intents[state.intent].required_slots  # social intents hold nothing open
 

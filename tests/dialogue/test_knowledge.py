@@ -192,6 +192,15 @@ def test_an_error_not_yet_named_finds_no_codes_entry(kb, encoder, question):
     assert found.entry is None and found.code_untold
 
 
+def test_an_error_mentioned_again_is_the_code_the_customer_gave(kb, encoder):
+    """"the printer error came back" after "my printer shows error E-203" (2026-12-02 review)."""
+    said = "the printer error came back"
+    state = DialogueState(turns=2, slots={"error_code": "E-203"},
+                          slot_sources={"error_code": SlotSource(modality="text", turn=1, confidence=0.9)})
+    found = kb.lookup(said, encoder.predict_batch([said])[0], passages(said, state), held_code=held_error_code(state))
+    assert found.code == "E-203" and not found.code_untold
+
+
 @pytest.mark.parametrize(
     "question", ["Do you sell gift cards?", "Can I collect my order in store?", "are your products vegan?",
                  "who is your CEO?", "hello"],

@@ -96,6 +96,14 @@ def test_a_reply_names_the_detail_it_cannot_see_not_another():
     assert grounded(decision.draft, decision, DOMAIN) and not grounded(wrong, decision, DOMAIN)
 
 
+def test_a_first_question_naming_a_detail_is_no_follow_up():
+    """"where's my delivery? order 4512" names the delivery (an expected_day mention) but asks for the status."""
+    first = TurnAnalysis(act="order_status", act_score=0.7, asked_slots=("expected_day",), filled=("order_id",),
+                         took_over=True)
+    decision = decide(state(intent="order_status", slots={"order_id": "4512"}), first, DOMAIN)
+    assert decision.unknown == () and not decision.draft.startswith("I can't see")
+
+
 def test_a_turn_giving_its_tasks_details_is_that_task_not_a_knowledge_answer():
     """"where's my parcel? order 7731" got the entry for a parcel marked delivered but not found (2026-12-02)."""
     missing_parcel = KnowledgeEntry(title="Parcel marked delivered but not here", answer="Check with neighbours.")
@@ -360,9 +368,22 @@ def test_a_reply_cites_only_what_the_customer_sent(reply, media, why):
     assert objection(reply, acted=False, media={"image", "audio"}) is None
 
 
-def test_asking_for_a_photo_cites_none():
-    reply = "Could you send me a photo of the screen, or type the order number?"
+@pytest.mark.parametrize("reply", [
+    "Could you send me a photo of the screen, or type the order number?", "Could you attach the photo?",
+    "Please upload the photo of the label.", "Could you send us the photo?", "Please send over the screenshot.",
+    "Once you've sent the photo, I'll take a look.", "It looks like the photo didn't come through.",
+    "You can also send a voice message with the order number.",
+])
+def test_asking_for_a_photo_or_a_voice_message_cites_none(reply):
     assert objection(reply, acted=False, media=set()) is None
+
+
+@pytest.mark.parametrize("reply", [
+    "In the photograph, the order is 4512.", "Your pic shows order 4512.", "Going by the screenshot, it's E-203.",
+    "In your clip you said 4512.", "I can hear order 4512 in your message.", "Thanks for the voice note: 4512.",
+])
+def test_other_words_for_a_photo_or_a_clip_are_citations_too(reply):
+    assert objection(reply, acted=False, media=set()) is not None
 
 
 def test_the_decision_knows_what_the_customer_sent():

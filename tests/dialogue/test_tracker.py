@@ -76,3 +76,16 @@ def test_asking_for_a_person_mid_task_hands_off(tracker, encoder):
     s, _ = say(tracker, encoder, DialogueState(), "where is my order 4512?")
     s, analysis = say(tracker, encoder, s, "fine, get me a person")
     assert analysis.act == "human_agent" and s.intent == "human_agent" and s.handed_off
+
+
+def test_a_person_named_in_passing_is_no_handoff(tracker, encoder):
+    s, _ = say(tracker, encoder, DialogueState(), "where is my order 4512?")
+    s, _ = say(tracker, encoder, s, "can a person sign for it?")
+    assert s.intent == "order_status" and not s.handed_off
+
+
+def test_thanks_while_a_detail_is_awaited_keeps_the_task(tracker, encoder):
+    s, _ = say(tracker, encoder, DialogueState(), "I was charged twice")
+    s.requested_slot = "email"
+    s, _ = say(tracker, encoder, s, "ok thank you")
+    assert s.intent == "billing"

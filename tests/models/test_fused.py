@@ -117,6 +117,7 @@ def test_unsaid_facts_step_by_step_equal_the_full_forward():
     for position in range(reply.shape[1]):
         logits, state = model.step(reply[:, position], state)
         kept = logits.isfinite()  # the end token is held back while a fact is unsaid: test_steps_keep_facts_exact
+        assert set((~kept).nonzero()[:, 1].tolist()) <= model.end_ids
         assert torch.allclose(logits[kept], full[:, position][kept], atol=1e-4), position
     assert state.unsaid.tolist() == [[False, False], [False, False], [False, False]]
     bare = model(**batch, decoder_input_ids=reply).logits
