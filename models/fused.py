@@ -465,9 +465,9 @@ class FusedSeq2Seq(FusedPreTrainedModel, GenerationMixin):
             x, kv = block.step(x, past, self_mask[:, None, None, :], cross, cross_mask)
             caches.append(kv)
         logits = self.lm_head(self.decoder.ln(x))[:, 0]  # (B, V)
-        ending = torch.zeros_like(state.banned)
-        ending[:, list(self.end_ids)] = True
-        logits = logits.masked_fill(state.banned | (ending & unsaid.any(1, keepdim=True)), float("-inf"))
+        logits = logits.masked_fill(state.banned, float("-inf"))
+        ends = list(self.end_ids)
+        logits[:, ends] = logits[:, ends].masked_fill(unsaid.any(1, keepdim=True), float("-inf"))  # (B, E)
         return logits, StepState(caches, self_mask, state.cross_kv, state.memory_mask, state.positions + 1,
                                  state.required, unsaid, state.banned)
 

@@ -138,16 +138,20 @@ class KnowledgeBase:
         entry, score = self.entries[self.rows[best]], float(similarities[best])
         about_error = float((self.error_questions @ embedding).max()) >= ERROR_QUESTION_SCORE
         if about_error and held_code is not None:
-            return self._code_in(held_code) or Found(None, 0.0, unknown_code=held_code.text.removeprefix(HELD))
+            return self._held(held_code)
         if about_error or (entry.codes and score >= MIN_ANSWER_SCORE):
             for passage in passages:
                 if hit := self._code_in(passage):
                     return hit
             if entry.codes and (about_error or ERROR_MENTION.search(question)):
                 if held_code is not None:  # "the printer error came back": the code the customer gave
-                    return self._code_in(held_code) or Found(None, 0.0, unknown_code=held_code.text.removeprefix(HELD))
+                    return self._held(held_code)
                 return Found(None, score, code_untold=True)
         return Found(entry, score) if score >= MIN_ANSWER_SCORE else Found(None, score)
+
+    def _held(self, held_code: Passage) -> Found:
+        """The entry of the code the tracker holds, or that no entry knows it."""
+        return self._code_in(held_code) or Found(None, 0.0, unknown_code=held_code.text.removeprefix(HELD))
 
     def _code_in(self, passage: Passage) -> Found | None:
         for match in self.code_pattern.finditer(passage.text) if self.code_pattern else ():

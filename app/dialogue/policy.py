@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from string import Formatter
 
 from app.dialogue.acceptance import objection
-from app.dialogue.domain import Domain
+from app.dialogue.domain import Domain, SlotSpec
 from app.dialogue.knowledge import ERROR_CODE_SLOT, NOTHING, Found, shown_facts
 from app.dialogue.slots import extract_slots
 from app.dialogue.state import DialogueState
@@ -133,8 +133,7 @@ def _decide(
                        requested_slot=slot.name)
     if missing:
         slot = domain.slots[missing[0]]
-        ask = Decision("ask_slot", slot.prompt, facts, names_one_of=slot.mentions, requested_slot=slot.name)
-        return _stating(shown, ask)
+        return _stating(shown, _ask(slot, slot.prompt, facts))
     if intent.action is not None and result is None:
         return Decision("call_action", domain.action_failed_response, facts, call=intent.action)
     if result is not None and not result.ok:  # a webhook, or a client's tool (app/dialogue/tools.py), failed
@@ -184,8 +183,7 @@ def _from_knowledge(state: DialogueState, analysis: TurnAnalysis, domain: Domain
         return _not_known(state, domain, found)
     if found.code_untold and ERROR_CODE_SLOT in domain.slots:  # "my printer shows an error": which one?
         slot = domain.slots[ERROR_CODE_SLOT]
-        return Decision("ask_slot", slot.prompt, dict(state.slots), names_one_of=slot.mentions,
-                        requested_slot=slot.name)
+        return _ask(slot, slot.prompt, dict(state.slots))
     if analysis.act == OFF_TOPIC_ACT:
         said = _meta_response(domain, OFF_TOPIC_ACT, OFF_TOPIC_RESPONSE)
         return _then_ask(state, domain, Decision("off_topic", said, dict(state.slots)))
@@ -234,6 +232,11 @@ def _then_ask(state: DialogueState, domain: Domain, decision: Decision) -> Decis
     return replace(decision, draft=f"{decision.draft} {slot.prompt}", requested_slot=slot.name)
 
 
+def _ask(slot: SlotSpec, draft: str, facts: dict[str, str]) -> Decision:
+    """A question for `slot`: the reply must name it and ask."""
+    return Decision("ask_slot", draft, facts, names_one_of=slot.mentions, requested_slot=slot.name)
+
+
 def _stating(shown: dict[str, str], decision: Decision) -> Decision:
     """`decision` with what this turn's photo showed and no slot holds ("it is expected Friday") said too."""
     parts = [f"{label} {shown[key]}" for key, label in (("expected", "it is expected"), ("carrier", "the carrier is"))
@@ -264,7 +267,7 @@ def _recall(state: DialogueState, analysis: TurnAnalysis, domain: Domain) -> Dec
         if slot is None:
             return Decision("recall", "I don't have any details from you yet. How can I help?", {})
         draft = f"I don't have your {_label(slot.name)} yet. {slot.prompt}"
-        return Decision("ask_slot", draft, {}, names_one_of=slot.mentions, requested_slot=slot.name)
+        return _ask(slot, draft, {})
     values = {name: spoken_value(state.slots[name]) for name in known}
     sentence = " and ".join(f"your {_label(name)} is {value}" for name, value in values.items())
     draft = sentence[0].upper() + sentence[1:] + "."

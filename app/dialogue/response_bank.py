@@ -27,8 +27,9 @@ POLICY_FACTS = ("answer", "code", "expected", "carrier")
 FIELD = re.compile(r"\{(\w+)\}")  # {label}, {slot}, {noted}, {recalled}: filled when composing
 # Acts whose phrasing lists sit directly under `acts` (respond and ask_slot have one list per intent/slot).
 PLAIN_ACTS = ("answer", "answer_from_photo", "unknown_question", "unknown_code", "off_topic", "fallback",
-              "acknowledge", "acknowledge_photo", "help_offer", "anything_else", "unknown_fact", "recall", "recall_nothing", "recall_missing", "handoff", "handoff_acted",
-              "handed_off", "handoff_failed", "action_unavailable", "acted")
+              "acknowledge", "acknowledge_photo", "help_offer", "anything_else", "unknown_fact", "recall",
+              "recall_nothing", "recall_missing", "handoff", "handoff_acted", "handed_off", "handoff_failed",
+              "action_unavailable", "acted")
 
 
 @dataclass(frozen=True)
