@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -38,7 +38,9 @@ FIRST_DRAFT = 4  # a row's first draft size; it grows by 2 while whole drafts ar
 # otherwise: on a 2-core CPU a pass over 1 + 8 tokens costs ~2.3x a one-token step, so drafts pay only when kept
 VERIFY_TOKENS = 48  # tokens one pass may verify over the batch: at 16+ rows a CPU step is compute-bound, and drafts
 # that are mostly rejected would slow every row down, so bigger batches bring shorter drafts (none at 32 rows)
-PREFILL_TOKENS = 256  # prompt tokens prefilled per round while other rows decode: about a 16-row pass's cost
+PREFILL_TOKENS = 1024  # prompt tokens prefilled per round: a burst of 16 arrivals goes in 2-4 groups (about 0.4 s
+# each on 2 cores), so its first replies start sooner, at little cost to prefill's efficiency; and a long prompt
+# beside running rows goes in slices of this many, those rows taking a pass after each
 PREFILL_COLUMNS = 16  # but at least this many columns of each prompt per round, so many arrivals still finish soon
 
 
@@ -180,7 +182,7 @@ class StepDecoder(Protocol):
     def prepare(self, context: ReplyContext) -> Any: ...  # one reply's request; len() = its prompt tokens
     def lookup_ids(self, request: Any) -> list[int]: ...  # the tokens a reply may copy (prompt-lookup drafts)
     def warm_up(self) -> None: ...
-    def text_stream(self) -> TextStream: ...
+    def text_stream(self, context: ReplyContext) -> TextStream: ...  # the reply's text, its opening first
     # a prefill fed `columns` prompt tokens at a time (its `width` in all); the batch once all are in, else None
     def start_prefill(self, requests: list[Any], samplers: list[RowSampler | None] | None = None) -> Any: ...
     def advance(self, prefill: Any, columns: int) -> Any | None: ...
@@ -232,8 +234,10 @@ class ContinuousDecoder:
         self.wants_features: bool = getattr(model, "wants_features", False)  # the fused model may read features
         self.grounded_by_construction: bool = getattr(model, "grounded_by_construction", False)
         self.max_reply_tokens: int | None = getattr(model, "max_reply_tokens", None)
+        self.continues_opening: bool = getattr(model, "continues_opening", False)  # a causal LM's reply continues one
         self.on_batch, self.on_depth = on_batch, on_depth
         self._inbox: queue.Queue[_Sequence | None] = queue.Queue()
+        self._waiting: deque[_Sequence] = deque()  # taken from the inbox, not yet prefilled (the thread's own)
         self._thread = threading.Thread(target=self._run, name="decoder", daemon=True)
         self._thread.start()
 
@@ -248,7 +252,7 @@ class ContinuousDecoder:
         prompt = await asyncio.to_thread(self.model.prepare, context)
         sequence = _Sequence(prompt, max_new_tokens, PromptLookup(self.model.lookup_ids(prompt)),
                              asyncio.get_running_loop(), asyncio.Queue(),
-                             self.model.text_stream(), stats if stats is not None else GenerationStats(),
+                             self.model.text_stream(context), stats if stats is not None else GenerationStats(),
                              row_sampler(sampling, self.model.placement.device))
         sequence.stats.prompt_tokens = len(prompt)
         self._inbox.put(sequence)
@@ -288,7 +292,7 @@ class ContinuousDecoder:
             if prefill is None and not rows:
                 continue
             try:
-                started, running = time.perf_counter(), bool(rows)
+                started, running, prefilled = time.perf_counter(), bool(rows), False
                 if prefill is not None:
                     # Alone, a prefill runs whole. Beside running rows, a slice of its columns per round, each round
                     # also one pass for those rows: a long prompt no longer stalls every reply in the batch.
@@ -297,8 +301,10 @@ class ContinuousDecoder:
                         batch = fresh if batch is None else self.model.merge(batch, fresh)
                         rows += joining
                         self._deliver(joining, [[t] for t in fresh.next_ids.tolist()])
-                        prefill, joining = None, []
-                if running:
+                        prefill, joining, prefilled = None, [], True
+                # A burst of arrivals is prefilled a group after another, each group's first tokens going out as it
+                # is done; the running rows take their pass once no group waits.
+                if running and not (prefilled and self._waiting):
                     assert batch is not None  # `rows` were running: they were prefilled into it
                     batch, chosen = self.model.verify(batch, self._drafts(rows), [s.sampler for s in rows])
                     self._deliver(rows, chosen)
@@ -316,21 +322,33 @@ class ContinuousDecoder:
                 rows = [rows[i] for i in keep]
 
     def _take_arrivals(self, *, block: bool, room: int) -> list[_Sequence] | None:
-        """Waiting sequences that fit in the batch (at most `room`); None when the decoder is closing."""
-        arrivals: list[_Sequence] = []
-        while len(arrivals) < room:
+        """The oldest waiting sequences that fit in the batch (at most `room`) and bring at most PREFILL_TOKENS
+        prompt tokens together (at least one): a burst of arrivals is prefilled a group per round, so the first
+        ones start decoding while the rest wait. None when the decoder is closing and nothing waits."""
+        while True:
             try:
-                item = self._inbox.get(block=block and not arrivals)
+                item = self._inbox.get(block=block and not self._waiting)
             except queue.Empty:
                 break
             if item is None:
-                if not arrivals:
+                if not self._waiting:
                     return None
-                self._inbox.put(None)  # close after this round
+                self._inbox.put(None)  # close once the waiting ones are in
                 break
-            arrivals.append(item)
-        self.on_depth("decoder", self._inbox.qsize())
-        return [s for s in arrivals if not s.cancelled]
+            self._waiting.append(item)
+        arrivals: list[_Sequence] = []
+        tokens = 0
+        while self._waiting and len(arrivals) < room:
+            if self._waiting[0].cancelled:
+                self._waiting.popleft()
+                continue
+            size = len(self._waiting[0].prompt)
+            if arrivals and tokens + size > PREFILL_TOKENS:
+                break
+            arrivals.append(self._waiting.popleft())
+            tokens += size
+        self.on_depth("decoder", self._inbox.qsize() + len(self._waiting))
+        return arrivals
 
     def _drafts(self, rows: list[_Sequence]) -> list[list[int]]:
         """Each row's draft tokens for the next pass: greedy rows only (a sampled token cannot be checked against

@@ -33,6 +33,9 @@ from models.decoder import Decoder, GenerationStats, Messages, ReplyContext, Sam
 from models.tts import SpeechSynthesizer
 
 HISTORY_IN_PROMPT = 4  # entries; a 135M model loses the thread with more
+# A causal LM's reply continues the draft's first words: left to open the reply itself, SmolLM2-135M condoled
+# ("I'm sorry for your loss") or refused; over held-out turns the replies kept went from 19% to 77% with 4 words.
+OPENING_WORDS = 4
 DRAFT_SLACK_TOKENS = 16  # a reply may take its draft's length and a half plus these (greetings, a closing line)
 EVIDENCE_KEPT = 6  # notes of earlier transcripts and images carried in the state
 SYSTEM_PROMPT = (
@@ -177,7 +180,9 @@ class TurnPipeline:
             decision = await self._act(conversation, state, understood.analysis, understood.decision, said,
                                        steps=steps, found=understood.found)
         described = describe(decision, state, self.domain, corrected=understood.analysis.corrected)
-        context = _decoder_context(reply_prompt(decision, state, history, understood.utterance), seen, described)
+        opening = reply_opening(decision.draft) if getattr(self.decoder, "continues_opening", False) else ""
+        context = _decoder_context(reply_prompt(decision, state, history, understood.utterance), seen, described,
+                                   opening)
         stats = [GenerationStats() for _ in range(options.n)]
         with steps.step("decode"):
             written = await asyncio.gather(*(
@@ -234,8 +239,9 @@ class TurnPipeline:
         text, cut = clip(generated.strip() if reply_ok else decision.draft, options, tokenizer)
         ran_out = reply_ok and stats.completion_tokens >= budget  # the model was cut by the server
         finish = cut or ("length" if ran_out else "stop")
-        # Usage counts what the client gets: the model's own tokens, or those of the draft or clipped text sent.
-        produced = stats.completion_tokens if reply_ok and cut is None else tokens_in(text, tokenizer)
+        # Usage counts what the client gets: the model's own tokens, or those of the text sent (draft, clipped, opened).
+        model_wrote_all = reply_ok and cut is None and not context.opening
+        produced = stats.completion_tokens if model_wrote_all else tokens_in(text, tokenizer)
         return WrittenReply(text=text, grounded=reply_ok, finish_reason=finish, completion_tokens=produced)
 
     @property
@@ -410,13 +416,19 @@ def draft_budget(draft: str, tokenizer, cap: int) -> int:  # noqa: ANN001 - a tr
     return min(cap, tokens_in(draft, tokenizer) * 3 // 2 + DRAFT_SLACK_TOKENS)
 
 
-def _decoder_context(messages: Messages, seen: Perception, described: DecisionText) -> ReplyContext:
-    """The prompt, the decision as the reply model reads it, and for a decoder that reads them the encoders'
-    states (models/decoder.py names them per modality: that is the decoder's interface)."""
+def _decoder_context(messages: Messages, seen: Perception, described: DecisionText, opening: str) -> ReplyContext:
+    """The prompt, the decision as the reply model reads it, the reply's opening, and for a decoder that reads
+    them the encoders' states (models/decoder.py names them per modality: that is the decoder's interface)."""
     image_features = tuple(r.features for r in seen.get("image", []) if r.features is not None)
     clips = seen.get("audio", [])
     return ReplyContext(messages, image_features=image_features, audio_features=clips[0].features if clips else None,
-                        decision=described.text, values=described.values, required=described.required)
+                        decision=described.text, values=described.values, required=described.required,
+                        opening=opening)
+
+
+def reply_opening(draft: str) -> str:
+    """The words a causal LM's reply starts with: the draft's first OPENING_WORDS."""
+    return " ".join(draft.split()[:OPENING_WORDS])
 
 
 def reply_prompt(decision: Decision, state: DialogueState, history: list[dict], utterance: str) -> Messages:

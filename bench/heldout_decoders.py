@@ -8,9 +8,10 @@ DATA is a set from `python -m app.dialogue.dataset` (its turns.jsonl). Every `--
 to each decoder, loaded by app/wiring.py's load_decoder and decoded greedily by its ContinuousDecoder, all
 turns at once (the server's batching):
 - the fused model reads the decision, and writes placeholders for its values, as in the pipeline;
-- a causal LM reads the pipeline's prompt (SYSTEM_PROMPT with the facts and a draft, the dialogue, the turn),
-  with the pipeline's token budget. The set keeps no policy draft, so its draft is the bank's reply for the
-  turn, filled: the causal LM is asked to reword a reply that is already right.
+- a causal LM reads the pipeline's prompt (SYSTEM_PROMPT with the facts and a draft, the dialogue, the turn)
+  and continues the draft's opening words, with the pipeline's token budget. The set keeps no policy draft,
+  so its draft is the bank's reply for the turn, filled: the causal LM is asked to reword a reply that is
+  already right.
 A causal LM's reply is delexicalised with the turn's values and scored as the fused one is
 (app/reply_metrics.py: slot error, act accuracy, BLEU, ROUGE-L, distinct-2, wording kept). Writes
 bench/results/heldout-decoders.md and .json. Not a test: nothing here asserts.
@@ -30,7 +31,7 @@ import torch
 from app.config import Settings
 from app.dialogue.decision_text import delexicalise, fill
 from app.observability.metrics import Metrics
-from app.pipeline import SYSTEM_PROMPT, draft_budget
+from app.pipeline import SYSTEM_PROMPT, draft_budget, reply_opening
 from app.reply_metrics import ActOf, score, scored
 from app.wiring import load_decoder, reply_tokens
 from models.decoder import ReplyContext
@@ -54,7 +55,7 @@ def context_for(example: Example, *, delexicalised: bool) -> ReplyContext:
                             required=example.required)
     facts = "; ".join(f"{name}: {value}" for name, value in example.values.items()) or "none yet"
     system = {"role": "system", "content": SYSTEM_PROMPT.format(facts=facts, draft=draft_of(example))}
-    return ReplyContext([system, *example.context, *turn])
+    return ReplyContext([system, *example.context, *turn], opening=reply_opening(draft_of(example)))
 
 
 async def write(decoder, examples: list[Example]) -> tuple[list[str], float]:

@@ -19,7 +19,7 @@ from app.dialogue.domain import load_domain
 from app.dialogue.policy import Decision, grounded
 from app.dialogue.state import DialogueState
 from app.pipeline import reply_prompt
-from models.decoder import CausalLMDecoder
+from models.decoder import CausalLMDecoder, TextStream
 from models.registry import default_decoder, resolve_placement
 
 RESULTS = Path(__file__).parent / "results"
@@ -69,7 +69,7 @@ def measure_speed(decoder: CausalLMDecoder, prompt: list[int]) -> dict[str, floa
 
 
 def reply(decoder: CausalLMDecoder, prompt: list[int]) -> str:
-    batch, text, pieces = decoder.prefill([prompt]), decoder.text_stream(), []
+    batch, text, pieces = decoder.prefill([prompt]), TextStream(decoder.tokenizer), []
     while len(pieces) < MAX_NEW_TOKENS and batch.next_ids.item() not in decoder.stop_ids:
         pieces.append(text.push(batch.next_ids.item()))
         batch = decoder.step(batch)

@@ -58,9 +58,9 @@ from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.state import DialogueState
 from app.dialogue.tracker import DialogueTracker, Evidence, IntentClassifier
 from app.media.audio import decode_audio
-from app.pipeline import reply_prompt
+from app.pipeline import reply_opening, reply_prompt
 from app.wiring import CAUSAL_REPLY_TOKENS
-from models.decoder import CausalLMDecoder, GenerationStats, Messages, ReplyContext
+from models.decoder import CausalLMDecoder, GenerationStats, Messages, ReplyContext, chat_prompt_ids
 from models.registry import (DEFAULT, SMOLLM2, default_decoder, default_speech_model, default_text_model,
                              resolve_placement, resolve_source)
 from tests.samples import document, encoded, photo_of, speech_wav
@@ -150,16 +150,15 @@ class Baseline:
     @torch.inference_mode()
     def turn(self, state: DialogueState, history: list[dict], turn: Turn) -> tuple[DialogueState, str, int]:
         """-> (new state, reply, reply tokens)."""
-        new, messages = self.prompt(state, history, turn)
-        ids = self.lm_tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                    return_dict=True)["input_ids"].to(self.device)
+        new, messages, opening = self.prompt(state, history, turn)
+        ids = torch.tensor([chat_prompt_ids(self.lm_tokenizer, messages, opening)], device=self.device)
         out = self.lm.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=MAX_NEW_TOKENS,
                                do_sample=False, pad_token_id=self.lm_tokenizer.pad_token_id)
         reply_ids = out[0, ids.shape[1]:]
-        return new, self.lm_tokenizer.decode(reply_ids, skip_special_tokens=True), len(reply_ids)
+        return new, opening + self.lm_tokenizer.decode(reply_ids, skip_special_tokens=True), len(reply_ids)
 
-    def prompt(self, state: DialogueState, history: list[dict], turn: Turn) -> tuple[DialogueState, Messages]:
-        """The turn perceived, tracked and decided: -> (new state, the reply's prompt)."""
+    def prompt(self, state: DialogueState, history: list[dict], turn: Turn) -> tuple[DialogueState, Messages, str]:
+        """The turn perceived, tracked and decided: -> (new state, the reply's prompt, the reply's opening)."""
         evidence = [Evidence(turn.text, "text")] if turn.text else []
         heard = ""
         if turn.audio:
@@ -177,7 +176,7 @@ class Baseline:
         new, analysis = self.tracker.update(state, self.tracker.turn_input(tuple(evidence), utterance, vectors))
         decision = decide(new, analysis, self.domain)
         new.requested_slot = decision.requested_slot
-        return new, reply_prompt(decision, new, history, utterance)
+        return new, reply_prompt(decision, new, history, utterance), reply_opening(decision.draft)
 
 
 def run_baseline(baseline: Baseline, script: list[Turn], turns: int) -> dict:
@@ -201,9 +200,8 @@ def per_token_cost(baseline: Baseline, decoder: str, device: str, *, runs: int) 
     """ms per reply token at batch 1 on LONG_TURN's prompt, prefill included: plain `generate` of the baseline's
     model, and Parley's decoder (`decoder`, in its own placement) through ContinuousDecoder as the server runs it
     (no early stop: that is the pipeline's). Runs alternate; the medians are reported."""
-    _, messages = baseline.prompt(DialogueState(), [], Turn(LONG_TURN))
-    ids = baseline.lm_tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                    return_dict=True)["input_ids"].to(baseline.device)
+    _, messages, opening = baseline.prompt(DialogueState(), [], Turn(LONG_TURN))
+    ids = torch.tensor([chat_prompt_ids(baseline.lm_tokenizer, messages, opening)], device=baseline.device)
     source = resolve_source(decoder, default=lambda: default_decoder(Path.home() / ".cache" / "parley" / "models"))
     placement = resolve_placement(device, cpu_dtype="auto")
     parley = ContinuousDecoder(CausalLMDecoder.load(source, placement=placement, offline=True), max_batch_size=1)
@@ -214,13 +212,13 @@ def per_token_cost(baseline: Baseline, decoder: str, device: str, *, runs: int) 
             out = baseline.lm.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=MAX_NEW_TOKENS,
                                        do_sample=False, pad_token_id=baseline.lm_tokenizer.pad_token_id)
         reply = out[0, ids.shape[1]:]
-        return (time.perf_counter() - started) * 1000 / len(reply), baseline.lm_tokenizer.decode(
+        return (time.perf_counter() - started) * 1000 / len(reply), opening + baseline.lm_tokenizer.decode(
             reply, skip_special_tokens=True)
 
     async def ours(prompt: Messages) -> tuple[float, str]:
         stats, started = GenerationStats(), time.perf_counter()
-        text = "".join([p async for p in parley.stream(ReplyContext(prompt), max_new_tokens=MAX_NEW_TOKENS,
-                                                        stats=stats)])
+        text = "".join([p async for p in parley.stream(ReplyContext(prompt, opening=opening),
+                                                        max_new_tokens=MAX_NEW_TOKENS, stats=stats)])
         return (time.perf_counter() - started) * 1000 / max(stats.completion_tokens, 1), text
 
     async def measure() -> dict:

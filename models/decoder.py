@@ -44,6 +44,9 @@ class ReplyContext:
     decision: str = ""
     values: dict[str, str] = field(default_factory=dict)
     required: tuple[str, ...] = ()  # placeholders the reply must use
+    # The words a causal LM's reply starts with (the draft's first ones): it continues them, and its stream
+    # begins with them. A decoder that writes its own opening (the fused one, a remote API) leaves this unread.
+    opening: str = ""
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,7 @@ class TextStream:
     """Turns one sequence's token ids into text pieces as they become printable."""
 
     tokenizer: Any  # a transformers tokenizer
+    opening: str = ""  # text the sequence continues: it goes out with the first piece
     ids: list[int] = field(default_factory=list)
     emitted: str = ""
 
@@ -208,7 +212,18 @@ class TextStream:
         if len(text) <= len(self.emitted) or text.endswith("\ufffd"):
             return ""
         piece, self.emitted = text[len(self.emitted):], text
+        piece, self.opening = self.opening + piece, ""
         return piece
+
+
+def chat_prompt_ids(tokenizer: Any, messages: Messages, opening: str = "") -> list[int]:
+    """Chat-formatted prompt ids (a transformers tokenizer's chat template) for the assistant's next message, or
+    for its continuation of `opening` when one is given."""
+    if opening:
+        messages = [*messages, {"role": "assistant", "content": opening}]
+    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=not opening,
+                                              continue_final_message=bool(opening), tokenize=True,
+                                              return_dict=True)["input_ids"])
 
 
 class CausalLMDecoder:
@@ -220,6 +235,7 @@ class CausalLMDecoder:
         self.placement = placement
         self.stop_ids = _stop_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.stop_ids)
+        self.continues_opening = True  # its reply starts with ReplyContext.opening
 
     @classmethod
     def load(cls, source: str, *, placement: Placement, offline: bool) -> CausalLMDecoder:
@@ -228,19 +244,18 @@ class CausalLMDecoder:
         model, tokenizer = load_pretrained(AutoModelForCausalLM, source, placement=placement, offline=offline)
         return cls(model, tokenizer, placement=placement)
 
-    def prompt_ids(self, messages: Messages) -> list[int]:
-        """Chat-formatted prompt ids. When it is too long the oldest turns after the system message
-        go first (that message carries the facts), then the oldest tokens."""
+    def prompt_ids(self, messages: Messages, opening: str = "") -> list[int]:
+        """Chat-formatted prompt ids, ending in `opening` when one is given. When it is too long the oldest turns
+        after the system message go first (that message carries the facts), then the oldest tokens."""
         while True:
-            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                     return_dict=True)["input_ids"]
+            ids = chat_prompt_ids(self.tokenizer, messages, opening)
             if len(ids) <= MAX_PROMPT_TOKENS or len(messages) <= 2:
-                return list(ids[-MAX_PROMPT_TOKENS:])
+                return ids[-MAX_PROMPT_TOKENS:]
             messages = messages[:1] + messages[2:]
 
     def prepare(self, context: ReplyContext) -> list[int]:
-        """What prefill takes for one reply: its prompt ids."""
-        return self.prompt_ids(context.messages)
+        """What prefill takes for one reply: its prompt ids, the reply's opening last."""
+        return self.prompt_ids(context.messages, context.opening)
 
     @staticmethod
     def lookup_ids(prompt: list[int]) -> list[int]:
@@ -251,8 +266,8 @@ class CausalLMDecoder:
         """One short prefill and step, so the first user does not pay for kernel selection."""
         self.step(self.prefill([self.prompt_ids([{"role": "user", "content": "Hello"}])]))
 
-    def text_stream(self) -> TextStream:
-        return TextStream(self.tokenizer)
+    def text_stream(self, context: ReplyContext) -> TextStream:
+        return TextStream(self.tokenizer, context.opening)
 
     def prefill(self, prompts: list[list[int]], samplers: list[RowSampler | None] | None = None) -> DecodeBatch:
         """Run the prompts; the batch's next_ids are each prompt's first reply token (samplers: one per

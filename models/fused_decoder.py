@@ -111,7 +111,7 @@ class FusedSeq2SeqDecoder:
                     banned_ids=encode_banned(self.tokenizer, context.values),
                     image=image, audio=audio)
 
-    def text_stream(self) -> TextStream:
+    def text_stream(self, context: ReplyContext) -> TextStream:  # the model writes its own opening
         return TextStream(self.tokenizer)
 
     def warm_up(self) -> None:

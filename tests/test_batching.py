@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.batching import BatchMismatch, ContinuousDecoder, MicroBatcher, content_key
-from models.decoder import GREEDY, CausalLMDecoder, GenerationStats, ReplyContext, Sampling
+from app.batching import PREFILL_TOKENS, BatchMismatch, ContinuousDecoder, MicroBatcher, content_key
+from models.decoder import GREEDY, CausalLMDecoder, GenerationStats, ReplyContext, Sampling, TextStream
 from models.registry import resolve_placement
 from tests.factories import tiny_causal_lm
 
@@ -122,7 +122,7 @@ def tiny_lm(tmp_path_factory) -> CausalLMDecoder:
 def alone(model: CausalLMDecoder, messages, max_new_tokens: int) -> str:
     """Reference: the sequence decoded by itself, step by step."""
     batch = model.prefill([model.prompt_ids(messages)])
-    text, produced = model.text_stream(), []
+    text, produced = TextStream(model.tokenizer), []
     while len(produced) < max_new_tokens and batch.next_ids.item() not in model.stop_ids:
         produced.append(text.push(batch.next_ids.item()))
         batch = model.step(batch)
@@ -233,6 +233,45 @@ async def test_drafts_from_a_reply_that_repeats_itself_save_passes_and_change_no
     assert len(seen.batches) < 60  # a prefill, then passes that each kept several tokens for some row
 
 
+async def test_a_burst_of_arrivals_is_prefilled_a_group_after_another_before_the_next_pass(tiny_lm, monkeypatch):
+    """Groups of at most PREFILL_TOKENS prompt tokens, oldest first, back to back: each group's first tokens go
+    out as it is done, and the running reply takes its next pass once no group waits."""
+    passes, queued = [], threading.Event()
+    advance, verify = tiny_lm.advance, tiny_lm.verify
+
+    def prefilled(prefill, columns):
+        passes.append(("prefill", int(prefill.ids.shape[0])))
+        return advance(prefill, columns)
+
+    def verified(batch, drafts, samplers=None):
+        passes.append(("verify", batch.size))
+        return verify(batch, drafts, samplers)
+
+    def hold_after_first_step(model: str, seconds: float, size: int) -> None:
+        if passes == [("prefill", 1), ("verify", 1), ("prefill", 1)]:  # warmed up, the first reply prefilled
+            assert queued.wait(30), "the burst never arrived"
+
+    burst = [[{"role": "user", "content": f"my order number is A7Q-441{i}, where is it? " * 3}] for i in range(3)]
+    sizes = [len(tiny_lm.prompt_ids(m)) for m in burst]
+    monkeypatch.setattr("app.batching.PREFILL_TOKENS", sizes[0] + sizes[1])  # the first two fit, the third not
+    monkeypatch.setattr(tiny_lm, "advance", prefilled)
+    monkeypatch.setattr(tiny_lm, "verify", verified)
+    decoder = ContinuousDecoder(tiny_lm, max_batch_size=4, on_batch=hold_after_first_step,
+                                on_depth=lambda _, depth: queued.set() if depth == 3 else None)
+    try:
+        first = decoder.stream(ReplyContext(CONVERSATIONS[0]), max_new_tokens=30)
+        started = await anext(first)
+
+        async def rest() -> str:
+            return started + "".join([p async for p in first])
+
+        replies = await asyncio.gather(rest(), *(collect(decoder, m, 10) for m in burst))
+    finally:
+        await decoder.aclose()
+    assert passes[3:6] == [("prefill", 2), ("prefill", 1), ("verify", 4)]
+    assert replies == [alone(tiny_lm, CONVERSATIONS[0], 30), *(alone(tiny_lm, m, 10) for m in burst)]
+
+
 async def test_a_long_prompt_joins_in_slices_beside_a_running_reply_and_both_decode_as_alone(tiny_lm, monkeypatch):
     slices, queued = [], threading.Event()
     advance = tiny_lm.advance
@@ -246,7 +285,7 @@ async def test_a_long_prompt_joins_in_slices_beside_a_running_reply_and_both_dec
             assert queued.wait(30), "the long prompt never arrived"
 
     monkeypatch.setattr(tiny_lm, "advance", spy)
-    long = [{"role": "user", "content": "my order number is A7Q-4412 " * 24}]
+    long = [{"role": "user", "content": "my order number is A7Q-4412 " * (PREFILL_TOKENS // 8)}]
     decoder = ContinuousDecoder(tiny_lm, max_batch_size=4, on_batch=hold_after_first_step,
                                 on_depth=lambda _, depth: queued.set() if depth == 1 else None)
     try:
@@ -260,5 +299,6 @@ async def test_a_long_prompt_joins_in_slices_beside_a_running_reply_and_both_dec
     finally:
         await decoder.aclose()
     width = len(tiny_lm.prompt_ids(long))
-    assert slices[2:] == [(width, 256)] * -(-width // 256) and width > 256  # a slice per round, the reply beside it
+    assert width > PREFILL_TOKENS  # a slice per round, the reply beside it
+    assert slices[2:] == [(width, PREFILL_TOKENS)] * -(-width // PREFILL_TOKENS)
     assert replies == [alone(tiny_lm, CONVERSATIONS[0], 80), alone(tiny_lm, long, 10)]

@@ -22,7 +22,7 @@ from app.dialogue.state import DialogueState
 from app.dialogue.tracker import DialogueTracker, Evidence, IntentClassifier
 from app.errors import ParleyError
 from app.modalities import MODALITIES, Modality
-from app.pipeline import Encoders, RetryKey, TurnPipeline
+from app.pipeline import OPENING_WORDS, Encoders, RetryKey, TurnPipeline
 from app.reply import ReplyOptions, WrittenReply, tokens_in
 from app.store.memory import InMemorySessionStore
 from app.turn import Done, Replace, Token, TurnEvent, TurnInput, TurnResult, TurnStream, from_record, to_record
@@ -252,6 +252,37 @@ async def test_a_reply_streams_as_tokens_then_done(pipeline):
     *tokens, done = events
     assert tokens and all(isinstance(event, Token) for event in tokens) and isinstance(done, Done)
     assert "".join(token.text for token in tokens) == done.result.reply and done.result.grounded
+
+
+class OpeningDecoder(EchoDecoder):
+    """A causal LM's way with an opening: its stream starts with the opening, then it writes the draft's rest."""
+
+    continues_opening = True
+
+    def __init__(self) -> None:
+        super().__init__(grounded_by_construction=False)
+        self.openings: list[str] = []
+
+    async def stream(
+        self, context: ReplyContext, *, max_new_tokens: int, stats: GenerationStats | None = None,
+        sampling: Sampling = GREEDY,
+    ) -> AsyncIterator[str]:
+        self.openings.append(context.opening)
+        written = "".join([piece async for piece in super().stream(context, max_new_tokens=max_new_tokens)])
+        yield context.opening + written.removeprefix(context.opening)
+
+
+async def test_a_causal_lm_continues_the_drafts_first_words_and_usage_counts_them(pipeline):
+    pipeline.decoder = decoder = OpeningDecoder()
+    result = await pipeline.respond(DialogueState(), [], TurnInput(text="my lamp arrived broken")).result()
+    assert result.grounded and decoder.openings == [" ".join(result.reply.split()[:OPENING_WORDS])]
+    assert result.completion_tokens == tokens_in(result.reply, None) == len(result.reply.split())
+    pipeline.decoder = echo = EchoDecoder(grounded_by_construction=False)  # a decoder that takes no opening
+    seen = []
+    echo_stream = echo.stream
+    echo.stream = lambda context, **kw: (seen.append(context.opening), echo_stream(context, **kw))[1]
+    await pipeline.respond(DialogueState(), [], TurnInput(text="my lamp arrived broken")).result()
+    assert seen == [""]
 
 
 async def test_a_reply_that_fails_the_fact_check_is_replaced_before_done(pipeline):

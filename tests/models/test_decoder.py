@@ -1,6 +1,6 @@
 import torch
 
-from models.decoder import GREEDY, CausalLMDecoder, Sampling, pick_tokens, row_sampler
+from models.decoder import GREEDY, CausalLMDecoder, ReplyContext, Sampling, TextStream, pick_tokens, row_sampler
 from models.registry import resolve_placement
 from tests.factories import tiny_causal_lm
 
@@ -76,7 +76,7 @@ def test_select_drops_finished_rows_and_unused_padding(tmp_path):
 def test_text_stream_holds_back_incomplete_characters(tmp_path):
     decoder = load(tmp_path)
     ids = decoder.tokenizer("café ✓ A7Q-4412", add_special_tokens=False)["input_ids"]
-    text = decoder.text_stream()
+    text = TextStream(decoder.tokenizer)
     pieces = [text.push(i) for i in ids]
     assert "".join(pieces) == "café ✓ A7Q-4412"
     assert all("\ufffd" not in piece for piece in pieces)
@@ -88,6 +88,18 @@ def test_prompt_is_chat_formatted_and_truncated(tmp_path):
     assert text.endswith("<|im_start|>assistant\n")
     huge = [{"role": "user", "content": "order " * 5000}]
     assert len(decoder.prompt_ids(huge)) <= 1536
+
+
+def test_a_reply_with_an_opening_continues_it_and_its_text_starts_with_it(tmp_path):
+    decoder = load(tmp_path)
+    context = ReplyContext(MESSAGES, opening="Your order A7Q-4412")
+    text = decoder.tokenizer.decode(decoder.prepare(context))
+    assert text.endswith("<|im_start|>assistant\nYour order A7Q-4412")  # the same message, not a new one
+    assert text.count("<|im_start|>assistant") == 1
+    stream = decoder.text_stream(context)
+    ids = decoder.tokenizer(" is on its way", add_special_tokens=False)["input_ids"]
+    pieces = [stream.push(i) for i in ids]
+    assert pieces[0].startswith("Your order A7Q-4412 ") and "".join(pieces) == "Your order A7Q-4412 is on its way"
 
 
 def test_long_history_drops_old_turns_before_the_system_message(tmp_path):
