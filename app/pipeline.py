@@ -234,11 +234,13 @@ class TurnPipeline:
         generated, gave_up = await self._generate(
             context, emit, stats, steps, budget=budget, sampling=options.sampling(index),
             live=LiveClip(options, tokenizer), failed=lambda text: already_failed(text, decision, self.domain))
-        # A [placeholder] left in the reply names a fact the decision lacks: the model invented it.
-        reply_ok = not gave_up and grounded(generated, decision, self.domain) and not PLACEHOLDER.search(generated)
+        ran_out = stats.completion_tokens >= budget  # the model was cut by the server
+        # A [placeholder] left in the reply names a fact the decision lacks: the model invented it. A rewording
+        # that took its whole budget has wandered off the draft (_budget) and stops mid-sentence.
+        reply_ok = (not gave_up and not (ran_out and not self._delexicalised)
+                    and grounded(generated, decision, self.domain) and not PLACEHOLDER.search(generated))
         text, cut = clip(generated.strip() if reply_ok else decision.draft, options, tokenizer)
-        ran_out = reply_ok and stats.completion_tokens >= budget  # the model was cut by the server
-        finish = cut or ("length" if ran_out else "stop")
+        finish = cut or ("length" if reply_ok and ran_out else "stop")
         # Usage counts what the client gets: the model's own tokens, or those of the text sent (draft, clipped, opened).
         model_wrote_all = reply_ok and cut is None and not context.opening
         produced = stats.completion_tokens if model_wrote_all else tokens_in(text, tokenizer)

@@ -461,3 +461,26 @@ async def test_a_reply_that_has_already_failed_the_fact_check_stops_there_and_th
     assert decoder.closed and decoder.written == 5  # "...loss, ": the condolence is finished, decoding stops
     assert not result.grounded and "loss" not in result.reply  # the policy's own wording instead
     assert decoder.budgets == [len(result.reply.split()) * 3 // 2 + 16]  # sized by the draft, under the 500 cap
+
+
+class RamblingDecoder(CondolingDecoder):
+    """Writes the draft, then goes on with words of its own until its token budget runs out."""
+
+    async def stream(
+        self, context: ReplyContext, *, max_new_tokens: int, stats: GenerationStats | None = None,
+        sampling: Sampling = GREEDY,
+    ) -> AsyncIterator[str]:
+        draft = str(context.messages[0]["content"]).rsplit('exactly: "', 1)[1].removesuffix('"')
+        words = draft.split() + [f"and{i}" for i in range(max_new_tokens)]
+        for word in words[:max_new_tokens]:
+            if stats is not None:
+                stats.completion_tokens += 1
+            yield word + " "
+
+
+async def test_a_rewording_that_runs_out_of_its_budget_is_replaced_by_the_draft(pipeline):
+    writes = TurnPipeline(pipeline.store, pipeline.tracker, encoders=pipeline.encoders, decoder=RamblingDecoder(),
+                          max_new_tokens=500)
+    sid = await new_session(writes)
+    result = await writes.run_turn(TENANT, sid, TurnInput(text="my lamp arrived broken")).result()
+    assert not result.grounded and "and0" not in result.reply and result.choices[0].finish_reason == "stop"

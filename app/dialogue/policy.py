@@ -344,9 +344,12 @@ def _stems(text: str) -> set[str]:
 
 
 def _repetitive(text: str) -> bool:
+    """A model stuck in a loop: a word 4-gram said over and over, or a finished sentence of 4+ words said again."""
     words = re.findall(r"[\w'-]+", text)
     grams = Counter(tuple(words[i : i + 4]) for i in range(len(words) - 3))
-    return any(count > REPEATS_ALLOWED for count in grams.values())
+    sentences = Counter(" ".join(re.findall(r"[\w'-]+", s.lower())) for s in re.findall(r"[^.!?\n]+[.!?]", text))
+    return any(count > REPEATS_ALLOWED for count in grams.values()) or \
+        any(count > 1 and len(sentence.split()) >= 4 for sentence, count in sentences.items())
 
 
 def _placeholders(template: str) -> list[str]:

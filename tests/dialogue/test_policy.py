@@ -133,6 +133,10 @@ FACTS = Decision("recall", "Your order number is A7Q-4412.", {"order_id": "A7Q-4
         ("", False),
         ("A7Q-4412 \x07\x00", False),
         ("A7Q-4412 I'm sorry. I'm sorry. I'm sorry. I'm sorry.", False),
+        # Sent by SmolLM2 (2026-12-02): a sentence said again is a loop too, and the reply was cut in its third.
+        ("Order A7Q-4412. Have a great day!\n\nI hope you're having a great week.\n\nI hope you're having a "
+         "great week.\n\nI hope", False),
+        ("Order A7Q-4412 is on its way. Your order A7Q-4412 is on its way to you.", True),  # not the same sentence
     ],
 )
 def test_grounded_checks_facts_inventions_and_garbage(reply, ok):
@@ -151,6 +155,7 @@ def test_grounded_checks_facts_inventions_and_garbage(reply, ok):
         ("Your order is A7Q-4412. Anything", False),  # the known id
         ("Your order number is", False),
         ("I'm sorry. I'm sorry. I'm sorry. I'm sorry. I'm", True),  # one 4-gram over and over
+        ("I hope you're well. I hope you're well. I", True),  # a sentence said again
     ],
 )
 def test_a_reply_is_given_up_as_soon_as_no_continuation_could_pass(prefix, failed):
