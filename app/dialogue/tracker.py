@@ -196,7 +196,7 @@ class DialogueTracker:
         slot it corrects, as an answer to our question is read for the slot asked for."""
         filled: list[str] = []
         asked = self._corrected_slot(state, turn.utterance) if correcting else None
-        asked = asked or state.requested_slot
+        asked = asked or state.requested_slot or self._awaited_slot(state, turn.utterance)
         for piece in turn.evidence:
             found = extract_slots(piece.text, self.domain.slots, requested_slot=asked)
             if asked is not None and asked not in found and piece.modality != "image":
@@ -214,6 +214,14 @@ class DialogueTracker:
         if state.requested_slot in state.slots:
             state.requested_slot = None
         return tuple(dict.fromkeys(filled))
+
+    def _awaited_slot(self, state: DialogueState, utterance: str) -> str | None:
+        """For a message that is one bare value ("4410"), sent when we asked for nothing: the open task's first
+        required slot not told yet, which it answers as if we had asked."""
+        if state.intent is None or len(utterance.split()) != 1:
+            return None
+        return next((name for name in self.domain.intents[state.intent].required_slots if name not in state.slots),
+                    None)
 
     def _answer_in_a_clause(self, text: str, asked: str) -> dict[str, SlotValue]:
         """The asked-for value as one clause of several: "Sorry, I gave you the wrong number. It is 4513." """

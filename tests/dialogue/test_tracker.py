@@ -38,6 +38,16 @@ def test_slots_persist_and_meta_turns_keep_the_task(tracker, encoder):
     assert s.intent == "damaged_item" and s.slots["order_id"] == "4512" and s.turns == 3
 
 
+def test_a_bare_value_answers_the_open_tasks_missing_slot_though_we_asked_for_nothing(tracker, encoder):
+    """The customer sends the order number unprompted after an answer that asked for nothing."""
+    s, _ = say(tracker, encoder, DialogueState(), "my parcel is a week late")
+    assert s.intent == "order_status" and s.requested_slot is None
+    s, analysis = say(tracker, encoder, s, "4410")
+    assert s.slots["order_id"] == "4410" and analysis.filled == ("order_id",) and s.intent == "order_status"
+    s2, _ = say(tracker, encoder, DialogueState(intent="order_status"), "I ordered 2 lamps")
+    assert "order_id" not in s2.slots  # a number inside a sentence still needs its words or our question
+
+
 def test_a_statement_naming_a_slot_is_not_a_recall(tracker, encoder):
     _, analysis = say(tracker, encoder, DialogueState(intent="order_status"), "My order number is 4512.")
     assert analysis.act == "inform"
