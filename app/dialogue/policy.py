@@ -281,6 +281,8 @@ def grounded(reply: str, decision: Decision, domain: Domain) -> bool:
     text = _squash(reply)
     if not _plain_text(text) or _repetitive(text) or any(_squash(fact) not in text for fact in decision.required):
         return False
+    if _restates_a_fact(text, decision):
+        return False
     if objection(reply, acted=decision.acted, media=decision.media) is not None:
         return False
     # A reply keeps the draft's gist: the facts alone are not what the policy decided to say. Only a slot
@@ -310,6 +312,13 @@ def already_failed(prefix: str, decision: Decision, domain: Domain) -> bool:
         return True
     sentences = words[:max(words.rfind(end) for end in (". ", "! ", "? ", "\n")) + 1]
     return _invents_values(sentences, decision, domain)
+
+
+def _restates_a_fact(text: str, decision: Decision) -> bool:
+    """A required fact said more often than the draft says it: under another name ("your tracking number
+    1Z999... and your expected day 1Z999...", where a fused model had no expected day to state) or twice over."""
+    draft = _squash(decision.draft)
+    return any(text.count(fact) > max(1, draft.count(fact)) for fact in map(_squash, decision.required) if fact)
 
 
 def _invents_values(text: str, decision: Decision, domain: Domain) -> bool:

@@ -136,7 +136,7 @@ FACTS = Decision("recall", "Your order number is A7Q-4412.", {"order_id": "A7Q-4
         # Sent by SmolLM2 (2026-12-02): a sentence said again is a loop too, and the reply was cut in its third.
         ("Order A7Q-4412. Have a great day!\n\nI hope you're having a great week.\n\nI hope you're having a "
          "great week.\n\nI hope", False),
-        ("Order A7Q-4412 is on its way. Your order A7Q-4412 is on its way to you.", True),  # not the same sentence
+        ("Your order number is A7Q-4412, and your other number is A7Q-4412.", False),  # one fact said as two
     ],
 )
 def test_grounded_checks_facts_inventions_and_garbage(reply, ok):
