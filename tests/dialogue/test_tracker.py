@@ -48,6 +48,13 @@ def test_a_bare_value_answers_the_open_tasks_missing_slot_though_we_asked_for_no
     assert "order_id" not in s2.slots  # a number inside a sentence still needs its words or our question
 
 
+def test_where_is_it_after_a_shipping_label_photo_asks_for_that_orders_status(tracker, encoder):
+    s, _ = say(tracker, encoder, DialogueState(), "SHIP TO: J. Ruiz\nOrder 8842\nTracking 1Z999AA10123456784",
+               modality="image")
+    s, analysis = say(tracker, encoder, s, "where is it?")
+    assert analysis.act == "order_status" and s.intent == "order_status" and s.slots["order_id"] == "8842"
+
+
 def test_a_statement_naming_a_slot_is_not_a_recall(tracker, encoder):
     _, analysis = say(tracker, encoder, DialogueState(intent="order_status"), "My order number is 4512.")
     assert analysis.act == "inform"
