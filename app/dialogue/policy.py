@@ -24,6 +24,7 @@ HANDOFF_WORDS = ("agent", "person", "human", "colleague", "team")
 # A reply about a backend being down must still say so, in whatever words.
 UNAVAILABLE_WORDS = ("can't reach", "cannot reach", "couldn't reach", "unavailable", "down", "try again", "retry")
 REPEATS_ALLOWED = 2  # a word 4-gram said three times is a model stuck in a loop
+LABEL_WORDS = 3  # the words before a value that name what it is ("your tracking number", "order")
 # A reply to a decision that pins no fact (a greeting, an off-topic answer) must still say what the draft
 # says: at least this share of the draft's content words, compared by their first STEM letters.
 GIST_SHARE = 0.5
@@ -281,7 +282,7 @@ def grounded(reply: str, decision: Decision, domain: Domain) -> bool:
     text = _squash(reply)
     if not _plain_text(text) or _repetitive(text) or any(_squash(fact) not in text for fact in decision.required):
         return False
-    if _restates_a_fact(text, decision):
+    if _mislabels_a_fact(text, decision, domain) or _claims_a_change(text, decision):
         return False
     if objection(reply, acted=decision.acted, media=decision.media) is not None:
         return False
@@ -314,11 +315,31 @@ def already_failed(prefix: str, decision: Decision, domain: Domain) -> bool:
     return _invents_values(sentences, decision, domain)
 
 
-def _restates_a_fact(text: str, decision: Decision) -> bool:
-    """A required fact said more often than the draft says it: under another name ("your tracking number
-    1Z999... and your expected day 1Z999...", where a fused model had no expected day to state) or twice over."""
+def _mislabels_a_fact(text: str, decision: Decision, domain: Domain) -> bool:
+    """A fact's value right after another slot's name and not its own: "your tracking number 1Z999... and your
+    expected day 1Z999...", written by a fused model that had no expected day to state (its placeholder was
+    banned, and the next likeliest one took its place); or the same words before it twice ("your order number
+    5520 and your order number 5520")."""
+    for name, value in decision.facts.items():
+        if name not in domain.slots or not (value := _squash(value)):
+            continue
+        own = domain.slots[name].mentions
+        others = [m for other, spec in domain.slots.items() if other != name for m in spec.mentions]
+        said: set[str] = set()
+        for at in (m.start() for m in re.finditer(re.escape(value), text)):
+            before = " ".join(re.findall(r"[\w'-]+", text[:at])[-LABEL_WORDS:])
+            if (_names_any(before, tuple(others)) and not _names_any(before, own)) or before in said:
+                return True
+            said.add(before)
+    return False
+
+
+def _claims_a_change(text: str, decision: Decision) -> bool:
+    """A value said to be new ("your tracking number is now 1Z999...") where the draft says no such change: the
+    customer corrected another slot."""
     draft = _squash(decision.draft)
-    return any(text.count(fact) > max(1, draft.count(fact)) for fact in map(_squash, decision.required) if fact)
+    return any(f"now {value}" in text and f"now {value}" not in draft
+               for value in map(_squash, decision.facts.values()) if value)
 
 
 def _invents_values(text: str, decision: Decision, domain: Domain) -> bool:

@@ -136,7 +136,6 @@ FACTS = Decision("recall", "Your order number is A7Q-4412.", {"order_id": "A7Q-4
         # Sent by SmolLM2 (2026-12-02): a sentence said again is a loop too, and the reply was cut in its third.
         ("Order A7Q-4412. Have a great day!\n\nI hope you're having a great week.\n\nI hope you're having a "
          "great week.\n\nI hope", False),
-        ("Your order number is A7Q-4412, and your other number is A7Q-4412.", False),  # one fact said as two
     ],
 )
 def test_grounded_checks_facts_inventions_and_garbage(reply, ok):
@@ -337,6 +336,24 @@ LAMP = decide(state(intent="damaged_item", slots={"product": "lamp"}), QUIET, DO
 def test_grounded_rejects_claims_refusals_condolences_and_odd_names(reply, why):
     assert objection(reply, acted=False).startswith(why)
     assert not grounded(reply, LAMP, DOMAIN)
+
+
+def test_a_fact_named_as_another_slot_or_said_to_be_new_when_it_is_not_is_not_sent():
+    noted = Decision("acknowledge", "Thanks, I've noted your order number A7Q-4412 and your tracking number "
+                     "1Z999AA10123456784.", {"order_id": "A7Q-4412", "tracking_number": "1Z999AA10123456784"},
+                     required=("A7Q-4412", "1Z999AA10123456784"))
+    assert grounded(noted.draft, noted, DOMAIN)
+    mislabelled = noted.draft.removesuffix(".") + " and your expected day 1Z999AA10123456784."
+    assert not grounded(mislabelled, noted, DOMAIN)
+    assert grounded(noted.draft + " The tracking number reads 1Z999AA10123456784.", noted, DOMAIN)
+    twice = noted.draft.replace("and your", "and your order number A7Q-4412 and your")
+    assert not grounded(twice, noted, DOMAIN)  # "your order number A7Q-4412 and your order number A7Q-4412"
+    # The customer corrected the order number; the fused model acknowledged a change of the tracking number.
+    corrected = Decision("respond", "Got it: your order number is now A7Q-4412. Thanks, I have order A7Q-4412.",
+                         noted.facts, required=("A7Q-4412",))
+    assert grounded(corrected.draft, corrected, DOMAIN)
+    assert not grounded("Got it: your tracking number is now 1Z999AA10123456784. Thanks, I have order A7Q-4412.",
+                        corrected, DOMAIN)
 
 
 @pytest.mark.parametrize(
