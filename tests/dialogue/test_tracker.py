@@ -53,6 +53,9 @@ def test_where_is_it_after_a_shipping_label_photo_asks_for_that_orders_status(tr
                modality="image")
     s, analysis = say(tracker, encoder, s, "where is it?")
     assert analysis.act == "order_status" and s.intent == "order_status" and s.slots["order_id"] == "8842"
+    shot, _ = say(tracker, encoder, DialogueState(), "Order 5520\nExpected delivery: Friday", modality="image")
+    shot, analysis = say(tracker, encoder, shot, "is it going to be on time?")
+    assert analysis.act == "order_status" and shot.slots == {"order_id": "5520", "expected_day": "Friday"}
 
 
 def test_a_statement_naming_a_slot_is_not_a_recall(tracker, encoder):
