@@ -233,6 +233,21 @@ async def test_drafts_from_a_reply_that_repeats_itself_save_passes_and_change_no
     assert len(seen.batches) < 60  # a prefill, then passes that each kept several tokens for some row
 
 
+async def beside_a_running_reply(decoder: ContinuousDecoder, max_new_tokens: int, others) -> list[str]:
+    """The first conversation's reply, started alone, then `others` ((messages, max_new_tokens) each), sent once
+    its first piece is out; every reply, the first one first. Closes the decoder."""
+    try:
+        first = decoder.stream(ReplyContext(CONVERSATIONS[0]), max_new_tokens=max_new_tokens)
+        started = await anext(first)
+
+        async def rest() -> str:
+            return started + "".join([p async for p in first])
+
+        return list(await asyncio.gather(rest(), *(collect(decoder, m, n) for m, n in others)))
+    finally:
+        await decoder.aclose()
+
+
 async def test_a_burst_of_arrivals_is_prefilled_a_group_after_another_before_the_next_pass(tiny_lm, monkeypatch):
     """Groups of at most PREFILL_TOKENS prompt tokens, oldest first, back to back: each group's first tokens go
     out as it is done, and the running reply takes its next pass once no group waits."""
@@ -258,16 +273,7 @@ async def test_a_burst_of_arrivals_is_prefilled_a_group_after_another_before_the
     monkeypatch.setattr(tiny_lm, "verify", verified)
     decoder = ContinuousDecoder(tiny_lm, max_batch_size=4, on_batch=hold_after_first_step,
                                 on_depth=lambda _, depth: queued.set() if depth == 3 else None)
-    try:
-        first = decoder.stream(ReplyContext(CONVERSATIONS[0]), max_new_tokens=30)
-        started = await anext(first)
-
-        async def rest() -> str:
-            return started + "".join([p async for p in first])
-
-        replies = await asyncio.gather(rest(), *(collect(decoder, m, 10) for m in burst))
-    finally:
-        await decoder.aclose()
+    replies = await beside_a_running_reply(decoder, 30, [(m, 10) for m in burst])
     assert passes[3:6] == [("prefill", 2), ("prefill", 1), ("verify", 4)]
     assert replies == [alone(tiny_lm, CONVERSATIONS[0], 30), *(alone(tiny_lm, m, 10) for m in burst)]
 
@@ -288,16 +294,7 @@ async def test_a_long_prompt_joins_in_slices_beside_a_running_reply_and_both_dec
     long = [{"role": "user", "content": "my order number is A7Q-4412 " * (PREFILL_TOKENS // 8)}]
     decoder = ContinuousDecoder(tiny_lm, max_batch_size=4, on_batch=hold_after_first_step,
                                 on_depth=lambda _, depth: queued.set() if depth == 1 else None)
-    try:
-        first = decoder.stream(ReplyContext(CONVERSATIONS[0]), max_new_tokens=80)
-        started = await anext(first)
-
-        async def rest() -> str:
-            return started + "".join([p async for p in first])
-
-        replies = await asyncio.gather(rest(), collect(decoder, long, 10))
-    finally:
-        await decoder.aclose()
+    replies = await beside_a_running_reply(decoder, 80, [(long, 10)])
     width = len(tiny_lm.prompt_ids(long))
     assert width > PREFILL_TOKENS  # a slice per round, the reply beside it
     assert slices[2:] == [(width, PREFILL_TOKENS)] * -(-width // PREFILL_TOKENS)
