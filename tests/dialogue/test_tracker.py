@@ -58,6 +58,13 @@ def test_where_is_it_after_a_shipping_label_photo_asks_for_that_orders_status(tr
     assert analysis.act == "order_status" and shot.slots == {"order_id": "5520", "expected_day": "Friday"}
 
 
+def test_a_screen_mentioned_without_its_photo_is_a_technical_problem_not_an_unknown_question(tracker, encoder):
+    s, analysis = say(tracker, encoder, DialogueState(), "my printer shows this")
+    assert analysis.act == "technical_support" and s.slots == {"product": "printer"}
+    s, analysis = say(tracker, encoder, DialogueState(), "look at this error")
+    assert analysis.act == "technical_support"
+
+
 def test_a_statement_naming_a_slot_is_not_a_recall(tracker, encoder):
     _, analysis = say(tracker, encoder, DialogueState(intent="order_status"), "My order number is 4512.")
     assert analysis.act == "inform"
