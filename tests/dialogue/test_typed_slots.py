@@ -46,6 +46,12 @@ def test_a_shipping_notice_gives_the_order_and_the_expected_day(tracker, encoder
     assert state.slot_sources["expected_day"].modality == "image"
 
 
+def test_a_tracking_page_gives_its_new_estimate_as_the_expected_day(tracker, encoder):
+    page = "Tracking 1Z999AA10123456784\nStatus: Delayed\nNew estimate: Monday"
+    state, _ = say(tracker, encoder, DialogueState(), page, "image")
+    assert state.slots["expected_day"] == "Monday" and state.slots["tracking_number"] == "1Z999AA10123456784"
+
+
 def test_a_label_gives_the_tracking_number_apart_from_the_order(tracker, encoder):
     state, _ = say(tracker, encoder, DialogueState(), "SHIP TO: J. Smith\nOrder QM-20451\nTracking 1Z 999 AA1", "image")
     assert state.slots["order_id"] == "QM-20451" and state.slots["tracking_number"] == "1Z999AA1"
