@@ -69,7 +69,9 @@ def model_loaders(settings: Settings, metrics: Metrics) -> dict[str, ModelLoader
     }
 
 
-CAUSAL_REPLY_TOKENS = 64  # a causal LM rewords the draft; one that runs on past this has wandered off
+# A causal LM's reply takes its draft's length and a half (pipeline.draft_budget), at most this: room for the
+# domain's longest drafts (about 70 SmolLM2 tokens; at 64 those replies were cut mid-sentence)
+CAUSAL_REPLY_TOKENS = 128
 
 
 def reply_tokens(decoder: Decoder) -> int:

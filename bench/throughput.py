@@ -58,7 +58,7 @@ from app.dialogue.sentiment import SentimentAnalyzer
 from app.dialogue.state import DialogueState
 from app.dialogue.tracker import DialogueTracker, Evidence, IntentClassifier
 from app.media.audio import decode_audio
-from app.pipeline import reply_opening, reply_prompt
+from app.pipeline import draft_budget, reply_opening, reply_prompt
 from app.wiring import CAUSAL_REPLY_TOKENS
 from models.decoder import CausalLMDecoder, GenerationStats, Messages, ReplyContext, chat_prompt_ids
 from models.registry import (DEFAULT, SMOLLM2, default_decoder, default_speech_model, default_text_model,
@@ -68,7 +68,7 @@ from tests.server import parley_server
 
 RESULTS = Path(__file__).parent / "results"
 REDIS_URL = "redis://127.0.0.1:6379/0"
-MAX_NEW_TOKENS = CAUSAL_REPLY_TOKENS  # the server's default budget for a causal LM
+MAX_NEW_TOKENS = CAUSAL_REPLY_TOKENS  # the server's default cap on a causal LM's reply
 REDIS_STEPS = ("lock", "load", "commit")
 KINDS = ("text", "voice", "image")
 LONG_TURN = "My headphones arrived broken, order 4512. What can I do?"  # answered with a long confirmation
@@ -150,15 +150,17 @@ class Baseline:
     @torch.inference_mode()
     def turn(self, state: DialogueState, history: list[dict], turn: Turn) -> tuple[DialogueState, str, int]:
         """-> (new state, reply, reply tokens)."""
-        new, messages, opening = self.prompt(state, history, turn)
+        new, messages, draft = self.prompt(state, history, turn)
+        opening = reply_opening(draft)
         ids = torch.tensor([chat_prompt_ids(self.lm_tokenizer, messages, opening)], device=self.device)
-        out = self.lm.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=MAX_NEW_TOKENS,
+        budget = draft_budget(draft, self.lm_tokenizer, MAX_NEW_TOKENS)  # the server's budget for this reply
+        out = self.lm.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=budget,
                                do_sample=False, pad_token_id=self.lm_tokenizer.pad_token_id)
         reply_ids = out[0, ids.shape[1]:]
         return new, opening + self.lm_tokenizer.decode(reply_ids, skip_special_tokens=True), len(reply_ids)
 
     def prompt(self, state: DialogueState, history: list[dict], turn: Turn) -> tuple[DialogueState, Messages, str]:
-        """The turn perceived, tracked and decided: -> (new state, the reply's prompt, the reply's opening)."""
+        """The turn perceived, tracked and decided: -> (new state, the reply's prompt, the policy's draft)."""
         evidence = [Evidence(turn.text, "text")] if turn.text else []
         heard = ""
         if turn.audio:
@@ -176,7 +178,7 @@ class Baseline:
         new, analysis = self.tracker.update(state, self.tracker.turn_input(tuple(evidence), utterance, vectors))
         decision = decide(new, analysis, self.domain)
         new.requested_slot = decision.requested_slot
-        return new, reply_prompt(decision, new, history, utterance), reply_opening(decision.draft)
+        return new, reply_prompt(decision, new, history, utterance), decision.draft
 
 
 def run_baseline(baseline: Baseline, script: list[Turn], turns: int) -> dict:
@@ -200,7 +202,8 @@ def per_token_cost(baseline: Baseline, decoder: str, device: str, *, runs: int) 
     """ms per reply token at batch 1 on LONG_TURN's prompt, prefill included: plain `generate` of the baseline's
     model, and Parley's decoder (`decoder`, in its own placement) through ContinuousDecoder as the server runs it
     (no early stop: that is the pipeline's). Runs alternate; the medians are reported."""
-    _, messages, opening = baseline.prompt(DialogueState(), [], Turn(LONG_TURN))
+    _, messages, draft = baseline.prompt(DialogueState(), [], Turn(LONG_TURN))
+    opening = reply_opening(draft)
     ids = torch.tensor([chat_prompt_ids(baseline.lm_tokenizer, messages, opening)], device=baseline.device)
     source = resolve_source(decoder, default=lambda: default_decoder(Path.home() / ".cache" / "parley" / "models"))
     placement = resolve_placement(device, cpu_dtype="auto")

@@ -7,14 +7,17 @@ The real default domain and policy run; the encoders and decoder are fakes, so r
 
 import asyncio
 import hashlib
+from pathlib import Path
 from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
+from transformers import AutoTokenizer
 
 from app.api.turn_body import build_turn
 from app.batching import MicroBatcher
 from app.config import Settings
+from app.wiring import CAUSAL_REPLY_TOKENS
 from app.dialogue.domain import load_domain
 from app.dialogue.sentiment import SentimentAnalyzer
 from app.api.openai.serving import ChatTarget, to_chunks
@@ -22,11 +25,12 @@ from app.dialogue.state import DialogueState
 from app.dialogue.tracker import DialogueTracker, Evidence, IntentClassifier
 from app.errors import ParleyError
 from app.modalities import MODALITIES, Modality
-from app.pipeline import OPENING_WORDS, Encoders, RetryKey, TurnPipeline
+from app.pipeline import OPENING_WORDS, Encoders, RetryKey, TurnPipeline, draft_budget
 from app.reply import ReplyOptions, WrittenReply, tokens_in
 from app.store.memory import InMemorySessionStore
 from app.turn import Done, Replace, Token, TurnEvent, TurnInput, TurnResult, TurnStream, from_record, to_record
 from models.decoder import GREEDY, GenerationStats, ReplyContext, Sampling
+from models.registry import default_decoder
 
 TENANT = "acme"
 DIM = 64  # embedding size of the bag-of-words encoder
@@ -484,3 +488,11 @@ async def test_a_rewording_that_runs_out_of_its_budget_is_replaced_by_the_draft(
     sid = await new_session(writes)
     result = await writes.run_turn(TENANT, sid, TurnInput(text="my lamp arrived broken")).result()
     assert not result.grounded and "and0" not in result.reply and result.choices[0].finish_reason == "stop"
+
+
+def test_every_domain_draft_fits_the_budget_smollm2_gets_to_reword_it():
+    """A reply cut at its budget gets the draft instead: the longest responses must fit, with room to spare."""
+    tokenizer = AutoTokenizer.from_pretrained(default_decoder(Path.home() / ".cache" / "parley" / "models"))
+    for name, intent in load_domain().intents.items():
+        draft = intent.response.format(**dict.fromkeys(intent.required_slots, "A7Q-4412"))
+        assert draft_budget(draft, tokenizer, CAUSAL_REPLY_TOKENS) >= tokens_in(draft, tokenizer) + 16, name

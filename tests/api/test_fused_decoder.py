@@ -113,7 +113,7 @@ async def test_an_unset_reply_cap_is_the_fused_decoders_own_reply_length(api_set
                           resolve_placement("cpu"), Metrics())
     try:
         assert reply_tokens(fused) == FusedSeq2Seq.from_pretrained(checkpoint).config.max_target_positions > 64
-        assert reply_tokens(remote) == CAUSAL_REPLY_TOKENS == 64
+        assert reply_tokens(remote) == CAUSAL_REPLY_TOKENS
     finally:
         await fused.aclose()
         await remote.aclose()
