@@ -50,12 +50,14 @@ OFF_TOPIC_RESPONSE = (
     "That's outside what I know about: I'm a customer-service assistant, and I can help with your orders, "
     "deliveries, returns, refunds and products."
 )
+NOT_FIXED_ACT = "not_fixed"  # "I did that and it still says it": the advice did not help
+NOT_FIXED_RESPONSE = "Sorry that didn't sort it out. Ask for a person and a member of our support team will help."
 
 
 @dataclass(frozen=True)
 class Decision:
     # "respond" | "ask_slot" | "recall" | "acknowledge" | "answer" (from the knowledge base) | "unknown_question"
-    # | "off_topic" | "handoff" | "fallback" | "call_action" | "action_unavailable"
+    # | "off_topic" | "not_fixed" | "handoff" | "fallback" | "call_action" | "action_unavailable"
     action: str
     draft: str  # the policy's own wording: said as is when the model's reply is not grounded
     facts: dict[str, str] = field(default_factory=dict)  # what the reply may state
@@ -188,6 +190,9 @@ def _from_knowledge(state: DialogueState, analysis: TurnAnalysis, domain: Domain
     if analysis.act == OFF_TOPIC_ACT:
         said = _meta_response(domain, OFF_TOPIC_ACT, OFF_TOPIC_RESPONSE)
         return _then_ask(state, domain, Decision("off_topic", said, dict(state.slots)))
+    if analysis.act == NOT_FIXED_ACT and state.intent is not None:  # with no task, there was no advice to fail
+        said = _meta_response(domain, NOT_FIXED_ACT, NOT_FIXED_RESPONSE)
+        return Decision("not_fixed", said, dict(state.slots), names_one_of=HANDOFF_WORDS)
     asked = analysis.act == KNOWLEDGE_ACT
     # A turn that gives its task's details asks for that task: "where's my parcel? order 7731" is an order's
     # status, not the knowledge base's "parcel marked delivered but not here".

@@ -26,8 +26,8 @@ MIN_PHRASINGS = 8  # per list: fewer and the model learns sentences, not how to 
 POLICY_FACTS = ("answer", "code", "expected", "carrier")
 FIELD = re.compile(r"\{(\w+)\}")  # {label}, {slot}, {noted}, {recalled}: filled when composing
 # Acts whose phrasing lists sit directly under `acts` (respond and ask_slot have one list per intent/slot).
-PLAIN_ACTS = ("answer", "answer_from_photo", "unknown_question", "unknown_code", "off_topic", "fallback",
-              "acknowledge", "acknowledge_photo", "help_offer", "anything_else", "unknown_fact", "recall",
+PLAIN_ACTS = ("answer", "answer_from_photo", "unknown_question", "unknown_code", "off_topic", "not_fixed",
+              "fallback", "acknowledge", "acknowledge_photo", "help_offer", "anything_else", "unknown_fact", "recall",
               "recall_nothing", "recall_missing", "handoff", "handoff_acted", "handed_off", "handoff_failed",
               "action_unavailable", "acted")
 

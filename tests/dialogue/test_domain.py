@@ -13,7 +13,7 @@ TASK_INTENTS = {
     "greeting", "order_status", "damaged_item", "return_item", "refund_request",
     "billing", "technical_support", "complaint", "human_agent", "goodbye",
 }  # fmt: skip
-META_INTENTS = {"inform", "ask_recall", "ask_knowledge", "off_topic"}  # keep the task intent active
+META_INTENTS = {"inform", "ask_recall", "ask_knowledge", "off_topic", "not_fixed"}  # keep the task intent active
 
 # The smallest valid domain; each error test breaks exactly one thing in a copy.
 MINIMAL = {

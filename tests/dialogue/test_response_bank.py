@@ -76,6 +76,8 @@ def scenarios():
     off = TurnAnalysis(act="off_topic", act_score=0.8, asked_slots=(), filled=())
     yield "off_topic", filled(None), off, {}, ()
     yield "off_topic.then_ask", filled("return_item", "order_id"), off, {}, ()
+    not_fixed = TurnAnalysis(act="not_fixed", act_score=0.8, asked_slots=(), filled=())
+    yield "not_fixed", filled("technical_support", "product"), not_fixed, {}, ()
     yield "fallback", filled(None), QUIET, {}, ()
     noted = TurnAnalysis(act=None, act_score=0.0, asked_slots=(), filled=("order_id", "email"))
     yield "acknowledge", filled(None, "order_id", "email"), noted, {}, ()
@@ -109,9 +111,9 @@ def test_every_phrasing_composed_for_a_real_decision_is_grounded(name, state, an
 
 def test_the_scenarios_reach_every_act():
     acts = {describe(decide(s, a, DOMAIN, **g), s, DOMAIN).text.split()[0] for _, s, a, g, _ in SCENARIOS}
-    assert acts >= {f"act={act}" for act in ("respond", "ask_slot", "answer", "unknown_question", "off_topic", "fallback",
-                                              "acknowledge", "recall", "handoff", "handed_off", "handoff_failed",
-                                              "action_unavailable")}
+    assert acts >= {f"act={act}" for act in ("respond", "ask_slot", "answer", "unknown_question", "off_topic",
+                                              "not_fixed", "fallback", "acknowledge", "recall", "handoff",
+                                              "handed_off", "handoff_failed", "action_unavailable")}
 
 
 def test_no_phrasing_claims_an_action_unless_a_webhook_answered():

@@ -2,6 +2,7 @@
 
 import pytest
 
+from app.dialogue.policy import decide
 from app.dialogue.state import DialogueState
 from tests.dialogue.turns import say
 
@@ -63,6 +64,16 @@ def test_a_screen_mentioned_without_its_photo_is_a_technical_problem_not_an_unkn
     assert analysis.act == "technical_support" and s.slots == {"product": "printer"}
     s, analysis = say(tracker, encoder, DialogueState(), "look at this error")
     assert analysis.act == "technical_support"
+
+
+def test_advice_that_did_not_help_keeps_the_task_and_offers_a_person(tracker, encoder):
+    s, _ = say(tracker, encoder, DialogueState(), "my printer shows this")
+    s, analysis = say(tracker, encoder, s, "ok I did that and it still says it")
+    assert analysis.act == "not_fixed" and s.intent == "technical_support"
+    decision = decide(s, analysis, tracker.domain)
+    assert decision.action == "not_fixed" and "person" in decision.draft
+    alone, analysis = say(tracker, encoder, DialogueState(), "it's still broken")
+    assert analysis.act == "not_fixed" and decide(alone, analysis, tracker.domain).action != "not_fixed"
 
 
 def test_a_statement_naming_a_slot_is_not_a_recall(tracker, encoder):
