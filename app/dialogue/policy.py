@@ -329,11 +329,11 @@ def _mislabels_a_fact(text: str, decision: Decision, domain: Domain) -> bool:
         if name not in domain.slots or not (value := _squash(value)):
             continue
         own = domain.slots[name].mentions
-        others = [m for other, spec in domain.slots.items() if other != name for m in spec.mentions]
+        others = tuple(m for other, spec in domain.slots.items() if other != name for m in spec.mentions)
         said: set[str] = set()
         for at in (m.start() for m in re.finditer(re.escape(value), text)):
-            before = " ".join(re.findall(r"[\w'-]+", text[:at])[-LABEL_WORDS:])
-            if (_names_any(before, tuple(others)) and not _names_any(before, own)) or before in said:
+            before = " ".join(_words(text[:at])[-LABEL_WORDS:])
+            if (_names_any(before, others) and not _names_any(before, own)) or before in said:
                 return True
             said.add(before)
     return False
@@ -379,12 +379,17 @@ def _stems(text: str) -> set[str]:
 
 
 def _repetitive(text: str) -> bool:
-    """A model stuck in a loop: a word 4-gram said over and over, or a finished sentence of 4+ words said again."""
-    words = re.findall(r"[\w'-]+", text)
+    """A model stuck in a loop (`text` squashed): a word 4-gram said over and over, or a finished sentence of 4+
+    words said again."""
+    words = _words(text)
     grams = Counter(tuple(words[i : i + 4]) for i in range(len(words) - 3))
-    sentences = Counter(" ".join(re.findall(r"[\w'-]+", s.lower())) for s in re.findall(r"[^.!?\n]+[.!?]", text))
+    sentences = Counter(" ".join(_words(s)) for s in re.findall(r"[^.!?\n]+[.!?]", text))
     return any(count > REPEATS_ALLOWED for count in grams.values()) or \
         any(count > 1 and len(sentence.split()) >= 4 for sentence, count in sentences.items())
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w'-]+", text)
 
 
 def _placeholders(template: str) -> list[str]:
